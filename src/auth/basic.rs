@@ -1,0 +1,264 @@
+//! HTTP Basic authentication (RFC 7617) against plaintext, argon2id or
+//! bcrypt passwords, from the config and/or an htpasswd file.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use argon2::{Argon2, PasswordHash, PasswordVerifier};
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::cache::VerifiedCache;
+use super::{AuthResult, Denial};
+use crate::config::error::{Diagnostic, Loc};
+use crate::config::spec::BasicSpec;
+use crate::request::RequestView;
+
+/// A stored password, in the form it can be checked in.
+enum Stored {
+    /// SHA-256 of a plaintext password: compared in constant time.
+    Plain([u8; 32]),
+    /// A PHC string (`$argon2id$...`), parsed at load.
+    Argon2(String),
+    /// `$2a$`/`$2b$`/`$2y$` bcrypt.
+    Bcrypt(String),
+}
+
+impl std::fmt::Debug for Stored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stored::Plain(_) => "Plain([redacted])",
+            Stored::Argon2(_) => "Argon2([redacted])",
+            Stored::Bcrypt(_) => "Bcrypt([redacted])",
+        })
+    }
+}
+
+impl Stored {
+    fn parse(password: &str) -> Result<Self, &'static str> {
+        if password.starts_with("$argon2") {
+            PasswordHash::new(password).map_err(|_| "invalid argon2 hash")?;
+            if !password.starts_with("$argon2id$") {
+                return Err("only argon2id hashes are accepted");
+            }
+            Ok(Stored::Argon2(password.to_string()))
+        } else if ["$2a$", "$2b$", "$2y$"].iter().any(|p| password.starts_with(p)) {
+            password
+                .parse::<bcrypt::HashParts>()
+                .map_err(|_| "invalid bcrypt hash")?;
+            Ok(Stored::Bcrypt(password.to_string()))
+        } else if password.starts_with("$apr1$") || password.starts_with("{SHA}") || password.starts_with("$1$") {
+            Err("MD5/SHA1 htpasswd hashes are too weak; use bcrypt (htpasswd -B) or argon2id")
+        } else if password.starts_with('$') && password[1..].contains('$') {
+            Err("unsupported password hash; use argon2id or bcrypt (a plaintext password must not look like a hash)")
+        } else {
+            Ok(Stored::Plain(Sha256::digest(password.as_bytes()).into()))
+        }
+    }
+
+    fn is_hashed(&self) -> bool {
+        !matches!(self, Stored::Plain(_))
+    }
+
+    fn verify(&self, password: &[u8]) -> bool {
+        match self {
+            Stored::Plain(digest) => {
+                let presented: [u8; 32] = Sha256::digest(password).into();
+                presented.ct_eq(digest).into()
+            }
+            Stored::Argon2(phc) => PasswordHash::new(phc)
+                .is_ok_and(|h| Argon2::default().verify_password(password, &h).is_ok()),
+            Stored::Bcrypt(hash) => bcrypt::verify(password, hash).unwrap_or(false),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Basic {
+    users: HashMap<String, Stored>,
+    /// Checked when the user is unknown, so an unknown user costs what a known one does.
+    decoy: Stored,
+    challenge: String,
+    cache: VerifiedCache,
+}
+
+impl Basic {
+    pub fn build(spec: &BasicSpec) -> Result<Self, Vec<Diagnostic>> {
+        let mut errors = Vec::new();
+        let mut users = HashMap::new();
+        for user in &spec.users {
+            match Stored::parse(user.password.expose()) {
+                Ok(stored) => {
+                    if users.insert(user.username.clone(), stored).is_some() {
+                        errors.push(diag(&user.loc, format!("duplicate user `{}`", user.username)));
+                    }
+                }
+                Err(msg) => errors.push(diag(&user.loc.child("password", user.loc.mark), msg.into())),
+            }
+        }
+        if let Some((path, loc)) = &spec.users_file {
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    for (i, line) in text.lines().enumerate() {
+                        let line = line.trim();
+                        if line.is_empty() || line.starts_with('#') {
+                            continue;
+                        }
+                        let where_ = format!("{}:{}", path.display(), i + 1);
+                        match line.split_once(':') {
+                            Some((name, hash)) if !name.is_empty() => match Stored::parse(hash) {
+                                Ok(stored) if stored.is_hashed() => {
+                                    users.insert(name.to_string(), stored);
+                                }
+                                Ok(_) => errors.push(diag(loc, format!("{where_}: users_file entries must be bcrypt or argon2id hashes"))),
+                                Err(msg) => errors.push(diag(loc, format!("{where_}: {msg}"))),
+                            },
+                            _ => errors.push(diag(loc, format!("{where_}: expected `user:hash`"))),
+                        }
+                    }
+                }
+                Err(e) => errors.push(diag(loc, format!("cannot read users_file `{}`: {e}", path.display()))),
+            }
+        }
+        if users.is_empty() && errors.is_empty() {
+            errors.push(diag(&spec.loc, "basic needs at least one user (`users` or `users_file`)".into()));
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let decoy = users
+            .values()
+            .find(|s| s.is_hashed())
+            .map(|s| match s {
+                Stored::Bcrypt(h) => Stored::Bcrypt(h.clone()),
+                Stored::Argon2(h) => Stored::Argon2(h.clone()),
+                Stored::Plain(d) => Stored::Plain(*d),
+            })
+            .unwrap_or(Stored::Plain([0; 32]));
+        Ok(Basic {
+            users,
+            decoy,
+            challenge: format!("Basic realm=\"{}\", charset=\"UTF-8\"", spec.realm),
+            cache: VerifiedCache::new(Duration::from_secs(60), 10_000),
+        })
+    }
+
+    pub fn has_hashed_users(&self) -> bool {
+        self.users.values().any(Stored::is_hashed)
+    }
+
+    pub fn challenge(&self) -> &str {
+        &self.challenge
+    }
+
+    pub fn authenticate(&self, req: &RequestView<'_>) -> AuthResult<'_> {
+        let Some((user, password)) = req.authorization("basic").and_then(decode_credentials) else {
+            return AuthResult::Deny(Denial::missing(Some(&self.challenge)));
+        };
+        if self.verify(&user, &password) {
+            AuthResult::Allow {
+                user: Some(String::from_utf8_lossy(&user).into_owned()),
+            }
+        } else {
+            AuthResult::Deny(Denial::invalid(Some(&self.challenge)))
+        }
+    }
+
+    fn verify(&self, user: &[u8], password: &[u8]) -> bool {
+        let stored = std::str::from_utf8(user)
+            .ok()
+            .and_then(|name| self.users.get(name));
+        let Some(stored) = stored else {
+            let _ = self.decoy.verify(password);
+            return false;
+        };
+        if !stored.is_hashed() {
+            return stored.verify(password);
+        }
+        let fingerprint = self.cache.fingerprint(user, password);
+        if self.cache.contains(&fingerprint) {
+            return true;
+        }
+        let ok = stored.verify(password);
+        if ok {
+            self.cache.insert(fingerprint);
+        }
+        ok
+    }
+}
+
+fn diag(loc: &Loc, message: String) -> Diagnostic {
+    Diagnostic {
+        loc: loc.clone(),
+        message,
+    }
+}
+
+/// `base64(user:password)` → (user, password); the password may contain `:`.
+pub fn decode_credentials(encoded: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+    const ENGINE: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let decoded = ENGINE.decode(encoded.trim()).ok()?;
+    let colon = decoded.iter().position(|b| *b == b':')?;
+    let password = decoded[colon + 1..].to_vec();
+    let mut user = decoded;
+    user.truncate(colon);
+    Some((user, password))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_decoding_table() {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        assert_eq!(
+            decode_credentials(&b64("admin:admin123")),
+            Some((b"admin".to_vec(), b"admin123".to_vec()))
+        );
+        assert_eq!(
+            decode_credentials(&b64("u:pa:ss")),
+            Some((b"u".to_vec(), b"pa:ss".to_vec()))
+        );
+        assert_eq!(decode_credentials(&b64("u:")), Some((b"u".to_vec(), vec![])));
+        assert_eq!(decode_credentials(&b64("nocolon")), None);
+        assert_eq!(decode_credentials("!!!notbase64"), None);
+        assert_eq!(decode_credentials("YWRtaW46YWRtaW4xMjM"), Some((b"admin".to_vec(), b"admin123".to_vec())));
+    }
+
+    #[test]
+    fn stored_password_kinds() {
+        let bcrypt_hash = bcrypt::hash("s3cret", 4).unwrap();
+        let b = Stored::parse(&bcrypt_hash).unwrap();
+        assert!(b.is_hashed() && b.verify(b"s3cret") && !b.verify(b"wrong"));
+
+        let p = Stored::parse("plain-pass").unwrap();
+        assert!(!p.is_hashed() && p.verify(b"plain-pass") && !p.verify(b"plain-pas"));
+
+        assert!(Stored::parse("$2y$10$tooshort").is_err());
+        assert!(Stored::parse("$argon2id$v=19$garbage").is_err());
+        assert!(Stored::parse("$apr1$abc$def").is_err());
+        assert!(Stored::parse("{SHA}abc=").is_err());
+        assert!(Stored::parse("$6$salt$hash").is_err());
+    }
+
+    #[test]
+    fn argon2id_hashes_verify() {
+        use argon2::PasswordHasher;
+        let hash = Argon2::default().hash_password(b"pw").unwrap().to_string();
+        let s = Stored::parse(&hash).unwrap();
+        assert!(s.verify(b"pw") && !s.verify(b"px"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoding_never_panics(s in "\\PC*") {
+            let _ = decode_credentials(&s);
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! JWT bearer tokens verified with a configured key. The accepted
+//! algorithms follow from the key, never from the token's header.
+
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
+use serde::Deserialize;
+
+use super::bearer::{CHALLENGE, CHALLENGE_INVALID};
+use super::{AuthResult, Denial};
+use crate::config::error::{Diagnostic, Loc};
+use crate::config::spec::{JwtKeySpec, JwtSpec};
+use crate::request::RequestView;
+
+pub struct Jwt {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for Jwt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jwt")
+            .field("algorithms", &self.validation.algorithms)
+            .field("issuer", &self.validation.iss)
+            .field("audience", &self.validation.aud)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Only what we read from verified claims.
+#[derive(Deserialize)]
+struct Claims {
+    sub: Option<String>,
+}
+
+/// The algorithms a key can verify: HMAC → HS*, RSA → RS*/PS*, an EC key →
+/// the one ES* of its curve, Ed25519 → EdDSA.
+fn key_from_spec(key: &JwtKeySpec) -> Result<(DecodingKey, Vec<Algorithm>), String> {
+    match key {
+        JwtKeySpec::Secret(secret) => {
+            if secret.expose().len() < 16 {
+                tracing::warn!("a jwt HMAC secret is shorter than 16 bytes; use at least 32 random bytes");
+            }
+            let key = DecodingKey::from_secret(secret.expose().as_bytes())
+                .map_err(|e| format!("invalid secret: {e}"))?;
+            Ok((key, AlgorithmFamily::Hmac.algorithms().to_vec()))
+        }
+        JwtKeySpec::PublicKeyPem(pem_text) => public_key(pem_text),
+        JwtKeySpec::JwksUrl(_) => Err("jwt.jwks_url is not supported by this version; use `secret` or `public_key`".into()),
+    }
+}
+
+fn public_key(pem_text: &str) -> Result<(DecodingKey, Vec<Algorithm>), String> {
+    let der = pem::parse(pem_text.trim())
+        .map_err(|e| format!("public_key is not valid PEM: {e}"))?;
+    if der.tag() == "CERTIFICATE" || der.tag().contains("PRIVATE") {
+        return Err(format!(
+            "public_key must be a PEM public key (BEGIN PUBLIC KEY), found BEGIN {}",
+            der.tag()
+        ));
+    }
+    let bytes = pem_text.trim().as_bytes();
+    if let Ok(key) = DecodingKey::from_rsa_pem(bytes) {
+        return Ok((key, AlgorithmFamily::Rsa.algorithms().to_vec()));
+    }
+    if let Ok(key) = DecodingKey::from_ed_pem(bytes) {
+        return Ok((key, vec![Algorithm::EdDSA]));
+    }
+    if let Ok(key) = DecodingKey::from_ec_pem(bytes) {
+        // The curve's OID sits in the SubjectPublicKeyInfo's parameters.
+        const P256: &[u8] = &[0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
+        const P384: &[u8] = &[0x2B, 0x81, 0x04, 0x00, 0x22];
+        let has = |oid: &[u8]| der.contents().windows(oid.len()).any(|w| w == oid);
+        return if has(P256) {
+            Ok((key, vec![Algorithm::ES256]))
+        } else if has(P384) {
+            Ok((key, vec![Algorithm::ES384]))
+        } else {
+            Err("EC public_key must be on curve P-256 or P-384".into())
+        };
+    }
+    Err("public_key is not an RSA, EC (P-256/P-384) or Ed25519 public key".into())
+}
+
+impl Jwt {
+    pub fn build(spec: &JwtSpec) -> Result<Self, Vec<Diagnostic>> {
+        let err = |loc: &Loc, message: String| vec![Diagnostic { loc: loc.clone(), message }];
+        let Some((key_spec, key_loc)) = &spec.key else {
+            return Err(err(&spec.loc, "jwt needs a key".into()));
+        };
+        let (key, supported) = key_from_spec(key_spec).map_err(|m| err(key_loc, m))?;
+        let algorithms = match &spec.algorithms {
+            None => supported,
+            Some((names, loc)) => {
+                let mut chosen = Vec::new();
+                for name in names {
+                    let alg: Algorithm = name
+                        .to_ascii_uppercase()
+                        .replace("EDDSA", "EdDSA")
+                        .parse()
+                        .map_err(|_| err(loc, format!("unknown JWT algorithm `{name}`")))?;
+                    if !supported.contains(&alg) {
+                        return Err(err(
+                            loc,
+                            format!("algorithm {alg:?} does not fit the configured key (it allows {supported:?})"),
+                        ));
+                    }
+                    chosen.push(alg);
+                }
+                if chosen.is_empty() {
+                    return Err(err(loc, "algorithms must not be empty".into()));
+                }
+                chosen
+            }
+        };
+        let mut validation = Validation::new(algorithms[0]);
+        validation.algorithms = algorithms;
+        validation.leeway = spec.leeway.as_secs();
+        validation.validate_nbf = true;
+        let mut required = Vec::new();
+        validation.validate_exp = spec.require_exp;
+        if spec.require_exp {
+            required.push("exp");
+        }
+        if let Some(issuer) = &spec.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        if spec.audience.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&spec.audience);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
+        Ok(Jwt { key, validation })
+    }
+
+    pub fn authenticate(&self, req: &RequestView<'_>) -> AuthResult<'_> {
+        let Some(token) = req.authorization("bearer") else {
+            return AuthResult::Deny(Denial::missing(Some(CHALLENGE)));
+        };
+        match jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation) {
+            Ok(data) => AuthResult::Allow { user: data.claims.sub },
+            Err(e) => {
+                tracing::debug!(error = %e.kind_name(), "jwt rejected");
+                AuthResult::Deny(Denial::invalid(Some(CHALLENGE_INVALID)))
+            }
+        }
+    }
+}
+
+trait KindName {
+    fn kind_name(&self) -> String;
+}
+
+impl KindName for jsonwebtoken::errors::Error {
+    /// The error kind without any token content.
+    fn kind_name(&self) -> String {
+        let debug = format!("{:?}", self.kind());
+        debug.split(['(', ' ', '{']).next().unwrap_or_default().to_string()
+    }
+}

@@ -1,0 +1,190 @@
+//! The config as the file states it, after schema checks and `${VAR}`
+//! expansion, before anything is compiled. Every field that a later check
+//! can reject keeps its [`Loc`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::error::Loc;
+use crate::secret::Secret;
+
+#[derive(Debug, Default)]
+pub struct ConfigSpec {
+    pub authz: AuthzSpec,
+    pub rules: Vec<RuleSpec>,
+    pub fallback: Option<BackendSpec>,
+}
+
+/// The `authz:` section (ours).
+#[derive(Debug)]
+pub struct AuthzSpec {
+    pub grpc_addr: Option<SocketAddr>,
+    pub http_addr: Option<SocketAddr>,
+    pub session: Option<SessionSpec>,
+    pub trust_forwarded_proto: bool,
+}
+
+impl Default for AuthzSpec {
+    fn default() -> Self {
+        AuthzSpec {
+            grpc_addr: None,
+            http_addr: None,
+            session: None,
+            trust_forwarded_proto: true,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct SessionSpec {
+    /// First encrypts, all decrypt (rotation).
+    pub secrets: Vec<Secret>,
+    pub cookie_name: String,
+    pub max_age: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostType {
+    Auto,
+    Exact,
+    Wildcard,
+    Regex,
+}
+
+#[derive(Debug)]
+pub struct RuleSpec {
+    pub loc: Loc,
+    pub host: String,
+    pub host_loc: Loc,
+    pub host_type: HostType,
+    pub backend: BackendSpec,
+    pub paths: Vec<PathSpec>,
+}
+
+#[derive(Debug)]
+pub struct PathSpec {
+    pub loc: Loc,
+    pub path: String,
+    pub path_loc: Loc,
+    pub backend: BackendSpec,
+}
+
+/// What a backend does, as far as authentication cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    Service,
+    /// ingress answers redirects itself and never authenticates them.
+    Redirect,
+    /// ingress answers handlers itself and never authenticates them.
+    Handler,
+}
+
+#[derive(Debug)]
+pub struct BackendSpec {
+    pub kind: BackendKind,
+    /// `service.auth`, when present.
+    pub auth: Option<AuthSpec>,
+}
+
+#[derive(Debug)]
+pub struct AuthSpec {
+    pub loc: Loc,
+    pub enabled: Option<bool>,
+    /// None when no `type` is given.
+    pub method: Option<MethodSpec>,
+}
+
+#[derive(Debug)]
+pub enum MethodSpec {
+    Basic(BasicSpec),
+    Bearer(BearerSpec),
+    Jwt(JwtSpec),
+    OAuth2(OAuth2Spec),
+    Oidc(OidcSpec),
+}
+
+#[derive(Debug)]
+pub struct BasicUserSpec {
+    pub username: String,
+    pub password: Secret,
+    pub loc: Loc,
+}
+
+#[derive(Debug)]
+pub struct BasicSpec {
+    pub loc: Loc,
+    pub users: Vec<BasicUserSpec>,
+    pub users_file: Option<(PathBuf, Loc)>,
+    pub realm: String,
+}
+
+#[derive(Debug)]
+pub struct BearerSpec {
+    pub loc: Loc,
+    pub tokens: Vec<(Secret, Loc)>,
+    pub tokens_file: Option<(PathBuf, Loc)>,
+}
+
+/// Where a JWT verification key comes from.
+#[derive(Debug)]
+pub enum JwtKeySpec {
+    Secret(Secret),
+    PublicKeyPem(String),
+    JwksUrl(url::Url),
+}
+
+#[derive(Debug)]
+pub struct JwtSpec {
+    pub loc: Loc,
+    pub key: Option<(JwtKeySpec, Loc)>,
+    pub algorithms: Option<(Vec<String>, Loc)>,
+    pub issuer: Option<String>,
+    pub audience: Vec<String>,
+    pub leeway: Duration,
+    pub require_exp: bool,
+}
+
+#[derive(Debug)]
+pub struct ConnectSpec {
+    pub loc: Loc,
+    pub enabled: bool,
+    pub secret: Option<Secret>,
+    pub algorithm: String,
+    pub expires_in: Duration,
+}
+
+#[derive(Debug)]
+pub struct OAuth2Spec {
+    pub loc: Loc,
+    pub provider: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub scopes: Option<Vec<String>>,
+    pub redirect_url: Option<url::Url>,
+    pub base_url: Option<url::Url>,
+    pub tenant: Option<String>,
+    pub auth_url: Option<url::Url>,
+    pub token_url: Option<url::Url>,
+    pub userinfo_url: Option<url::Url>,
+    pub allowed_emails: Vec<String>,
+    pub allowed_domains: Vec<String>,
+    pub connect: Option<ConnectSpec>,
+}
+
+#[derive(Debug)]
+pub struct OidcSpec {
+    pub loc: Loc,
+    pub provider: Option<String>,
+    pub issuer: Option<url::Url>,
+    pub base_url: Option<url::Url>,
+    pub tenant: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret>,
+    pub redirect_url: Option<url::Url>,
+    pub scopes: Vec<String>,
+    pub audience: Vec<String>,
+    pub allowed_emails: Vec<String>,
+    pub allowed_domains: Vec<String>,
+    pub connect: Option<ConnectSpec>,
+}

@@ -1,0 +1,288 @@
+//! YAML tree → [`ConfigSpec`]: the schema of ingress's config plus `authz:`.
+
+use std::net::SocketAddr;
+
+use super::error::Loc;
+use super::reader::{Fields, Walker};
+use super::spec::*;
+use super::walk_auth::auth_block;
+use super::yaml::Node;
+
+/// Top-level keys that are ingress's proxy features: Envoy's job here.
+const IGNORED_TOP: &[&str] = &[
+    "version",
+    "port",
+    "https",
+    "cache",
+    "waf",
+    "rate_limit",
+    "security",
+    "healthcheck",
+    "logging",
+    "admin",
+    "maintenance",
+    "jobs",
+    "scenario",
+    "scenarios",
+    "proxy",
+    "enable_h2c",
+    "error_pages",
+    "error_page_expose_details",
+    "services",
+];
+const IGNORED_RULE: &[&str] = &[
+    "rate_limit",
+    "waf",
+    "security",
+    "cache",
+    "maintenance",
+    "healthcheck",
+    "name",
+];
+const IGNORED_PATH: &[&str] = &["rate_limit", "waf", "security", "cache", "maintenance"];
+const IGNORED_BACKEND: &[&str] = &["cache"];
+const IGNORED_SERVICE: &[&str] = &[
+    "protocol",
+    "mode",
+    "strip_prefix",
+    "request",
+    "response",
+    "health_check",
+    "healthcheck",
+    "host",
+    "maintenance",
+    "timeout",
+    "type",
+];
+
+pub fn config(w: &mut Walker<'_>, root: &Node) -> ConfigSpec {
+    let mut spec = ConfigSpec::default();
+    let Some(mut top) = w.fields(root, &Loc::default()) else {
+        return spec;
+    };
+    if let Some((node, loc)) = top.take("authz") {
+        spec.authz = authz(w, node, &loc);
+    }
+    if let Some((node, loc)) = top.take("rules") {
+        spec.rules = w
+            .seq(node, &loc)
+            .into_iter()
+            .filter_map(|(n, l)| rule(w, n, l))
+            .collect();
+    }
+    if let Some((node, loc)) = top.take("fallback") {
+        spec.fallback = backend(w, node, &loc);
+    }
+    top.finish(w, IGNORED_TOP);
+    spec
+}
+
+fn authz(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> AuthzSpec {
+    let mut spec = AuthzSpec::default();
+    let Some(mut f) = w.fields(node, loc) else {
+        return spec;
+    };
+    spec.grpc_addr = socket_addr(w, &mut f, "grpc_addr");
+    spec.http_addr = socket_addr(w, &mut f, "http_addr");
+    if let Some((n, l)) = f.take("trust_forwarded_proto") {
+        spec.trust_forwarded_proto = w.bool(n, &l).unwrap_or(true);
+    }
+    if let Some((n, l)) = f.take("session") {
+        spec.session = session(w, n, &l);
+    }
+    f.finish(w, &[]);
+    spec
+}
+
+fn socket_addr(w: &mut Walker<'_>, f: &mut Fields<'_>, key: &'static str) -> Option<SocketAddr> {
+    let (n, l) = f.take(key)?;
+    let s = w.string(n, &l)?;
+    match s.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            w.diags
+                .error(&l, format!("invalid address `{s}`; expected IP:PORT"));
+            None
+        }
+    }
+}
+
+fn session(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<SessionSpec> {
+    let mut f = w.fields(node, loc)?;
+    let mut secrets = Vec::new();
+    if let Some((n, l)) = f.take("secret") {
+        for (s, sl) in w.string_list(n, &l) {
+            if s.len() < 32 {
+                w.diags
+                    .error(&sl, "session secret must be at least 32 bytes");
+            } else {
+                secrets.push(crate::secret::Secret::new(s));
+            }
+        }
+    }
+    if let Some((n, l)) = f.take("secret_file") {
+        if let Some(path) = w.non_empty(n, &l) {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    for line in text.lines().map(str::trim).filter(|s| !s.is_empty()) {
+                        if line.len() < 32 {
+                            w.diags.error(&l, "a session secret in the file is shorter than 32 bytes");
+                        } else {
+                            secrets.push(crate::secret::Secret::new(line.to_string()));
+                        }
+                    }
+                }
+                Err(e) => w.diags.error(&l, format!("cannot read `{path}`: {e}")),
+            }
+        }
+    }
+    let cookie_name = match f.take("cookie_name") {
+        Some((n, l)) => w.non_empty(n, &l).unwrap_or_default(),
+        None => "ingress_authz".to_string(),
+    };
+    if !cookie_name.is_empty()
+        && !cookie_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        w.diags.error(
+            &f.loc,
+            "session.cookie_name may contain only letters, digits, `_` and `-`",
+        );
+    }
+    let max_age = match f.take("max_age") {
+        Some((n, l)) => w.duration(n, &l).unwrap_or_default(),
+        None => std::time::Duration::from_secs(24 * 3600),
+    };
+    if secrets.is_empty() {
+        w.diags
+            .error(&f.loc, "session needs `secret` or `secret_file`");
+    }
+    f.finish(w, &[]);
+    Some(SessionSpec {
+        secrets,
+        cookie_name,
+        max_age,
+    })
+}
+
+fn rule(w: &mut Walker<'_>, node: &Node, loc: Loc) -> Option<RuleSpec> {
+    let mut f = w.fields(node, &loc)?;
+    let (host, host_loc) = match f.take("host") {
+        Some((n, l)) => (w.non_empty(n, &l).unwrap_or_default(), l),
+        None => {
+            w.diags.error(&loc, "rule needs a `host`");
+            (String::new(), loc.clone())
+        }
+    };
+    let host_type = match f.take("host_type") {
+        Some((n, l)) => match w.string(n, &l).as_deref() {
+            Some("auto" | "") => HostType::Auto,
+            Some("exact") => HostType::Exact,
+            Some("wildcard") => HostType::Wildcard,
+            Some("regex") => HostType::Regex,
+            Some(other) => {
+                w.diags.error(
+                    &l,
+                    format!("unknown host_type \"{other}\"; expected one of auto, exact, wildcard, regex"),
+                );
+                HostType::Auto
+            }
+            None => HostType::Auto,
+        },
+        None => HostType::Auto,
+    };
+    let backend_spec = match f.take("backend") {
+        Some((n, l)) => backend(w, n, &l),
+        None => None,
+    }
+    .unwrap_or(BackendSpec {
+        kind: BackendKind::Service,
+        auth: None,
+    });
+    let paths = match f.take("paths") {
+        Some((n, l)) => w
+            .seq(n, &l)
+            .into_iter()
+            .filter_map(|(pn, pl)| path(w, pn, pl))
+            .collect(),
+        None => Vec::new(),
+    };
+    f.finish(w, IGNORED_RULE);
+    Some(RuleSpec {
+        loc,
+        host,
+        host_loc,
+        host_type,
+        backend: backend_spec,
+        paths,
+    })
+}
+
+fn path(w: &mut Walker<'_>, node: &Node, loc: Loc) -> Option<PathSpec> {
+    let mut f = w.fields(node, &loc)?;
+    let (path, path_loc) = match f.take("path") {
+        Some((n, l)) => (w.raw_string(n, &l).unwrap_or_default(), l),
+        None => {
+            w.diags.error(&loc, "path entry needs a `path`");
+            (String::new(), loc.clone())
+        }
+    };
+    let backend_spec = match f.take("backend") {
+        Some((n, l)) => backend(w, n, &l),
+        None => None,
+    }
+    .unwrap_or(BackendSpec {
+        kind: BackendKind::Service,
+        auth: None,
+    });
+    f.finish(w, IGNORED_PATH);
+    Some(PathSpec {
+        loc,
+        path,
+        path_loc,
+        backend: backend_spec,
+    })
+}
+
+/// A rule's, path's or the fallback's `backend`.
+fn backend(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<BackendSpec> {
+    let mut f = w.fields(node, loc)?;
+    let declared = f.take("type").and_then(|(n, l)| w.raw_string(n, &l));
+    let has_redirect = f.take("redirect").is_some();
+    let has_handler = f.take("handler").is_some();
+    let service = f.take("service");
+    let kind = match declared.as_deref() {
+        Some("redirect") => BackendKind::Redirect,
+        Some("handler") => BackendKind::Handler,
+        Some(_) => BackendKind::Service,
+        None if service.is_none() && has_redirect => BackendKind::Redirect,
+        None if service.is_none() && has_handler => BackendKind::Handler,
+        None => BackendKind::Service,
+    };
+    let auth = match service {
+        Some((n, l)) => self::service(w, n, &l),
+        None => None,
+    };
+    if kind != BackendKind::Service {
+        if let Some(a) = &auth {
+            w.diags.warn(
+                &a.loc,
+                "ignored: a redirect or handler backend carries no auth (as in ingress)",
+            );
+        }
+    }
+    f.finish(w, IGNORED_BACKEND);
+    Some(BackendSpec { kind, auth })
+}
+
+/// A `service` block; returns its `auth`, the only part we use.
+fn service(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<AuthSpec> {
+    let mut f = w.fields(node, loc)?;
+    // Names and ports are Envoy's business, but they are part of the schema.
+    f.take("name");
+    f.take("port");
+    let auth = f.take("auth").and_then(|(n, l)| auth_block(w, n, &l));
+    f.finish(w, IGNORED_SERVICE);
+    auth
+}

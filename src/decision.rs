@@ -1,0 +1,91 @@
+//! What the authorizer decided, before it is put on the wire.
+
+use crate::auth::{AuthKind, Denial};
+
+/// HTTP statuses a denial can carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+}
+
+impl Status {
+    pub fn code(self) -> u16 {
+        match self {
+            Status::BadRequest => 400,
+            Status::Unauthorized => 401,
+            Status::Forbidden => 403,
+        }
+    }
+}
+
+/// Machine-readable reason codes, used in audit lines and `explain`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Credentials verified.
+    Authenticated,
+    /// The route has no auth (none configured, `enabled: false`, or a redirect/handler backend).
+    Open,
+    /// No rule matches the host and there is no fallback.
+    NoRoute,
+    /// The path cannot be normalised safely.
+    BadPath,
+    /// The CheckRequest has no HTTP attributes.
+    BadRequest,
+    MissingCredentials,
+    InvalidCredentials,
+    /// oauth2/oidc login is not available in this version.
+    LoginUnavailable,
+}
+
+impl Reason {
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::Authenticated => "authenticated",
+            Reason::Open => "open",
+            Reason::NoRoute => "no_route",
+            Reason::BadPath => "bad_path",
+            Reason::BadRequest => "bad_request",
+            Reason::MissingCredentials => "missing_credentials",
+            Reason::InvalidCredentials => "invalid_credentials",
+            Reason::LoginUnavailable => "login_unavailable",
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict<'a> {
+    Allow {
+        reason: Reason,
+        user: Option<String>,
+    },
+    Deny(Denial<'a>),
+}
+
+/// A decision and where it was made.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Decision<'a> {
+    /// e.g. `rules[0].paths[1]`, `fallback`; None when nothing matched.
+    pub route: Option<&'a str>,
+    pub kind: Option<AuthKind>,
+    pub verdict: Verdict<'a>,
+}
+
+impl<'a> Decision<'a> {
+    pub fn deny(route: Option<&'a str>, kind: Option<AuthKind>, status: Status, reason: Reason) -> Self {
+        Decision {
+            route,
+            kind,
+            verdict: Verdict::Deny(Denial {
+                status,
+                reason,
+                challenge: None,
+            }),
+        }
+    }
+
+    pub fn is_allowed(&self) -> bool {
+        matches!(self.verdict, Verdict::Allow { .. })
+    }
+}

@@ -1,0 +1,159 @@
+//! ingress-authz: the authentication model of the `ingress` reverse proxy,
+//! served to Envoy as an ext_authz v3 gRPC `Check` service.
+//!
+//! Envoy routes and proxies; for each request it asks [`service::CheckService`],
+//! which matches host and path against the user's rules and answers allow,
+//! 401/403/400, or (later) a login redirect.
+//!
+//! # Layout
+//!
+//! * [`cli`] — command-line arguments; [`run`] dispatches them (thin `main`).
+//! * [`config`] — the YAML file: positions ([`config::yaml`]), schema walk with
+//!   unknown-key errors and `${VAR}` expansion, diagnostics with locations,
+//!   and the as-written [`config::spec`] types.
+//! * [`engine`] — compiles a spec into matchers and authenticators, and
+//!   decides one request ([`engine::Engine::decide`]).
+//! * [`matching`] — host patterns and normalisation, path normalisation,
+//!   the rule router and route policies (SPEC §4).
+//! * [`auth`] — the closed [`auth::Authenticator`] enum: `basic`, `bearer`,
+//!   `jwt`, `oauth2`, `oidc`, one file each.
+//! * [`request`] — the validated view of an Envoy `CheckRequest`.
+//! * [`decision`] — decisions and reason codes; [`response`] turns one into a
+//!   `CheckResponse` (the only place); [`negotiate`] picks JSON or HTML.
+//! * [`service`] — the tonic `Authorization` service and audit lines.
+//! * [`server`] — binding, health, graceful shutdown; [`sidecar`] — the axum
+//!   HTTP side (`/healthz`).
+//! * [`explain`] — `ingress-authz explain`.
+//! * [`secret`] — redacted, zeroized secret strings.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod decision;
+pub mod engine;
+pub mod explain;
+pub mod matching;
+pub mod negotiate;
+pub mod request;
+pub mod response;
+pub mod secret;
+pub mod server;
+pub mod service;
+pub mod sidecar;
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use cli::{Cli, Command};
+use engine::Engine;
+
+/// Runs one command; the exit code is the result.
+pub fn run(cli: Cli) -> ExitCode {
+    init_tracing();
+    match cli.command {
+        Command::Validate { config } => match Engine::load(&config) {
+            Ok(engine) => {
+                print_warnings(&engine);
+                println!("{}: valid", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Explain {
+            config,
+            url,
+            headers,
+        } => {
+            let engine = match Engine::load(&config) {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let headers: HashMap<String, String> = headers
+                .iter()
+                .filter_map(|h| h.split_once(':'))
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                .collect();
+            match explain::explain(&engine, &url, &headers) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Serve {
+            config,
+            grpc_addr,
+            http_addr,
+        } => {
+            let engine = match Engine::load(&config) {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            for w in &engine.warnings {
+                tracing::warn!(location = %w.loc, "{}", w.message);
+            }
+            for kind in engine::kinds_in_use(&engine) {
+                if matches!(kind, auth::AuthKind::OAuth2 | auth::AuthKind::Oidc) {
+                    tracing::warn!(auth = kind.as_str(), "login flows are not available in this version: routes with this auth deny every request (401)");
+                }
+            }
+            let addrs = server::Addrs {
+                grpc: grpc_addr
+                    .or(engine.settings.grpc_addr)
+                    .unwrap_or_else(|| server::DEFAULT_GRPC_ADDR.parse().expect("valid default")),
+                http: http_addr
+                    .or(engine.settings.http_addr)
+                    .unwrap_or_else(|| server::DEFAULT_HTTP_ADDR.parse().expect("valid default")),
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("cannot start runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(server::serve(engine, addrs)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "server failed");
+                    eprintln!("ingress-authz: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn print_warnings(engine: &Engine) {
+    for w in &engine.warnings {
+        eprintln!("warning: {w}");
+    }
+}
+
+/// JSON logs when stderr is not a terminal; `RUST_LOG` filters (default info).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        builder.init();
+    } else {
+        builder.json().flatten_event(true).init();
+    }
+}

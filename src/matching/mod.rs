@@ -1,0 +1,7 @@
+//! Which rule, path and auth policy a request falls under (SPEC §4).
+
+pub mod host;
+pub mod path;
+mod router;
+
+pub use router::{OpenReason, PathRoute, Policy, Route, RouteMatch, Router, Rule};

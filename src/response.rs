@@ -1,0 +1,168 @@
+//! Decision → Envoy `CheckResponse`: the one place a decision becomes wire data.
+
+use envoy_types::ext_authz::v3::pb::{
+    CheckResponse, DeniedHttpResponse, HeaderValue, HeaderValueOption, HttpResponse, HttpStatus,
+    OkHttpResponse,
+};
+use envoy_types::pb::envoy::config::core::v3::header_value_option::HeaderAppendAction;
+use envoy_types::pb::google::rpc;
+
+use crate::auth::Denial;
+use crate::decision::{Decision, Status, Verdict};
+
+/// Identity headers only we may set: removed from every allowed request.
+pub const CONNECT_HEADERS: [&str; 2] = ["x-connect-token", "x-connect-timestamp"];
+
+const GRPC_OK: i32 = 0;
+const GRPC_PERMISSION_DENIED: i32 = 7;
+const GRPC_UNAUTHENTICATED: i32 = 16;
+const GRPC_INVALID_ARGUMENT: i32 = 3;
+
+const JSON: &str = "application/json; charset=utf-8";
+const HTML: &str = "text/html; charset=utf-8";
+
+/// Title and message per status, chosen so a denial never says which part
+/// of a credential was wrong.
+fn wording(status: Status) -> (&'static str, &'static str) {
+    match status {
+        Status::BadRequest => ("Bad Request", "The request path is not valid."),
+        Status::Unauthorized => (
+            "Unauthorized",
+            "Authentication is required to access this resource.",
+        ),
+        Status::Forbidden => ("Forbidden", "Access to this resource is not allowed."),
+    }
+}
+
+fn json_body(status: Status) -> String {
+    let (error, message) = wording(status);
+    serde_json::json!({ "status": status.code(), "error": error, "message": message }).to_string()
+}
+
+fn html_body(status: Status) -> String {
+    let (error, message) = wording(status);
+    let code = status.code();
+    format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{code} {error}</title></head>\
+         <body><h1>{code} {error}</h1><p>{message}</p></body></html>\n"
+    )
+}
+
+fn header(key: &str, value: &str, action: HeaderAppendAction) -> HeaderValueOption {
+    #[allow(deprecated)]
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            raw_value: Vec::new(),
+        }),
+        append: None,
+        append_action: action.into(),
+        keep_empty_value: false,
+    }
+}
+
+pub fn to_check_response(decision: &Decision<'_>, wants_html: bool) -> CheckResponse {
+    match &decision.verdict {
+        Verdict::Allow { .. } => allow(),
+        Verdict::Deny(denial) => deny(denial, wants_html),
+    }
+}
+
+fn allow() -> CheckResponse {
+    CheckResponse {
+        status: Some(rpc::Status {
+            code: GRPC_OK,
+            ..Default::default()
+        }),
+        http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+            headers_to_remove: CONNECT_HEADERS.iter().map(|h| h.to_string()).collect(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+fn deny(denial: &Denial<'_>, wants_html: bool) -> CheckResponse {
+    let (content_type, body) = if wants_html {
+        (HTML, html_body(denial.status))
+    } else {
+        (JSON, json_body(denial.status))
+    };
+    let overwrite = HeaderAppendAction::OverwriteIfExistsOrAdd;
+    let mut headers = vec![
+        header("content-type", content_type, overwrite),
+        header("cache-control", "no-store", overwrite),
+    ];
+    if let Some(challenge) = denial.challenge {
+        headers.push(header("www-authenticate", challenge, overwrite));
+    }
+    let grpc_code = match denial.status {
+        Status::Unauthorized => GRPC_UNAUTHENTICATED,
+        Status::Forbidden => GRPC_PERMISSION_DENIED,
+        Status::BadRequest => GRPC_INVALID_ARGUMENT,
+    };
+    CheckResponse {
+        status: Some(rpc::Status {
+            code: grpc_code,
+            message: denial.reason.code().to_string(),
+            ..Default::default()
+        }),
+        http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+            status: Some(HttpStatus {
+                code: i32::from(denial.status.code()),
+            }),
+            headers,
+            body,
+        })),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::Reason;
+
+    #[test]
+    fn json_denial_has_the_spec_body() {
+        let body: serde_json::Value = serde_json::from_str(&json_body(Status::Unauthorized)).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"status":401,"error":"Unauthorized","message":"Authentication is required to access this resource."})
+        );
+    }
+
+    #[test]
+    fn denial_carries_status_challenge_and_type() {
+        let d = Denial {
+            status: Status::Unauthorized,
+            reason: Reason::MissingCredentials,
+            challenge: Some("Basic realm=\"R\", charset=\"UTF-8\""),
+        };
+        let resp = deny(&d, true);
+        let Some(HttpResponse::DeniedResponse(denied)) = resp.http_response else {
+            panic!("not denied")
+        };
+        assert_eq!(denied.status.unwrap().code, 401);
+        let get = |k: &str| {
+            denied
+                .headers
+                .iter()
+                .find(|h| h.header.as_ref().unwrap().key == k)
+                .map(|h| h.header.as_ref().unwrap().value.clone())
+        };
+        assert_eq!(get("www-authenticate").unwrap(), "Basic realm=\"R\", charset=\"UTF-8\"");
+        assert_eq!(get("content-type").unwrap(), HTML);
+        assert!(denied.body.contains("401 Unauthorized"));
+        assert_eq!(resp.status.unwrap().code, GRPC_UNAUTHENTICATED);
+    }
+
+    #[test]
+    fn allow_strips_connect_headers() {
+        let Some(HttpResponse::OkResponse(ok)) = allow().http_response else {
+            panic!("not ok")
+        };
+        assert_eq!(ok.headers_to_remove, ["x-connect-token", "x-connect-timestamp"]);
+    }
+}

@@ -1,0 +1,87 @@
+//! Harness for the real-Envoy integration tests (`tests/envoy_*.rs`).
+//!
+//! A [`Stack`] is what a user deploys, on ephemeral loopback ports: an echo
+//! upstream that records what reaches it, the `ingress-authz` binary with the
+//! test's config, and Envoy with the shipped `envoy/envoy.yaml`. Every test
+//! starts its own stack, so tests run in parallel. Envoy comes from
+//! `ENVOY_BIN`, `.venv/bin/envoy` (scripts/install-deps) or PATH.
+
+// Each tests/envoy_*.rs binary uses a different part of the harness.
+#![allow(dead_code)]
+
+pub mod authz;
+pub mod client;
+pub mod creds;
+pub mod envoy;
+pub mod upstream;
+
+pub use authz::Authz;
+pub use client::{Request, Response};
+pub use envoy::{Backends, Envoy, Normalize};
+pub use upstream::{EchoUpstream, Recorded};
+
+pub struct Stack {
+    pub upstream: EchoUpstream,
+    pub authz: Authz,
+    pub envoy: Envoy,
+}
+
+impl Stack {
+    /// The shipped Envoy config (path normalisation on) in front of `config`.
+    pub async fn start(config_yaml: &str) -> Self {
+        Self::start_with(config_yaml, Normalize::On).await
+    }
+
+    pub async fn start_with(config_yaml: &str, normalize: Normalize) -> Self {
+        let upstream = EchoUpstream::start().await;
+        let authz = Authz::start(config_yaml).await;
+        let backends = Backends {
+            authz_grpc: authz.grpc_addr(),
+            authz_http: authz.http_addr(),
+            upstream: upstream.addr(),
+        };
+        let envoy = Envoy::start(backends, normalize).await;
+        // Envoy's readiness probe may have been let through; start from zero.
+        upstream.clear();
+        Self {
+            upstream,
+            authz,
+            envoy,
+        }
+    }
+
+    /// Sends `request` through Envoy.
+    pub async fn send(&self, request: Request) -> Response {
+        client::send(self.envoy.addr(), &request)
+            .await
+            .unwrap_or_else(|e| panic!("{request:?} through envoy: {e}\n{}", self.debug_logs()))
+    }
+
+    pub async fn get(&self, host: &str, target: &str, headers: &[(&str, &str)]) -> Response {
+        let request = headers
+            .iter()
+            .fold(Request::get(host, target), |r, (n, v)| r.header(n, v));
+        self.send(request).await
+    }
+
+    /// What reached the upstream so far.
+    pub fn upstream_requests(&self) -> Vec<Recorded> {
+        self.upstream.requests()
+    }
+
+    /// Both processes' logs, for assertion messages.
+    pub fn debug_logs(&self) -> String {
+        format!(
+            "--- ingress-authz ({}):\n{}\n--- envoy ({}):\n{}",
+            self.authz.stderr_path().display(),
+            tail(&self.authz.logs()),
+            self.envoy.log_path().display(),
+            tail(&self.envoy.logs()),
+        )
+    }
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
