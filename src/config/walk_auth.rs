@@ -81,15 +81,11 @@ pub fn auth_block(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<AuthSpec
         }
     }
     for l in unused {
-        if type_name.is_some() {
-            w.diags.warn(
-                &l,
-                format!(
-                    "ignored: has no effect with type {}",
-                    type_name.as_deref().unwrap_or_default()
-                ),
-            );
-        }
+        let message = match type_name.as_deref() {
+            Some(t) => format!("ignored: has no effect with type {t}"),
+            None => "ignored: has no effect without `type`".to_string(),
+        };
+        w.diags.warn(&l, message);
     }
     f.finish(w, &[]);
     Some(AuthSpec {

@@ -1,0 +1,365 @@
+//! Decisions of the engine for whole configs, without the network.
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use ingress_authz::decision::{Reason, Verdict};
+use ingress_authz::engine::Engine;
+use ingress_authz::request::RequestView;
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+
+fn engine(yaml: &str) -> Engine {
+    Engine::from_text(yaml, "test.yaml", &|_| None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+struct Outcome {
+    status: u16,
+    reason: &'static str,
+    challenge: Option<String>,
+    route: Option<String>,
+}
+
+fn decide(engine: &Engine, host: &str, path: &str, auth: Option<&str>) -> Outcome {
+    let mut headers = HashMap::new();
+    if let Some(a) = auth {
+        headers.insert("authorization".to_string(), a.to_string());
+    }
+    let req = RequestView {
+        host,
+        path,
+        method: "GET",
+        scheme: "http",
+        headers: &headers,
+        client: None,
+    };
+    let d = engine.decide(&req);
+    let route = d.route.map(str::to_string);
+    match d.verdict {
+        Verdict::Allow { reason, .. } => Outcome {
+            status: 200,
+            reason: reason.code(),
+            challenge: None,
+            route,
+        },
+        Verdict::Deny(denial) => Outcome {
+            status: denial.status.code(),
+            reason: denial.reason.code(),
+            challenge: denial.challenge.map(str::to_string),
+            route,
+        },
+    }
+}
+
+fn basic(user: &str, pass: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
+}
+
+fn corpus(rel: &str) -> String {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/ingress-examples")
+        .join(rel);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("corpus file {} is needed: {e}", p.display()))
+}
+
+#[test]
+fn guide_path_level_example_behaves_as_documented() {
+    let e = engine(&corpus("authentication/path-level-mixed.yaml"));
+    let host = "mixed-auth.example.com";
+    let admin = basic("admin", "admin123");
+    let superadmin = basic("superadmin", "super123");
+    let default = basic("default", "default123");
+    let table: &[(&str, Option<&str>, u16)] = &[
+        // /admin requires admin credentials
+        ("/admin", Some(&admin), 200),
+        ("/admin/users", Some(&superadmin), 200),
+        ("/admin", Some(&default), 401),
+        ("/admin", None, 401),
+        ("/admin", Some("Bearer api-token-1"), 401),
+        // /api requires a bearer token
+        ("/api/items", Some("Bearer api-token-2"), 200),
+        ("/api", Some("Bearer wrong"), 401),
+        ("/api", Some(&default), 401),
+        // everything else uses the default basic auth
+        ("/", Some(&default), 200),
+        ("/other", Some(&default), 200),
+        ("/other", Some(&admin), 401),
+        ("/other", None, 401),
+        // path tricks land on /admin's rule, not /api's
+        ("/api/../admin", Some("Bearer api-token-1"), 401),
+        ("//admin", Some("Bearer api-token-1"), 401),
+        ("/%61dmin", Some("Bearer api-token-1"), 401),
+        ("/api/%2e%2e/admin", Some("Bearer api-token-1"), 401),
+        ("/api/../admin", Some(&admin), 200),
+        ("/api/..%2fadmin", Some("Bearer api-token-1"), 400),
+        ("/../admin", Some(&admin), 400),
+    ];
+    for (path, auth, want) in table {
+        let got = decide(&e, host, path, *auth);
+        assert_eq!(got.status, *want, "{path} with {auth:?} (reason {})", got.reason);
+    }
+    assert_eq!(decide(&e, host, "/admin", None).route.as_deref(), Some("rules[0].paths[0]"));
+    assert_eq!(decide(&e, host, "/x", None).route.as_deref(), Some("rules[0]"));
+}
+
+#[test]
+fn challenges_per_type() {
+    let e = engine(&corpus("authentication/path-level-mixed.yaml"));
+    let h = "mixed-auth.example.com";
+    assert_eq!(
+        decide(&e, h, "/", None).challenge.as_deref(),
+        Some("Basic realm=\"Restricted\", charset=\"UTF-8\"")
+    );
+    assert_eq!(decide(&e, h, "/api", None).challenge.as_deref(), Some("Bearer"));
+    assert_eq!(
+        decide(&e, h, "/api", Some("Bearer nope")).challenge.as_deref(),
+        Some("Bearer error=\"invalid_token\"")
+    );
+    assert_eq!(decide(&e, h, "/api", None).reason, "missing_credentials");
+    assert_eq!(decide(&e, h, "/api", Some("Bearer nope")).reason, "invalid_credentials");
+}
+
+const HOSTS: &str = r#"
+rules:
+  - host: exact.example.com
+    backend: {service: {name: a, port: 1}}
+  - host: "*.example.com"
+    backend:
+      service:
+        name: b
+        auth: {type: bearer, bearer: {tokens: [wild]}}
+  - host: '^t-(\w+)\.example\.work'
+    backend:
+      service:
+        name: c
+        auth: {type: bearer, bearer: {tokens: [re]}}
+  - host: shadowed.example.com
+    backend: {service: {name: d}}
+"#;
+
+#[test]
+fn host_matching_first_rule_wins() {
+    let e = engine(HOSTS);
+    let cases: &[(&str, Option<&str>)] = &[
+        ("exact.example.com", Some("rules[0]")),
+        ("EXACT.Example.com:8080", Some("rules[0]")),
+        ("a.example.com", Some("rules[1]")),
+        ("a.b.example.com", Some("rules[1]")),
+        // the wildcard comes first, so it wins over the later exact rule
+        ("shadowed.example.com", Some("rules[1]")),
+        ("t-x.example.work", Some("rules[2]")),
+        ("T-X.EXAMPLE.WORK:443", Some("rules[2]")),
+        ("t-x.example.work.evil.com", None),
+        ("example.com", None),
+    ];
+    for (host, want) in cases {
+        let got = decide(&e, host, "/", None);
+        assert_eq!(got.route.as_deref(), *want, "{host}");
+        if want.is_none() {
+            assert_eq!((got.status, got.reason), (403, "no_route"), "{host}");
+        }
+    }
+    assert_eq!(decide(&e, "exact.example.com", "/", None).reason, "open");
+}
+
+#[test]
+fn fallback_applies_when_no_host_matches() {
+    let e = engine("rules: []\nfallback:\n  service:\n    name: f\n    auth: {type: bearer, bearer: {tokens: [fb]}}\n");
+    let got = decide(&e, "anything.test", "/", Some("Bearer fb"));
+    assert_eq!((got.status, got.route.as_deref()), (200, Some("fallback")));
+    assert_eq!(decide(&e, "anything.test", "/", None).status, 401);
+}
+
+#[test]
+fn enabled_table_and_inheritance() {
+    let yaml = r#"
+rules:
+  - host: a.com
+    backend:
+      service:
+        auth: {type: bearer, bearer: {tokens: [t]}}
+    paths:
+      - path: /public
+        backend: {service: {auth: {enabled: false}}}
+      - path: /inherits
+        backend: {service: {name: x}}
+      - path: /kept-off
+        backend: {service: {auth: {enabled: false, type: basic, basic: {users: [{username: u, password: p}]}}}}
+      - path: /redirect
+        backend: {type: redirect, redirect: {url: "https://x"}}
+      - path: /empty
+        backend: {service: {auth: {}}}
+      - path: /on
+        backend: {service: {auth: {enabled: true, type: bearer, bearer: {tokens: [on]}}}}
+"#;
+    let e = engine(yaml);
+    let cases: &[(&str, Option<&str>, u16, &str)] = &[
+        ("/public", None, 200, "open"),
+        ("/inherits", None, 401, "missing_credentials"),
+        ("/inherits", Some("Bearer t"), 200, "authenticated"),
+        ("/kept-off", None, 200, "open"),
+        ("/redirect", None, 200, "open"),
+        ("/empty", None, 200, "open"),
+        ("/on", Some("Bearer on"), 200, "authenticated"),
+        ("/on", Some("Bearer t"), 401, "invalid_credentials"),
+        ("/", None, 401, "missing_credentials"),
+    ];
+    for (path, auth, status, reason) in cases {
+        let got = decide(&e, "a.com", path, *auth);
+        assert_eq!((got.status, got.reason), (*status, *reason), "{path}");
+    }
+}
+
+#[test]
+fn hashed_basic_users_and_htpasswd_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(&htpasswd, format!("# users\nfile-user:{}\n", bcrypt::hash("file-pass", 4).unwrap())).unwrap();
+    use argon2::PasswordHasher;
+    let argon = argon2::Argon2::default().hash_password(b"argon-pass").unwrap().to_string();
+    let yaml = format!(
+        "rules:\n  - host: a.com\n    backend:\n      service:\n        auth:\n          type: basic\n          basic:\n            realm: Staff\n            users_file: {}\n            users:\n              - {{username: ops, password: '{argon}'}}\n",
+        htpasswd.display()
+    );
+    let e = engine(&yaml);
+    for _ in 0..2 {
+        // the second round is served from the verification cache
+        assert_eq!(decide(&e, "a.com", "/", Some(&basic("ops", "argon-pass"))).status, 200);
+        assert_eq!(decide(&e, "a.com", "/", Some(&basic("file-user", "file-pass"))).status, 200);
+    }
+    assert_eq!(decide(&e, "a.com", "/", Some(&basic("ops", "argon-pasS"))).status, 401);
+    assert_eq!(decide(&e, "a.com", "/", Some(&basic("file-user", "x"))).status, 401);
+    assert_eq!(decide(&e, "a.com", "/", Some(&basic("nobody", "x"))).status, 401);
+    assert_eq!(
+        decide(&e, "a.com", "/", None).challenge.as_deref(),
+        Some("Basic realm=\"Staff\", charset=\"UTF-8\"")
+    );
+}
+
+#[test]
+fn basic_scheme_is_case_insensitive_and_password_may_hold_colons() {
+    let e = engine(&with_basic("u", "p:a:ss"));
+    let creds = basic("u", "p:a:ss");
+    let lower = creds.replacen("Basic", "basic", 1);
+    assert_eq!(decide(&e, "a.com", "/", Some(&lower)).status, 200);
+    assert_eq!(decide(&e, "a.com", "/", Some(&creds.replacen("Basic", "BASIC", 1))).status, 200);
+    for garbage in ["Basic", "Basic !!!", "Basic dTpw", "Digest abc", "Basic dTpwOmE6c3M= extra"] {
+        assert_eq!(decide(&e, "a.com", "/", Some(garbage)).status, 401, "{garbage}");
+    }
+}
+
+fn with_basic(user: &str, pass: &str) -> String {
+    format!("rules:\n  - host: a.com\n    backend:\n      service:\n        auth:\n          type: basic\n          basic:\n            users:\n              - username: '{user}'\n                password: '{pass}'\n")
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)).unwrap()
+}
+
+fn jwt_engine(auth: &str) -> Engine {
+    let indented: String = auth.lines().map(|l| format!("          {l}\n")).collect();
+    engine(&format!("rules:\n  - host: a.com\n    backend:\n      service:\n        auth:\n{indented}"))
+}
+
+fn sign(alg: Algorithm, key: &EncodingKey, claims: serde_json::Value) -> String {
+    format!("Bearer {}", encode(&Header::new(alg), &claims, key).unwrap())
+}
+
+#[test]
+fn jwt_hmac_guide_form_with_issuer_and_audience() {
+    let e = engine(&corpus("authentication/jwt.yaml"));
+    let host = "jwt.example.com";
+    let key = EncodingKey::from_secret(b"change-me-in-production").unwrap();
+    let good = serde_json::json!({"sub": "u1", "iss": "ingress-demo", "aud": "api.example.com", "exp": now() + 60});
+    let status = |alg, key: &EncodingKey, claims: serde_json::Value| decide(&e, host, "/", Some(&sign(alg, key, claims))).status;
+    assert_eq!(status(Algorithm::HS256, &key, good.clone()), 200);
+    assert_eq!(status(Algorithm::HS512, &key, good.clone()), 200);
+    let mut arr = good.clone();
+    arr["aud"] = serde_json::json!(["other", "api.example.com"]);
+    assert_eq!(status(Algorithm::HS256, &key, arr), 200);
+    let cases = [
+        ("expired", serde_json::json!({"iss": "ingress-demo", "aud": "api.example.com", "exp": now() - 120})),
+        ("no exp", serde_json::json!({"iss": "ingress-demo", "aud": "api.example.com"})),
+        ("not yet valid", serde_json::json!({"iss": "ingress-demo", "aud": "api.example.com", "exp": now() + 600, "nbf": now() + 300})),
+        ("wrong iss", serde_json::json!({"iss": "evil", "aud": "api.example.com", "exp": now() + 60})),
+        ("no iss", serde_json::json!({"aud": "api.example.com", "exp": now() + 60})),
+        ("wrong aud", serde_json::json!({"iss": "ingress-demo", "aud": "other", "exp": now() + 60})),
+        ("no aud", serde_json::json!({"iss": "ingress-demo", "exp": now() + 60})),
+    ];
+    for (name, claims) in cases {
+        assert_eq!(status(Algorithm::HS256, &key, claims), 401, "{name}");
+    }
+    // within leeway (30s default)
+    let mut leeway = good.clone();
+    leeway["exp"] = serde_json::json!(now() - 5);
+    assert_eq!(status(Algorithm::HS256, &key, leeway), 200);
+    assert_eq!(status(Algorithm::HS256, &EncodingKey::from_secret(b"wrong").unwrap(), good.clone()), 401);
+    // alg none, hand-made
+    let b64 = |v: &serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let none = format!("Bearer {}.{}.", b64(&serde_json::json!({"alg": "none", "typ": "JWT"})), b64(&good));
+    assert_eq!(decide(&e, host, "/", Some(&none)).status, 401);
+    for garbage in ["Bearer a.b.c", "Bearer ...", "Bearer x", "Bearer eyJ.eyJ.sig"] {
+        assert_eq!(decide(&e, host, "/", Some(garbage)).status, 401, "{garbage}");
+    }
+}
+
+#[test]
+fn jwt_public_keys_fix_the_algorithm() {
+    let exp = serde_json::json!({"sub": "u", "exp": now() + 60});
+    let pem_auth = |pub_file: &str| {
+        let pem: String = fixture(pub_file).lines().map(|l| format!("      {l}\n")).collect();
+        format!("type: jwt\njwt:\n  public_key: |\n{pem}")
+    };
+    let cases = [
+        ("rsa.pub", "rsa.key", vec![Algorithm::RS256, Algorithm::RS384, Algorithm::PS256, Algorithm::PS512]),
+        ("ec256.pub", "ec256.key", vec![Algorithm::ES256]),
+        ("ec384.pub", "ec384.key", vec![Algorithm::ES384]),
+        ("ed25519.pub", "ed25519.key", vec![Algorithm::EdDSA]),
+    ];
+    for (public, private, algs) in cases {
+        let e = jwt_engine(&pem_auth(public));
+        let pem = fixture(private);
+        let key = match algs[0] {
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(pem.as_bytes()),
+            Algorithm::EdDSA => EncodingKey::from_ed_pem(pem.as_bytes()),
+            _ => EncodingKey::from_ec_pem(pem.as_bytes()),
+        }
+        .unwrap();
+        for alg in algs {
+            assert_eq!(decide(&e, "a.com", "/", Some(&sign(alg, &key, exp.clone()))).status, 200, "{public} {alg:?}");
+        }
+        // HS256 signed with the public key's PEM bytes as the HMAC secret: the classic confusion.
+        let confused = sign(Algorithm::HS256, &EncodingKey::from_secret(fixture(public).as_bytes()).unwrap(), exp.clone());
+        assert_eq!(decide(&e, "a.com", "/", Some(&confused)).status, 401, "{public} alg confusion");
+    }
+    // An explicit algorithm list narrows what the key accepts.
+    let e = jwt_engine(&format!("{}  algorithms: [RS256]\n", pem_auth("rsa.pub")));
+    let key = EncodingKey::from_rsa_pem(fixture("rsa.key").as_bytes()).unwrap();
+    assert_eq!(decide(&e, "a.com", "/", Some(&sign(Algorithm::RS256, &key, exp.clone()))).status, 200);
+    assert_eq!(decide(&e, "a.com", "/", Some(&sign(Algorithm::PS256, &key, exp))).status, 401);
+}
+
+#[test]
+fn hostile_paths_are_400_before_matching() {
+    let e = engine(HOSTS);
+    for path in ["/a%2fb", "/..", "/a/../../b", "/a%00", "/a\\b", "relative"] {
+        let got = decide(&e, "exact.example.com", path, None);
+        assert_eq!((got.status, got.reason), (400, Reason::BadPath.code()), "{path}");
+    }
+}
+
+#[test]
+fn oauth2_routes_fail_closed_until_login_is_available() {
+    let e = engine(&corpus("authentication/oauth2-github.yaml"));
+    let got = decide(&e, "oauth2-github.example.com", "/", None);
+    assert_eq!((got.status, got.reason), (401, "login_unavailable"));
+}
