@@ -64,6 +64,16 @@ impl Stack {
         self.send(request).await
     }
 
+    /// A GET with an optional `Authorization` header.
+    pub async fn get_auth(&self, host: &str, target: &str, authorization: Option<&str>) -> Response {
+        let request = Request::get(host, target);
+        let request = match authorization {
+            Some(value) => request.header("authorization", value),
+            None => request,
+        };
+        self.send(request).await
+    }
+
     /// What reached the upstream so far.
     pub fn upstream_requests(&self) -> Vec<Recorded> {
         self.upstream.requests()
