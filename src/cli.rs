@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "ingress-authz", version, about = "Envoy ext_authz service with ingress-style auth rules")]
+#[command(
+    name = "ingress-authz",
+    version,
+    about = "Envoy ext_authz service with ingress-style auth rules"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -24,6 +28,9 @@ pub enum Command {
         /// Overrides `authz.http_addr` (default 127.0.0.1:9002).
         #[arg(long)]
         http_addr: Option<SocketAddr>,
+        /// Overrides `authz.admin_addr` (default 127.0.0.1:9003; keep it on loopback).
+        #[arg(long)]
+        admin_addr: Option<SocketAddr>,
     },
     /// Check a config: exit 0 when valid, 1 with every error otherwise.
     Validate {

@@ -73,7 +73,12 @@ pub struct Decision<'a> {
 }
 
 impl<'a> Decision<'a> {
-    pub fn deny(route: Option<&'a str>, kind: Option<AuthKind>, status: Status, reason: Reason) -> Self {
+    pub fn deny(
+        route: Option<&'a str>,
+        kind: Option<AuthKind>,
+        status: Status,
+        reason: Reason,
+    ) -> Self {
         Decision {
             route,
             kind,

@@ -19,6 +19,8 @@ use crate::request::RequestView;
 pub struct Engine {
     router: Router,
     pub settings: AuthzSpec,
+    /// Files the config reads besides itself (watched for reload).
+    pub files: Vec<std::path::PathBuf>,
     /// True when some check may run a slow password hash.
     may_block: bool,
     /// Warnings from loading (ignored keys and the like).
@@ -47,7 +49,9 @@ impl Engine {
         match built {
             Ok(mut engine) if errors.is_empty() => {
                 engine.warnings = parsed.warnings;
-                engine.warnings.sort_by_key(|w| (w.loc.mark.line, w.loc.mark.col));
+                engine
+                    .warnings
+                    .sort_by_key(|w| (w.loc.mark.line, w.loc.mark.col));
                 Ok(engine)
             }
             Ok(_) => Err(ConfigError::Invalid {
@@ -97,8 +101,8 @@ impl Engine {
                         None
                     }
                 };
-                let inherited =
-                    path_spec.backend.kind == BackendKind::Service && path_spec.backend.auth.is_none();
+                let inherited = path_spec.backend.kind == BackendKind::Service
+                    && path_spec.backend.auth.is_none();
                 let path_policy = policy(&path_spec.backend, Some(&rule_policy), &mut errors);
                 if let Some(regex) = regex {
                     paths.push(PathRoute {
@@ -140,6 +144,7 @@ impl Engine {
         Ok(Engine {
             router,
             settings: spec.authz,
+            files: spec.files,
             may_block,
             warnings: Vec::new(),
         })
@@ -241,10 +246,10 @@ fn routes(router: &Router) -> impl Iterator<Item = &Route> {
 pub fn kinds_in_use(engine: &Engine) -> Vec<AuthKind> {
     let mut kinds = Vec::new();
     for route in routes(&engine.router) {
-        if let Policy::Protected(a) = &route.policy {
-            if !kinds.contains(&a.kind()) {
-                kinds.push(a.kind());
-            }
+        if let Policy::Protected(a) = &route.policy
+            && !kinds.contains(&a.kind())
+        {
+            kinds.push(a.kind());
         }
     }
     kinds

@@ -1,4 +1,5 @@
-//! `explain`: which rule, path and auth a URL gets, and why.
+//! Why a request gets its decision: shared by `ingress-authz explain` and
+//! the admin API's `Explain`.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -9,8 +10,110 @@ use crate::matching::path::normalize;
 use crate::matching::{Policy, Route, RouteMatch};
 use crate::request::RequestView;
 
-/// A human-readable account of how `url` is decided, with the given headers.
-pub fn explain(engine: &Engine, url: &str, headers: &HashMap<String, String>) -> Result<String, String> {
+/// A decision with the route that led to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Explanation {
+    pub rule: String,
+    pub path_rule: String,
+    pub auth_type: String,
+    pub allowed: bool,
+    pub status: u16,
+    pub reason: String,
+    pub normalized_path: String,
+    /// Human-readable account.
+    pub text: String,
+}
+
+pub fn explain_request(engine: &Engine, req: &RequestView<'_>) -> Explanation {
+    let mut ex = Explanation::default();
+    let out = &mut ex.text;
+    let _ = writeln!(out, "request:  {} {}{}", req.method, req.host, req.path);
+    match normalize(req.path) {
+        Err(e) => {
+            let _ = writeln!(out, "path:     refused: {e}");
+        }
+        Ok(path) => {
+            ex.normalized_path = path.to_string();
+            let _ = writeln!(out, "path:     {path} (normalised)");
+            match engine.find(req.host, &path) {
+                RouteMatch::NoRoute => {
+                    let _ = writeln!(
+                        out,
+                        "rule:     none matches the host and there is no fallback"
+                    );
+                }
+                RouteMatch::Fallback(route) => {
+                    ex.rule = route.label.clone();
+                    let _ = writeln!(
+                        out,
+                        "rule:     no rule matches the host; the fallback applies"
+                    );
+                    describe(out, route);
+                }
+                RouteMatch::Rule { rule, path: p } => {
+                    ex.rule = rule.route.label.clone();
+                    let _ = writeln!(
+                        out,
+                        "rule:     {} (host `{}`, {})",
+                        rule.route.label,
+                        rule.host,
+                        rule.host_pattern.kind()
+                    );
+                    match p {
+                        Some(p) => {
+                            ex.path_rule = p.route.label.clone();
+                            let _ = writeln!(
+                                out,
+                                "path rule: {} (`{}` matches as a prefix)",
+                                p.route.label, p.pattern
+                            );
+                            describe(out, &p.route);
+                        }
+                        None => {
+                            let _ =
+                                writeln!(out, "path rule: none matches; the rule's auth applies");
+                            describe(out, &rule.route);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let decision = engine.decide(req);
+    ex.auth_type = decision
+        .kind
+        .map(|k| k.as_str().to_string())
+        .unwrap_or_default();
+    match &decision.verdict {
+        Verdict::Allow { reason, .. } => {
+            ex.allowed = true;
+            ex.status = 200;
+            ex.reason = reason.code().to_string();
+            let _ = writeln!(ex.text, "decision: allow ({})", reason.code());
+        }
+        Verdict::Deny(d) => {
+            ex.status = d.status.code();
+            ex.reason = d.reason.code().to_string();
+            let _ = writeln!(
+                ex.text,
+                "decision: deny {} ({}){}",
+                d.status.code(),
+                d.reason.code(),
+                d.challenge
+                    .map(|c| format!(", WWW-Authenticate: {c}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    ex
+}
+
+/// Explains a URL (as the CLI takes it) with the given headers.
+pub fn explain_url(
+    engine: &Engine,
+    url: &str,
+    headers: &HashMap<String, String>,
+) -> Result<Explanation, String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("invalid URL `{url}`: {e}"))?;
     let host = match (parsed.host_str(), parsed.port()) {
         (Some(h), Some(p)) => format!("{h}:{p}"),
@@ -20,44 +123,6 @@ pub fn explain(engine: &Engine, url: &str, headers: &HashMap<String, String>) ->
     // `Url` resolves dot segments itself; explain the path as sent instead.
     let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
     let raw_path = after_scheme.find('/').map_or("/", |i| &after_scheme[i..]);
-    let mut out = String::new();
-    let _ = writeln!(out, "request:  GET {host}{raw_path}");
-    let path = match normalize(raw_path) {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = writeln!(out, "decision: deny 400 (bad_path: {e})");
-            return Ok(out);
-        }
-    };
-    let _ = writeln!(out, "path:     {path} (normalised)");
-    match engine.find(&host, &path) {
-        RouteMatch::NoRoute => {
-            let _ = writeln!(out, "rule:     none matches host and there is no fallback");
-        }
-        RouteMatch::Fallback(route) => {
-            let _ = writeln!(out, "rule:     no rule matches host; fallback applies");
-            describe(&mut out, route);
-        }
-        RouteMatch::Rule { rule, path: p } => {
-            let _ = writeln!(
-                out,
-                "rule:     {} (host `{}`, {})",
-                rule.route.label,
-                rule.host,
-                rule.host_pattern.kind()
-            );
-            match p {
-                Some(p) => {
-                    let _ = writeln!(out, "path rule: {} (`{}` matches as a prefix)", p.route.label, p.pattern);
-                    describe(&mut out, &p.route);
-                }
-                None => {
-                    let _ = writeln!(out, "path rule: none matches; the rule's auth applies");
-                    describe(&mut out, &rule.route);
-                }
-            }
-        }
-    }
     let req = RequestView {
         host: &host,
         path: raw_path,
@@ -66,20 +131,7 @@ pub fn explain(engine: &Engine, url: &str, headers: &HashMap<String, String>) ->
         headers,
         client: None,
     };
-    let decision = engine.decide(&req);
-    let _ = match &decision.verdict {
-        Verdict::Allow { reason, .. } => writeln!(out, "decision: allow ({})", reason.code()),
-        Verdict::Deny(d) => writeln!(
-            out,
-            "decision: deny {} ({}){}",
-            d.status.code(),
-            d.reason.code(),
-            d.challenge
-                .map(|c| format!(", WWW-Authenticate: {c}"))
-                .unwrap_or_default()
-        ),
-    };
-    Ok(out)
+    Ok(explain_request(engine, &req))
 }
 
 fn describe(out: &mut String, route: &Route) {

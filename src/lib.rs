@@ -21,11 +21,18 @@
 //! * [`decision`] — decisions and reason codes; [`response`] turns one into a
 //!   `CheckResponse` (the only place); [`negotiate`] picks JSON or HTML.
 //! * [`service`] — the tonic `Authorization` service and audit lines.
+//! * [`audit`] — one structured event per denial on the `audit` target.
+//! * [`state`] — what the running server shares: the swappable engine, its
+//!   generation, metrics; [`reload`] — file watching and SIGHUP.
+//! * [`metrics`] — Prometheus metrics; [`admin`] — the admin gRPC API
+//!   (`proto/admin.proto`).
 //! * [`server`] — binding, health, graceful shutdown; [`sidecar`] — the axum
-//!   HTTP side (`/healthz`).
+//!   HTTP side (`/healthz`, `/readyz`, `/metrics`).
 //! * [`explain`] — `ingress-authz explain`.
 //! * [`secret`] — redacted, zeroized secret strings.
 
+pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -33,13 +40,16 @@ pub mod decision;
 pub mod engine;
 pub mod explain;
 pub mod matching;
+pub mod metrics;
 pub mod negotiate;
+pub mod reload;
 pub mod request;
 pub mod response;
 pub mod secret;
 pub mod server;
 pub mod service;
 pub mod sidecar;
+pub mod state;
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -80,9 +90,9 @@ pub fn run(cli: Cli) -> ExitCode {
                 .filter_map(|h| h.split_once(':'))
                 .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
                 .collect();
-            match explain::explain(&engine, &url, &headers) {
-                Ok(text) => {
-                    print!("{text}");
+            match explain::explain_url(&engine, &url, &headers) {
+                Ok(ex) => {
+                    print!("{}", ex.text);
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -95,6 +105,7 @@ pub fn run(cli: Cli) -> ExitCode {
             config,
             grpc_addr,
             http_addr,
+            admin_addr,
         } => {
             let engine = match Engine::load(&config) {
                 Ok(e) => e,
@@ -108,7 +119,10 @@ pub fn run(cli: Cli) -> ExitCode {
             }
             for kind in engine::kinds_in_use(&engine) {
                 if matches!(kind, auth::AuthKind::OAuth2 | auth::AuthKind::Oidc) {
-                    tracing::warn!(auth = kind.as_str(), "login flows are not available in this version: routes with this auth deny every request (401)");
+                    tracing::warn!(
+                        auth = kind.as_str(),
+                        "login flows are not available in this version: routes with this auth deny every request (401)"
+                    );
                 }
             }
             let addrs = server::Addrs {
@@ -118,15 +132,22 @@ pub fn run(cli: Cli) -> ExitCode {
                 http: http_addr
                     .or(engine.settings.http_addr)
                     .unwrap_or_else(|| server::DEFAULT_HTTP_ADDR.parse().expect("valid default")),
+                admin: admin_addr
+                    .or(engine.settings.admin_addr)
+                    .unwrap_or_else(|| server::DEFAULT_ADMIN_ADDR.parse().expect("valid default")),
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let shared = state::Shared::new(engine, config);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("cannot start runtime: {e}");
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(server::serve(engine, addrs)) {
+            match runtime.block_on(server::serve(shared, addrs)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "server failed");

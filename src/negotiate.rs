@@ -39,7 +39,10 @@ mod tests {
             (Some("*/*"), false),
             (Some("application/json"), false),
             (Some("text/html"), true),
-            (Some("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"), true),
+            (
+                Some("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+                true,
+            ),
             (Some("application/json, text/html;q=0.5"), false),
             (Some("text/html;q=0.5, application/json"), false),
             (Some("text/html, application/json"), true),

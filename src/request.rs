@@ -41,9 +41,9 @@ impl<'a> TryFrom<&'a CheckRequest> for RequestView<'a> {
             .as_ref()
             .and_then(|s| s.address.as_ref())
             .and_then(|a| match &a.address {
-                Some(envoy_types::pb::envoy::config::core::v3::address::Address::SocketAddress(
-                    sa,
-                )) => Some(sa.address.as_str()),
+                Some(
+                    envoy_types::pb::envoy::config::core::v3::address::Address::SocketAddress(sa),
+                ) => Some(sa.address.as_str()),
                 _ => None,
             });
         Ok(RequestView {

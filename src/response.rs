@@ -126,7 +126,8 @@ mod tests {
 
     #[test]
     fn json_denial_has_the_spec_body() {
-        let body: serde_json::Value = serde_json::from_str(&json_body(Status::Unauthorized)).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_str(&json_body(Status::Unauthorized)).unwrap();
         assert_eq!(
             body,
             serde_json::json!({"status":401,"error":"Unauthorized","message":"Authentication is required to access this resource."})
@@ -152,7 +153,10 @@ mod tests {
                 .find(|h| h.header.as_ref().unwrap().key == k)
                 .map(|h| h.header.as_ref().unwrap().value.clone())
         };
-        assert_eq!(get("www-authenticate").unwrap(), "Basic realm=\"R\", charset=\"UTF-8\"");
+        assert_eq!(
+            get("www-authenticate").unwrap(),
+            "Basic realm=\"R\", charset=\"UTF-8\""
+        );
         assert_eq!(get("content-type").unwrap(), HTML);
         assert!(denied.body.contains("401 Unauthorized"));
         assert_eq!(resp.status.unwrap().code, GRPC_UNAUTHENTICATED);
@@ -163,6 +167,9 @@ mod tests {
         let Some(HttpResponse::OkResponse(ok)) = allow().http_response else {
             panic!("not ok")
         };
-        assert_eq!(ok.headers_to_remove, ["x-connect-token", "x-connect-timestamp"]);
+        assert_eq!(
+            ok.headers_to_remove,
+            ["x-connect-token", "x-connect-timestamp"]
+        );
     }
 }

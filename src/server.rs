@@ -1,74 +1,93 @@
-//! `serve`: bind the gRPC and HTTP ports and run until a shutdown signal.
+//! `serve`: bind the gRPC, HTTP and admin ports and run until a shutdown
+//! signal, reloading the config on change.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::engine::Engine;
+use crate::admin::{AdminService, proto::admin_server::AdminServer};
 use crate::service::CheckService;
+use crate::state::Shared;
 
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:9001";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:9002";
+pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9003";
 
 /// Addresses to bind; flags win over the file.
 pub struct Addrs {
     pub grpc: SocketAddr,
     pub http: SocketAddr,
+    pub admin: SocketAddr,
 }
 
-/// Serves until SIGINT/SIGTERM. The engine is already loaded and valid:
-/// nothing is bound before the config is known to be good.
-pub async fn serve(engine: Engine, addrs: Addrs) -> std::io::Result<()> {
-    let engine = Arc::new(ArcSwap::from_pointee(engine));
+/// Serves until SIGINT/SIGTERM, then stops accepting and drains in-flight
+/// requests. The config is already loaded and valid: nothing is bound
+/// before it is known to be good.
+pub async fn serve(shared: Arc<Shared>, addrs: Addrs) -> std::io::Result<()> {
     let grpc_listener = TcpListener::bind(addrs.grpc).await?;
     let http_listener = TcpListener::bind(addrs.http).await?;
+    let admin_listener = TcpListener::bind(addrs.admin).await?;
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<AuthorizationServer<CheckService>>()
         .await;
 
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
-
     let grpc = tonic::transport::Server::builder()
         .http2_adaptive_window(Some(true))
         .tcp_nodelay(true)
         .add_service(health_service)
-        .add_service(AuthorizationServer::new(CheckService::new(engine.clone())))
+        .add_service(AuthorizationServer::new(CheckService::new(shared.clone())))
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
-            wait_for(stop_rx.clone()),
+            TcpListenerStream::new(grpc_listener),
+            stopped(stop_rx.clone()),
         );
-    let http = axum::serve(http_listener, crate::sidecar::router())
-        .with_graceful_shutdown(wait_for(stop_rx));
+    let admin = tonic::transport::Server::builder()
+        .add_service(AdminServer::new(AdminService::new(shared.clone())))
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(admin_listener),
+            stopped(stop_rx.clone()),
+        );
+    let http = axum::serve(http_listener, crate::sidecar::router(shared.clone()))
+        .with_graceful_shutdown(stopped(stop_rx));
 
     // The one line tests and scripts read to learn the bound ports.
-    println!("listening grpc={grpc_addr} http={http_addr}");
+    println!("listening grpc={grpc_addr} http={http_addr} admin={admin_addr}");
     use std::io::Write as _;
     std::io::stdout().flush()?;
-    tracing::info!(%grpc_addr, %http_addr, "serving");
+    tracing::info!(%grpc_addr, %http_addr, %admin_addr, "serving");
 
     let grpc_task = tokio::spawn(grpc);
+    let admin_task = tokio::spawn(admin);
     let http_task = tokio::spawn(async move { http.await });
-    shutdown.await;
-    tracing::info!("shutting down: draining in-flight checks");
+    let reloader = tokio::spawn(crate::reload::run(shared));
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining in-flight requests");
+    health_reporter
+        .set_not_serving::<AuthorizationServer<CheckService>>()
+        .await;
     drop(stop_tx);
-    let (g, h) = tokio::join!(grpc_task, http_task);
+    reloader.abort();
+    let (g, a, h) = tokio::join!(grpc_task, admin_task, http_task);
     g.map_err(std::io::Error::other)?
         .map_err(std::io::Error::other)?;
+    a.map_err(std::io::Error::other)?
+        .map_err(std::io::Error::other)?;
     h.map_err(std::io::Error::other)??;
+    tracing::info!("stopped");
     Ok(())
 }
 
-async fn wait_for(mut rx: tokio::sync::watch::Receiver<()>) {
-    // Resolves when the sender is dropped.
+/// Resolves when the stop sender is dropped.
+async fn stopped(mut rx: tokio::sync::watch::Receiver<()>) {
     while rx.changed().await.is_ok() {}
 }
 

@@ -43,15 +43,23 @@ impl Stored {
                 return Err("only argon2id hashes are accepted");
             }
             Ok(Stored::Argon2(password.to_string()))
-        } else if ["$2a$", "$2b$", "$2y$"].iter().any(|p| password.starts_with(p)) {
+        } else if ["$2a$", "$2b$", "$2y$"]
+            .iter()
+            .any(|p| password.starts_with(p))
+        {
             password
                 .parse::<bcrypt::HashParts>()
                 .map_err(|_| "invalid bcrypt hash")?;
             Ok(Stored::Bcrypt(password.to_string()))
-        } else if password.starts_with("$apr1$") || password.starts_with("{SHA}") || password.starts_with("$1$") {
+        } else if password.starts_with("$apr1$")
+            || password.starts_with("{SHA}")
+            || password.starts_with("$1$")
+        {
             Err("MD5/SHA1 htpasswd hashes are too weak; use bcrypt (htpasswd -B) or argon2id")
         } else if password.starts_with('$') && password[1..].contains('$') {
-            Err("unsupported password hash; use argon2id or bcrypt (a plaintext password must not look like a hash)")
+            Err(
+                "unsupported password hash; use argon2id or bcrypt (a plaintext password must not look like a hash)",
+            )
         } else {
             Ok(Stored::Plain(Sha256::digest(password.as_bytes()).into()))
         }
@@ -91,10 +99,15 @@ impl Basic {
             match Stored::parse(user.password.expose()) {
                 Ok(stored) => {
                     if users.insert(user.username.clone(), stored).is_some() {
-                        errors.push(diag(&user.loc, format!("duplicate user `{}`", user.username)));
+                        errors.push(diag(
+                            &user.loc,
+                            format!("duplicate user `{}`", user.username),
+                        ));
                     }
                 }
-                Err(msg) => errors.push(diag(&user.loc.child("password", user.loc.mark), msg.into())),
+                Err(msg) => {
+                    errors.push(diag(&user.loc.child("password", user.loc.mark), msg.into()))
+                }
             }
         }
         if let Some((path, loc)) = &spec.users_file {
@@ -118,11 +131,17 @@ impl Basic {
                         }
                     }
                 }
-                Err(e) => errors.push(diag(loc, format!("cannot read users_file `{}`: {e}", path.display()))),
+                Err(e) => errors.push(diag(
+                    loc,
+                    format!("cannot read users_file `{}`: {e}", path.display()),
+                )),
             }
         }
         if users.is_empty() && errors.is_empty() {
-            errors.push(diag(&spec.loc, "basic needs at least one user (`users` or `users_file`)".into()));
+            errors.push(diag(
+                &spec.loc,
+                "basic needs at least one user (`users` or `users_file`)".into(),
+            ));
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -225,10 +244,16 @@ mod tests {
             decode_credentials(&b64("u:pa:ss")),
             Some((b"u".to_vec(), b"pa:ss".to_vec()))
         );
-        assert_eq!(decode_credentials(&b64("u:")), Some((b"u".to_vec(), vec![])));
+        assert_eq!(
+            decode_credentials(&b64("u:")),
+            Some((b"u".to_vec(), vec![]))
+        );
         assert_eq!(decode_credentials(&b64("nocolon")), None);
         assert_eq!(decode_credentials("!!!notbase64"), None);
-        assert_eq!(decode_credentials("YWRtaW46YWRtaW4xMjM"), Some((b"admin".to_vec(), b"admin123".to_vec())));
+        assert_eq!(
+            decode_credentials("YWRtaW46YWRtaW4xMjM"),
+            Some((b"admin".to_vec(), b"admin123".to_vec()))
+        );
     }
 
     #[test]

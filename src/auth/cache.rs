@@ -78,7 +78,10 @@ mod tests {
         let cache = VerifiedCache::new(Duration::from_millis(50), 2);
         let a = cache.fingerprint(b"u", b"p");
         assert_ne!(a, cache.fingerprint(b"u", b"q"));
-        assert_ne!(cache.fingerprint(b"ab", b"c"), cache.fingerprint(b"a", b"bc"));
+        assert_ne!(
+            cache.fingerprint(b"ab", b"c"),
+            cache.fingerprint(b"a", b"bc")
+        );
         assert!(!cache.contains(&a));
         cache.insert(a);
         assert!(cache.contains(&a));

@@ -37,20 +37,24 @@ fn key_from_spec(key: &JwtKeySpec) -> Result<(DecodingKey, Vec<Algorithm>), Stri
     match key {
         JwtKeySpec::Secret(secret) => {
             if secret.expose().len() < 16 {
-                tracing::warn!("a jwt HMAC secret is shorter than 16 bytes; use at least 32 random bytes");
+                tracing::warn!(
+                    "a jwt HMAC secret is shorter than 16 bytes; use at least 32 random bytes"
+                );
             }
             let key = DecodingKey::from_secret(secret.expose().as_bytes())
                 .map_err(|e| format!("invalid secret: {e}"))?;
             Ok((key, AlgorithmFamily::Hmac.algorithms().to_vec()))
         }
         JwtKeySpec::PublicKeyPem(pem_text) => public_key(pem_text),
-        JwtKeySpec::JwksUrl(_) => Err("jwt.jwks_url is not supported by this version; use `secret` or `public_key`".into()),
+        JwtKeySpec::JwksUrl(_) => Err(
+            "jwt.jwks_url is not supported by this version; use `secret` or `public_key`".into(),
+        ),
     }
 }
 
 fn public_key(pem_text: &str) -> Result<(DecodingKey, Vec<Algorithm>), String> {
-    let der = pem::parse(pem_text.trim())
-        .map_err(|e| format!("public_key is not valid PEM: {e}"))?;
+    let der =
+        pem::parse(pem_text.trim()).map_err(|e| format!("public_key is not valid PEM: {e}"))?;
     if der.tag() == "CERTIFICATE" || der.tag().contains("PRIVATE") {
         return Err(format!(
             "public_key must be a PEM public key (BEGIN PUBLIC KEY), found BEGIN {}",
@@ -82,7 +86,12 @@ fn public_key(pem_text: &str) -> Result<(DecodingKey, Vec<Algorithm>), String> {
 
 impl Jwt {
     pub fn build(spec: &JwtSpec) -> Result<Self, Vec<Diagnostic>> {
-        let err = |loc: &Loc, message: String| vec![Diagnostic { loc: loc.clone(), message }];
+        let err = |loc: &Loc, message: String| {
+            vec![Diagnostic {
+                loc: loc.clone(),
+                message,
+            }]
+        };
         let Some((key_spec, key_loc)) = &spec.key else {
             return Err(err(&spec.loc, "jwt needs a key".into()));
         };
@@ -100,7 +109,9 @@ impl Jwt {
                     if !supported.contains(&alg) {
                         return Err(err(
                             loc,
-                            format!("algorithm {alg:?} does not fit the configured key (it allows {supported:?})"),
+                            format!(
+                                "algorithm {alg:?} does not fit the configured key (it allows {supported:?})"
+                            ),
                         ));
                     }
                     chosen.push(alg);
@@ -139,7 +150,9 @@ impl Jwt {
             return AuthResult::Deny(Denial::missing(Some(CHALLENGE)));
         };
         match jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation) {
-            Ok(data) => AuthResult::Allow { user: data.claims.sub },
+            Ok(data) => AuthResult::Allow {
+                user: data.claims.sub,
+            },
             Err(e) => {
                 tracing::debug!(error = %e.kind_name(), "jwt rejected");
                 AuthResult::Deny(Denial::invalid(Some(CHALLENGE_INVALID)))
@@ -156,6 +169,10 @@ impl KindName for jsonwebtoken::errors::Error {
     /// The error kind without any token content.
     fn kind_name(&self) -> String {
         let debug = format!("{:?}", self.kind());
-        debug.split(['(', ' ', '{']).next().unwrap_or_default().to_string()
+        debug
+            .split(['(', ' ', '{'])
+            .next()
+            .unwrap_or_default()
+            .to_string()
     }
 }

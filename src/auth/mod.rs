@@ -80,7 +80,9 @@ impl<'a> Denial<'a> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum AuthResult<'a> {
     /// Authenticated; `user` is the identity when the method knows one.
-    Allow { user: Option<String> },
+    Allow {
+        user: Option<String>,
+    },
     Deny(Denial<'a>),
 }
 

@@ -15,6 +15,8 @@ pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 /// were already reported (each is reported once).
 pub struct Walker<'a> {
     pub diags: Diagnostics,
+    /// Files the config refers to, for reload watching.
+    pub files: Vec<std::path::PathBuf>,
     env: EnvLookup<'a>,
     reported_ignored: HashSet<String>,
 }
@@ -38,7 +40,9 @@ impl<'n> Fields<'n> {
     }
 
     pub fn has(&self, key: &str) -> bool {
-        self.entries.iter().any(|(k, n, _)| *k == key && !n.is_null())
+        self.entries
+            .iter()
+            .any(|(k, n, _)| *k == key && !n.is_null())
     }
 
     /// Reports keys not taken: `ignored` ones as "handled by Envoy" warnings
@@ -107,8 +111,8 @@ fn strsim_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
@@ -128,6 +132,7 @@ impl<'a> Walker<'a> {
     pub fn new(env: EnvLookup<'a>) -> Self {
         Walker {
             diags: Diagnostics::default(),
+            files: Vec::new(),
             env,
             reported_ignored: HashSet::new(),
         }
@@ -252,7 +257,11 @@ impl<'a> Walker<'a> {
     /// A list of strings; a single string is accepted as a list of one.
     pub fn string_list(&mut self, node: &Node, loc: &Loc) -> Vec<(String, Loc)> {
         if let Value::Scalar { .. } = node.value {
-            return self.string(node, loc).map(|s| (s, loc.clone())).into_iter().collect();
+            return self
+                .string(node, loc)
+                .map(|s| (s, loc.clone()))
+                .into_iter()
+                .collect();
         }
         self.seq(node, loc)
             .into_iter()
@@ -304,7 +313,7 @@ pub fn expand_env(input: &str, env: EnvLookup<'_>) -> Result<String, String> {
                 (None, None) => {
                     return Err(format!(
                         "environment variable `{name}` is not set (use ${{{name}:-default}} for a default)"
-                    ))
+                    ));
                 }
             }
         }
@@ -362,7 +371,10 @@ mod tests {
 
     #[test]
     fn suggestions_catch_typos() {
-        assert_eq!(suggestion("tpye", &["type", "basic", "enabled"]), Some("type"));
+        assert_eq!(
+            suggestion("tpye", &["type", "basic", "enabled"]),
+            Some("type")
+        );
         assert_eq!(suggestion("bsaic", &["type", "basic"]), Some("basic"));
         assert_eq!(suggestion("completely", &["type", "basic"]), None);
     }

@@ -14,6 +14,9 @@ pub struct ConfigSpec {
     pub authz: AuthzSpec,
     pub rules: Vec<RuleSpec>,
     pub fallback: Option<BackendSpec>,
+    /// Files the config reads (users_file, tokens_file, secret_file): a
+    /// change to any of them reloads the config.
+    pub files: Vec<PathBuf>,
 }
 
 /// The `authz:` section (ours).
@@ -21,6 +24,7 @@ pub struct ConfigSpec {
 pub struct AuthzSpec {
     pub grpc_addr: Option<SocketAddr>,
     pub http_addr: Option<SocketAddr>,
+    pub admin_addr: Option<SocketAddr>,
     pub session: Option<SessionSpec>,
     pub trust_forwarded_proto: bool,
 }
@@ -30,6 +34,7 @@ impl Default for AuthzSpec {
         AuthzSpec {
             grpc_addr: None,
             http_addr: None,
+            admin_addr: None,
             session: None,
             trust_forwarded_proto: true,
         }

@@ -74,6 +74,7 @@ pub fn config(w: &mut Walker<'_>, root: &Node) -> ConfigSpec {
         spec.fallback = backend(w, node, &loc);
     }
     top.finish(w, IGNORED_TOP);
+    spec.files = std::mem::take(&mut w.files);
     spec
 }
 
@@ -84,6 +85,7 @@ fn authz(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> AuthzSpec {
     };
     spec.grpc_addr = socket_addr(w, &mut f, "grpc_addr");
     spec.http_addr = socket_addr(w, &mut f, "http_addr");
+    spec.admin_addr = socket_addr(w, &mut f, "admin_addr");
     if let Some((n, l)) = f.take("trust_forwarded_proto") {
         spec.trust_forwarded_proto = w.bool(n, &l).unwrap_or(true);
     }
@@ -120,20 +122,22 @@ fn session(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<SessionSpec> {
             }
         }
     }
-    if let Some((n, l)) = f.take("secret_file") {
-        if let Some(path) = w.non_empty(n, &l) {
-            match std::fs::read_to_string(&path) {
-                Ok(text) => {
-                    for line in text.lines().map(str::trim).filter(|s| !s.is_empty()) {
-                        if line.len() < 32 {
-                            w.diags.error(&l, "a session secret in the file is shorter than 32 bytes");
-                        } else {
-                            secrets.push(crate::secret::Secret::new(line.to_string()));
-                        }
+    if let Some((n, l)) = f.take("secret_file")
+        && let Some(path) = w.non_empty(n, &l)
+    {
+        w.files.push(path.clone().into());
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                for line in text.lines().map(str::trim).filter(|s| !s.is_empty()) {
+                    if line.len() < 32 {
+                        w.diags
+                            .error(&l, "a session secret in the file is shorter than 32 bytes");
+                    } else {
+                        secrets.push(crate::secret::Secret::new(line.to_string()));
                     }
                 }
-                Err(e) => w.diags.error(&l, format!("cannot read `{path}`: {e}")),
             }
+            Err(e) => w.diags.error(&l, format!("cannot read `{path}`: {e}")),
         }
     }
     let cookie_name = match f.take("cookie_name") {
@@ -264,13 +268,13 @@ fn backend(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<BackendSpec> {
         Some((n, l)) => self::service(w, n, &l),
         None => None,
     };
-    if kind != BackendKind::Service {
-        if let Some(a) = &auth {
-            w.diags.warn(
-                &a.loc,
-                "ignored: a redirect or handler backend carries no auth (as in ingress)",
-            );
-        }
+    if kind != BackendKind::Service
+        && let Some(a) = &auth
+    {
+        w.diags.warn(
+            &a.loc,
+            "ignored: a redirect or handler backend carries no auth (as in ingress)",
+        );
     }
     f.finish(w, IGNORED_BACKEND);
     Some(BackendSpec { kind, auth })

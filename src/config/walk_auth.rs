@@ -58,8 +58,10 @@ pub fn auth_block(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<AuthSpec
     });
     let type_given = f.has("type");
     if enabled == Some(true) && !type_given {
-        w.diags
-            .error(loc, "`enabled: true` needs a `type` (one of basic, bearer, jwt, oauth2, oidc)");
+        w.diags.error(
+            loc,
+            "`enabled: true` needs a `type` (one of basic, bearer, jwt, oauth2, oidc)",
+        );
     }
     let method = match type_name.as_deref() {
         Some("basic") => basic(w, &mut f).map(MethodSpec::Basic),
@@ -71,7 +73,10 @@ pub fn auth_block(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<AuthSpec
     };
     // Blocks of other types are tolerated (config kept) but have no effect.
     let mut unused = Vec::new();
-    let own = |key: &str| Some(key) == type_name.as_deref() || (key == "secret" && type_name.as_deref() == Some("jwt"));
+    let own = |key: &str| {
+        Some(key) == type_name.as_deref()
+            || (key == "secret" && type_name.as_deref() == Some("jwt"))
+    };
     for key in ["basic", "bearer", "jwt", "oauth2", "oidc", "secret"] {
         if own(key) {
             continue;
@@ -97,8 +102,10 @@ pub fn auth_block(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<AuthSpec
 
 fn basic(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<BasicSpec> {
     let Some((node, loc)) = auth.take("basic") else {
-        w.diags
-            .error(&auth.loc, "type basic needs a `basic` block with `users` or `users_file`");
+        w.diags.error(
+            &auth.loc,
+            "type basic needs a `basic` block with `users` or `users_file`",
+        );
         return None;
     };
     let mut f = w.fields(node, &loc)?;
@@ -138,16 +145,27 @@ fn basic(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<BasicSpec> {
         Some((n, l)) => {
             let realm = w.non_empty(n, &l).unwrap_or_default();
             if realm.contains(['"', '\\']) || realm.chars().any(char::is_control) {
-                w.diags
-                    .error(&l, "realm must not contain quotes, backslashes or control characters");
+                w.diags.error(
+                    &l,
+                    "realm must not contain quotes, backslashes or control characters",
+                );
             }
             realm
         }
         None => "Restricted".to_string(),
     };
-    if users.is_empty() && users_file.is_none() && !w.diags.errors.iter().any(|e| e.loc.path.starts_with(&loc.path)) {
-        w.diags
-            .error(&loc, "basic needs at least one user (`users` or `users_file`)");
+    if users.is_empty()
+        && users_file.is_none()
+        && !w
+            .diags
+            .errors
+            .iter()
+            .any(|e| e.loc.path.starts_with(&loc.path))
+    {
+        w.diags.error(
+            &loc,
+            "basic needs at least one user (`users` or `users_file`)",
+        );
     }
     f.finish(w, &[]);
     Some(BasicSpec {
@@ -160,8 +178,10 @@ fn basic(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<BasicSpec> {
 
 fn bearer(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<BearerSpec> {
     let Some((node, loc)) = auth.take("bearer") else {
-        w.diags
-            .error(&auth.loc, "type bearer needs a `bearer` block with `tokens` or `tokens_file`");
+        w.diags.error(
+            &auth.loc,
+            "type bearer needs a `bearer` block with `tokens` or `tokens_file`",
+        );
         return None;
     };
     let mut f = w.fields(node, &loc)?;
@@ -175,8 +195,10 @@ fn bearer(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<BearerSpec> {
     };
     let tokens_file = file_path(w, &mut f, "tokens_file");
     if tokens.is_empty() && tokens_file.is_none() {
-        w.diags
-            .error(&loc, "bearer needs at least one token (`tokens` or `tokens_file`)");
+        w.diags.error(
+            &loc,
+            "bearer needs at least one token (`tokens` or `tokens_file`)",
+        );
     }
     f.finish(w, &[]);
     Some(BearerSpec {
@@ -192,16 +214,18 @@ fn file_path(
     key: &'static str,
 ) -> Option<(std::path::PathBuf, Loc)> {
     let (n, l) = f.take(key)?;
-    w.non_empty(n, &l).map(|p| (p.into(), l))
+    let path = std::path::PathBuf::from(w.non_empty(n, &l)?);
+    w.files.push(path.clone());
+    Some((path, l))
 }
 
 fn jwt(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<JwtSpec> {
     let mut keys = Vec::new();
     // The guide's form: `auth.secret`.
-    if let Some((n, l)) = auth.take("secret") {
-        if let Some(s) = w.secret(n, &l) {
-            keys.push((JwtKeySpec::Secret(s), l));
-        }
+    if let Some((n, l)) = auth.take("secret")
+        && let Some(s) = w.secret(n, &l)
+    {
+        keys.push((JwtKeySpec::Secret(s), l));
     }
     let mut spec = JwtSpec {
         loc: auth.loc.clone(),
@@ -215,20 +239,20 @@ fn jwt(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<JwtSpec> {
     if let Some((node, loc)) = auth.take("jwt") {
         spec.loc = loc.clone();
         if let Some(mut f) = w.fields(node, &loc) {
-            if let Some((n, l)) = f.take("secret") {
-                if let Some(s) = w.secret(n, &l) {
-                    keys.push((JwtKeySpec::Secret(s), l));
-                }
+            if let Some((n, l)) = f.take("secret")
+                && let Some(s) = w.secret(n, &l)
+            {
+                keys.push((JwtKeySpec::Secret(s), l));
             }
-            if let Some((n, l)) = f.take("public_key") {
-                if let Some(s) = w.non_empty(n, &l) {
-                    keys.push((JwtKeySpec::PublicKeyPem(s), l));
-                }
+            if let Some((n, l)) = f.take("public_key")
+                && let Some(s) = w.non_empty(n, &l)
+            {
+                keys.push((JwtKeySpec::PublicKeyPem(s), l));
             }
-            if let Some((n, l)) = f.take("jwks_url") {
-                if let Some(u) = url(w, n, &l) {
-                    keys.push((JwtKeySpec::JwksUrl(u), l));
-                }
+            if let Some((n, l)) = f.take("jwks_url")
+                && let Some(u) = url(w, n, &l)
+            {
+                keys.push((JwtKeySpec::JwksUrl(u), l));
             }
             if let Some((n, l)) = f.take("algorithms") {
                 let algs = w.string_list(n, &l).into_iter().map(|(s, _)| s).collect();
@@ -268,8 +292,10 @@ fn url(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<url::Url> {
     match url::Url::parse(&s) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
         _ => {
-            w.diags
-                .error(loc, format!("invalid URL `{s}`; expected an absolute http(s) URL"));
+            w.diags.error(
+                loc,
+                format!("invalid URL `{s}`; expected an absolute http(s) URL"),
+            );
             None
         }
     }
@@ -390,37 +416,39 @@ fn connect(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<ConnectSpec> {
         algorithm: "hs256".into(),
         expires_in: Duration::from_secs(300),
     };
-    if let Some((n, l)) = f.take("jwt") {
-        if let Some(mut jf) = w.fields(n, &l) {
-            spec.secret = jf.take("secret").and_then(|(n, l)| w.secret(n, &l));
-            if let Some((n, l)) = jf.take("algorithm") {
-                let alg = w.string(n, &l).unwrap_or_default().to_ascii_lowercase();
-                if CONNECT_ALGORITHMS.contains(&alg.as_str()) {
-                    spec.algorithm = alg;
-                } else {
-                    w.diags.error(
-                        &l,
-                        format!(
-                            "unknown connect algorithm \"{alg}\"; expected one of {}",
-                            CONNECT_ALGORITHMS.join(", ")
-                        ),
-                    );
-                }
+    if let Some((n, l)) = f.take("jwt")
+        && let Some(mut jf) = w.fields(n, &l)
+    {
+        spec.secret = jf.take("secret").and_then(|(n, l)| w.secret(n, &l));
+        if let Some((n, l)) = jf.take("algorithm") {
+            let alg = w.string(n, &l).unwrap_or_default().to_ascii_lowercase();
+            if CONNECT_ALGORITHMS.contains(&alg.as_str()) {
+                spec.algorithm = alg;
+            } else {
+                w.diags.error(
+                    &l,
+                    format!(
+                        "unknown connect algorithm \"{alg}\"; expected one of {}",
+                        CONNECT_ALGORITHMS.join(", ")
+                    ),
+                );
             }
-            if let Some((n, l)) = jf.take("expires_in") {
-                spec.expires_in = w.duration(n, &l).unwrap_or(spec.expires_in);
-            }
-            jf.finish(w, &[]);
         }
+        if let Some((n, l)) = jf.take("expires_in") {
+            spec.expires_in = w.duration(n, &l).unwrap_or(spec.expires_in);
+        }
+        jf.finish(w, &[]);
     }
     if spec.enabled && spec.secret.is_none() {
-        w.diags
-            .error(loc, "connect.enabled needs `jwt.secret` (a shared secret or a PEM private key)");
+        w.diags.error(
+            loc,
+            "connect.enabled needs `jwt.secret` (a shared secret or a PEM private key)",
+        );
     }
-    if let Some(secret) = &spec.secret {
-        if let Err(msg) = check_connect_key(&spec.algorithm, secret.expose()) {
-            w.diags.error(loc, msg);
-        }
+    if let Some(secret) = &spec.secret
+        && let Err(msg) = check_connect_key(&spec.algorithm, secret.expose())
+    {
+        w.diags.error(loc, msg);
     }
     f.finish(w, &[]);
     Some(spec)
@@ -499,9 +527,10 @@ fn oidc_fields(w: &mut Walker<'_>, f: &mut Fields<'_>) -> Option<OidcSpec> {
         issuer,
     };
     match (&spec.provider, &spec.issuer) {
-        (None, None) if !f.has("provider") => w
-            .diags
-            .error(&spec.loc, "oidc needs `provider` (a known OpenID provider) or `issuer`"),
+        (None, None) if !f.has("provider") => w.diags.error(
+            &spec.loc,
+            "oidc needs `provider` (a known OpenID provider) or `issuer`",
+        ),
         (Some(_), Some(_)) => w
             .diags
             .error(&spec.loc, "oidc takes `provider` or `issuer`, not both"),

@@ -26,7 +26,10 @@ impl From<Marker> for Mark {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     /// A scalar kept as written; `plain` scalars may be null, bool or number.
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
 }

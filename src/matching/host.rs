@@ -40,7 +40,9 @@ impl HostPattern {
             }
             _ => {
                 if host.contains(':') && !host.starts_with('[') {
-                    return Err("host must not include a port (the port is stripped from requests)".into());
+                    return Err(
+                        "host must not include a port (the port is stripped from requests)".into(),
+                    );
                 }
                 Ok(HostPattern::Exact(
                     host.trim_end_matches('.').to_ascii_lowercase(),

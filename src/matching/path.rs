@@ -187,7 +187,10 @@ mod tests {
 
     #[test]
     fn normal_paths_are_borrowed() {
-        assert!(matches!(normalize("/a/b?c").unwrap(), Cow::Borrowed("/a/b")));
+        assert!(matches!(
+            normalize("/a/b?c").unwrap(),
+            Cow::Borrowed("/a/b")
+        ));
     }
 
     proptest::proptest! {

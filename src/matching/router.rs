@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use regex::Regex;
 
-use super::host::{normalize_host, HostPattern};
+use super::host::{HostPattern, normalize_host};
 use crate::auth::Authenticator;
 
 /// Why a route needs no authentication.

@@ -1,0 +1,129 @@
+//! The admin gRPC API (`proto/admin.proto`): Explain, Reload, ConfigSummary.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use crate::explain::explain_request;
+use crate::matching::{Policy, Route};
+use crate::request::RequestView;
+use crate::state::{Reloaded, Shared};
+
+pub mod proto {
+    #![allow(missing_docs, clippy::all)]
+    tonic::include_proto!("ingress_authz.admin.v1");
+}
+
+use proto::admin_server::Admin;
+use proto::*;
+
+pub struct AdminService {
+    shared: Arc<Shared>,
+}
+
+impl AdminService {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        AdminService { shared }
+    }
+}
+
+fn auth_summary(route: &Route) -> String {
+    match &route.policy {
+        Policy::Open(reason) => format!("none: {}", reason.describe()),
+        Policy::Protected(a) => a.kind().as_str().to_string(),
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn explain(
+        &self,
+        request: Request<ExplainRequest>,
+    ) -> Result<Response<ExplainResponse>, Status> {
+        let r = request.into_inner();
+        let headers = r
+            .headers
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        let method = if r.method.is_empty() {
+            "GET".to_string()
+        } else {
+            r.method
+        };
+        let req = RequestView {
+            host: &r.host,
+            path: &r.path,
+            method: &method,
+            scheme: "http",
+            headers: &headers,
+            client: None,
+        };
+        let ex = explain_request(&self.shared.engine(), &req);
+        Ok(Response::new(ExplainResponse {
+            rule: ex.rule,
+            path_rule: ex.path_rule,
+            auth_type: ex.auth_type,
+            decision: if ex.allowed { "allow" } else { "deny" }.into(),
+            status: u32::from(ex.status),
+            reason: ex.reason,
+            normalized_path: ex.normalized_path,
+            text: ex.text,
+        }))
+    }
+
+    async fn reload(&self, _: Request<ReloadRequest>) -> Result<Response<ReloadResponse>, Status> {
+        let shared = self.shared.clone();
+        let result = tokio::task::spawn_blocking(move || shared.reload(true))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let response = match result {
+            Ok(Reloaded::Swapped(generation) | Reloaded::Unchanged(generation)) => ReloadResponse {
+                ok: true,
+                errors: Vec::new(),
+                generation,
+            },
+            Err(e) => ReloadResponse {
+                ok: false,
+                errors: match e {
+                    crate::config::ConfigError::Invalid { errors, .. } => {
+                        errors.iter().map(ToString::to_string).collect()
+                    }
+                    other => vec![other.to_string()],
+                },
+                generation: self.shared.generation(),
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn config_summary(
+        &self,
+        _: Request<ConfigSummaryRequest>,
+    ) -> Result<Response<ConfigSummaryResponse>, Status> {
+        let engine = self.shared.engine();
+        let mut routes = Vec::new();
+        for rule in engine.router().rules() {
+            routes.push(RouteSummary {
+                label: rule.route.label.clone(),
+                host: rule.host.clone(),
+                path: String::new(),
+                auth: auth_summary(&rule.route),
+            });
+            for p in &rule.paths {
+                routes.push(RouteSummary {
+                    label: p.route.label.clone(),
+                    host: rule.host.clone(),
+                    path: p.pattern.clone(),
+                    auth: auth_summary(&p.route),
+                });
+            }
+        }
+        Ok(Response::new(ConfigSummaryResponse {
+            file: self.shared.config_path.display().to_string(),
+            generation: self.shared.generation(),
+            routes,
+            fallback: engine.router().fallback().is_some(),
+        }))
+    }
+}

@@ -1,0 +1,113 @@
+//! Prometheus metrics, served on the HTTP port at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use crate::decision::{Decision, Verdict};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckLabels {
+    /// Route label (`rules[0].paths[1]`), or `-` when nothing matched.
+    pub rule: String,
+    pub auth: &'static str,
+    pub decision: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    checks: Family<CheckLabels, Counter>,
+    check_seconds: Histogram,
+    reloads: Family<ResultLabels, Counter>,
+    generation: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("ingress_authz");
+        let checks = Family::<CheckLabels, Counter>::default();
+        registry.register(
+            "checks",
+            "Check requests decided, by route, auth type, decision and reason",
+            checks.clone(),
+        );
+        // 5 µs .. ~2.6 s: covers cached checks and uncached password hashes.
+        let check_seconds = Histogram::new(exponential_buckets(5e-6, 2.0, 20));
+        registry.register(
+            "check_duration_seconds",
+            "Time to decide one check request",
+            check_seconds.clone(),
+        );
+        let reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Config reloads, by result",
+            reloads.clone(),
+        );
+        let generation = Gauge::default();
+        registry.register(
+            "config_generation",
+            "Generation of the config serving (1 at start, +1 per successful reload)",
+            generation.clone(),
+        );
+        generation.set(1);
+        registry.register(
+            "build",
+            "Build information",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        Metrics {
+            registry,
+            checks,
+            check_seconds,
+            reloads,
+            generation,
+        }
+    }
+
+    pub fn record_check(&self, decision: &Decision<'_>, seconds: f64) {
+        let (verdict, reason) = match &decision.verdict {
+            Verdict::Allow { reason, .. } => ("allow", reason.code()),
+            Verdict::Deny(d) => ("deny", d.reason.code()),
+        };
+        self.checks
+            .get_or_create(&CheckLabels {
+                rule: decision.route.unwrap_or("-").to_string(),
+                auth: decision.kind.map_or("-", |k| k.as_str()),
+                decision: verdict,
+                reason,
+            })
+            .inc();
+        self.check_seconds.observe(seconds);
+    }
+
+    pub fn record_reload(&self, ok: bool, generation: u64) {
+        let result = if ok { "ok" } else { "failed" };
+        self.reloads.get_or_create(&ResultLabels { result }).inc();
+        self.generation.set(generation as i64);
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
