@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::hint::black_box;
 
 use base64::Engine as _;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use ingress_authz::engine::Engine;
 use ingress_authz::request::RequestView;
 
@@ -16,8 +16,12 @@ fn config(n: usize, argon_hash: &str) -> String {
     let mut yaml = String::from("rules:\n");
     for i in 0..n {
         let auth = match i % 4 {
-            0 => "{type: basic, basic: {users: [{username: admin, password: admin123}]}}".to_string(),
-            1 => format!("{{type: basic, basic: {{users: [{{username: admin, password: '{argon_hash}'}}]}}}}"),
+            0 => {
+                "{type: basic, basic: {users: [{username: admin, password: admin123}]}}".to_string()
+            }
+            1 => format!(
+                "{{type: basic, basic: {{users: [{{username: admin, password: '{argon_hash}'}}]}}}}"
+            ),
             2 => "{type: bearer, bearer: {tokens: [token-abc-123]}}".to_string(),
             _ => format!("{{type: jwt, secret: {JWT_SECRET}}}"),
         };

@@ -21,7 +21,9 @@ fn errors(yaml: &str) -> Vec<String> {
 /// Wraps an auth block in a one-rule config (auth block starts at line 6).
 fn with_auth(auth: &str) -> String {
     let indented: String = auth.lines().map(|l| format!("        {l}\n")).collect();
-    format!("rules:\n  - host: example.com\n    backend:\n      service:\n        auth:\n{indented}")
+    format!(
+        "rules:\n  - host: example.com\n    backend:\n      service:\n        auth:\n{indented}"
+    )
 }
 
 #[track_caller]
@@ -39,46 +41,125 @@ fn typo_in_type_is_an_error_naming_the_line() {
     let errs = errors(&yaml);
     assert_eq!(errs.len(), 1, "{errs:#?}");
     assert!(errs[0].starts_with("line 6:"), "{}", errs[0]);
-    assert!(errs[0].contains("rules[0].backend.service.auth.tpye"), "{}", errs[0]);
+    assert!(
+        errs[0].contains("rules[0].backend.service.auth.tpye"),
+        "{}",
+        errs[0]
+    );
     assert!(errs[0].contains("did you mean `type`"), "{}", errs[0]);
 }
 
 #[test]
 fn validation_error_table() {
     let cases: &[(&str, &str)] = &[
-        ("  type: Basic", "unknown auth type \"Basic\"; expected one of basic, bearer, jwt, oauth2, oidc"),
+        (
+            "  type: Basic",
+            "unknown auth type \"Basic\"; expected one of basic, bearer, jwt, oauth2, oidc",
+        ),
         ("  type: ldap", "unknown auth type \"ldap\""),
         ("  enabled: true", "`enabled: true` needs a `type`"),
         ("  type: basic", "type basic needs a `basic` block"),
-        ("  type: basic\n  basic:\n    users: []", "basic needs at least one user"),
-        ("  type: basic\n  basic:\n    users:\n      - {username: a}", "user needs a `password`"),
-        ("  type: basic\n  basic:\n    users:\n      - {password: a}", "user needs a `username`"),
-        ("  type: basic\n  basic:\n    users:\n      - {username: 'a:b', password: c}", "username must not contain `:`"),
-        ("  type: basic\n  basic:\n    users:\n      - {username: a, password: '$2y$10$broken'}", "invalid bcrypt hash"),
-        ("  type: basic\n  basic:\n    users:\n      - {username: a, password: '$argon2id$v=19$bad'}", "invalid argon2 hash"),
-        ("  type: basic\n  basic:\n    users:\n      - {username: a, password: '$apr1$x$y'}", "too weak"),
-        ("  type: basic\n  basic:\n    users_file: /nonexistent/htpasswd", "cannot read users_file"),
-        ("  type: basic\n  basic:\n    users:\n      - {username: a, password: b}\n      - {username: a, password: c}", "duplicate user `a`"),
+        (
+            "  type: basic\n  basic:\n    users: []",
+            "basic needs at least one user",
+        ),
+        (
+            "  type: basic\n  basic:\n    users:\n      - {username: a}",
+            "user needs a `password`",
+        ),
+        (
+            "  type: basic\n  basic:\n    users:\n      - {password: a}",
+            "user needs a `username`",
+        ),
+        (
+            "  type: basic\n  basic:\n    users:\n      - {username: 'a:b', password: c}",
+            "username must not contain `:`",
+        ),
+        (
+            "  type: basic\n  basic:\n    users:\n      - {username: a, password: '$2y$10$broken'}",
+            "invalid bcrypt hash",
+        ),
+        (
+            "  type: basic\n  basic:\n    users:\n      - {username: a, password: '$argon2id$v=19$bad'}",
+            "invalid argon2 hash",
+        ),
+        (
+            "  type: basic\n  basic:\n    users:\n      - {username: a, password: '$apr1$x$y'}",
+            "too weak",
+        ),
+        (
+            "  type: basic\n  basic:\n    users_file: /nonexistent/htpasswd",
+            "cannot read users_file",
+        ),
+        (
+            "  type: basic\n  basic:\n    users:\n      - {username: a, password: b}\n      - {username: a, password: c}",
+            "duplicate user `a`",
+        ),
         ("  type: bearer", "type bearer needs a `bearer` block"),
-        ("  type: bearer\n  bearer:\n    tokens: []", "bearer needs at least one token"),
-        ("  type: bearer\n  bearer:\n    tokens_file: /nonexistent/tokens", "cannot read tokens_file"),
+        (
+            "  type: bearer\n  bearer:\n    tokens: []",
+            "bearer needs at least one token",
+        ),
+        (
+            "  type: bearer\n  bearer:\n    tokens_file: /nonexistent/tokens",
+            "cannot read tokens_file",
+        ),
         ("  type: jwt", "jwt needs a key"),
         ("  type: jwt\n  jwt:\n    issuer: x", "jwt needs a key"),
-        ("  type: jwt\n  jwt:\n    public_key: not-a-pem", "public_key is not valid PEM"),
-        ("  type: jwt\n  secret: s1\n  jwt:\n    secret: s2", "exactly one key"),
-        ("  type: jwt\n  secret: s\n  jwt:\n    algorithms: [RS256]", "does not fit the configured key"),
-        ("  type: jwt\n  secret: s\n  jwt:\n    algorithms: [none]", "unknown JWT algorithm"),
-        ("  type: jwt\n  secret: s\n  jwt:\n    leeway: soon", "invalid duration"),
-        ("  type: jwt\n  secret: ${UNSET_SECRET_VAR}", "environment variable `UNSET_SECRET_VAR` is not set"),
+        (
+            "  type: jwt\n  jwt:\n    public_key: not-a-pem",
+            "public_key is not valid PEM",
+        ),
+        (
+            "  type: jwt\n  secret: s1\n  jwt:\n    secret: s2",
+            "exactly one key",
+        ),
+        (
+            "  type: jwt\n  secret: s\n  jwt:\n    algorithms: [RS256]",
+            "does not fit the configured key",
+        ),
+        (
+            "  type: jwt\n  secret: s\n  jwt:\n    algorithms: [none]",
+            "unknown JWT algorithm",
+        ),
+        (
+            "  type: jwt\n  secret: s\n  jwt:\n    leeway: soon",
+            "invalid duration",
+        ),
+        (
+            "  type: jwt\n  secret: ${UNSET_SECRET_VAR}",
+            "environment variable `UNSET_SECRET_VAR` is not set",
+        ),
         ("  type: oauth2", "type oauth2 needs an `oauth2` block"),
-        ("  type: oauth2\n  oauth2:\n    provider: gitbub\n    client_id: a\n    client_secret: b", "unknown oauth2 provider \"gitbub\""),
-        ("  type: oauth2\n  oauth2:\n    provider: github", "oauth2 needs `client_id`"),
-        ("  type: oauth2\n  oauth2:\n    provider: auth0\n    client_id: a\n    client_secret: b", "needs `base_url`"),
-        ("  type: oauth2\n  oauth2:\n    provider: github\n    client_id: a\n    client_secret: b\n    redirect_url: https://x/callback", "redirect_url path must be /oauth2/callback"),
-        ("  type: oauth2\n  oauth2:\n    provider: github\n    client_id: a\n    client_secret: b\n    connect:\n      enabled: true", "connect.enabled needs `jwt.secret`"),
-        ("  type: oauth2\n  oauth2:\n    provider: github\n    client_id: a\n    client_secret: b\n    connect:\n      enabled: true\n      jwt: {secret: s, algorithm: rs256}", "needs a PEM private key"),
+        (
+            "  type: oauth2\n  oauth2:\n    provider: gitbub\n    client_id: a\n    client_secret: b",
+            "unknown oauth2 provider \"gitbub\"",
+        ),
+        (
+            "  type: oauth2\n  oauth2:\n    provider: github",
+            "oauth2 needs `client_id`",
+        ),
+        (
+            "  type: oauth2\n  oauth2:\n    provider: auth0\n    client_id: a\n    client_secret: b",
+            "needs `base_url`",
+        ),
+        (
+            "  type: oauth2\n  oauth2:\n    provider: github\n    client_id: a\n    client_secret: b\n    redirect_url: https://x/callback",
+            "redirect_url path must be /oauth2/callback",
+        ),
+        (
+            "  type: oauth2\n  oauth2:\n    provider: github\n    client_id: a\n    client_secret: b\n    connect:\n      enabled: true",
+            "connect.enabled needs `jwt.secret`",
+        ),
+        (
+            "  type: oauth2\n  oauth2:\n    provider: github\n    client_id: a\n    client_secret: b\n    connect:\n      enabled: true\n      jwt: {secret: s, algorithm: rs256}",
+            "needs a PEM private key",
+        ),
         ("  type: oidc", "oidc needs `provider`"),
-        ("  type: oidc\n  provider: google\n  oidc:\n    client_id: a", "use one form"),
+        (
+            "  type: oidc\n  provider: google\n  oidc:\n    client_id: a",
+            "use one form",
+        ),
         ("  type: oidc\n  provider: github", "unknown oidc provider"),
         ("  enabled: maybe\n  type: basic", "expected true or false"),
     ];
@@ -89,15 +170,30 @@ fn validation_error_table() {
 
 #[test]
 fn host_and_path_errors() {
-    assert_error("rules:\n  - host: '(bad'\n", "rules[0].host: invalid host regex");
-    assert_error("rules:\n  - host: a.com\n    paths:\n      - path: '/x('\n", "rules[0].paths[0].path: invalid path regex");
-    assert_error("rules:\n  - host: a.com\n    host_type: fuzzy\n", "unknown host_type");
+    assert_error(
+        "rules:\n  - host: '(bad'\n",
+        "rules[0].host: invalid host regex",
+    );
+    assert_error(
+        "rules:\n  - host: a.com\n    paths:\n      - path: '/x('\n",
+        "rules[0].paths[0].path: invalid path regex",
+    );
+    assert_error(
+        "rules:\n  - host: a.com\n    host_type: fuzzy\n",
+        "unknown host_type",
+    );
     assert_error("rules:\n  - host: a.com:8080\n", "must not include a port");
     assert_error("rules:\n  - backend: {}\n", "rule needs a `host`");
-    assert_error("rules:\n  - host: a.com\n    paths:\n      - backend: {}\n", "path entry needs a `path`");
+    assert_error(
+        "rules:\n  - host: a.com\n    paths:\n      - backend: {}\n",
+        "path entry needs a `path`",
+    );
     assert_error("rules: {}\n", "expected a list");
     assert_error("rulez: []\n", "unknown key `rulez` (did you mean `rules`?)");
-    assert_error("authz:\n  session:\n    secret: short\n", "at least 32 bytes");
+    assert_error(
+        "authz:\n  session:\n    secret: short\n",
+        "at least 32 bytes",
+    );
     assert_error("authz:\n  grpc_addr: nowhere\n", "invalid address");
 }
 
@@ -129,7 +225,12 @@ fn ingress_proxy_keys_are_warned_once_not_errors() {
         "reported once: {warnings:#?}"
     );
     for key in ["version", "port", "waf"] {
-        assert!(warnings.iter().any(|w| w.contains(&format!(": {key}: ignored: handled by Envoy"))), "{key}: {warnings:#?}");
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains(&format!(": {key}: ignored: handled by Envoy"))),
+            "{key}: {warnings:#?}"
+        );
     }
 }
 
@@ -144,19 +245,26 @@ fn env_expansion_in_auth_only() {
 
 #[test]
 fn disabled_auth_is_still_validated() {
-    assert_error(&with_auth("  enabled: false\n  type: basic\n  basic:\n    users: []"), "at least one user");
+    assert_error(
+        &with_auth("  enabled: false\n  type: basic\n  basic:\n    users: []"),
+        "at least one user",
+    );
 }
 
 #[test]
 fn secrets_never_appear_in_errors_or_debug() {
-    let yaml = with_auth("  type: basic\n  basic:\n    users:\n      - {username: a, password: 'hunter2-secret'}\n    bogus: 1");
+    let yaml = with_auth(
+        "  type: basic\n  basic:\n    users:\n      - {username: a, password: 'hunter2-secret'}\n    bogus: 1",
+    );
     let errs = errors(&yaml).join("\n");
     assert!(!errs.contains("hunter2"), "{errs}");
     let ok = with_auth("  type: jwt\n  secret: jwt-secret-value-xyz");
     let engine = Engine::from_text(&ok, "x", &env).unwrap();
     let debug = format!("{engine:?}");
     assert!(!debug.contains("jwt-secret-value-xyz"), "{debug}");
-    let ok = with_auth("  type: basic\n  basic:\n    users:\n      - {username: a, password: 'hunter2-secret'}");
+    let ok = with_auth(
+        "  type: basic\n  basic:\n    users:\n      - {username: a, password: 'hunter2-secret'}",
+    );
     let engine = Engine::from_text(&ok, "x", &env).unwrap();
     assert!(!format!("{engine:?}").contains("hunter2"));
 }
@@ -181,7 +289,11 @@ fn ingress_example_corpus_validates() {
             }
         }
     }
-    assert!(files.len() > 40, "corpus looks incomplete: {} files", files.len());
+    assert!(
+        files.len() > 40,
+        "corpus looks incomplete: {} files",
+        files.len()
+    );
     for f in files {
         if let Err(e) = Engine::load(&f) {
             panic!("{} must validate: {e}", f.display());

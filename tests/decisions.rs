@@ -6,7 +6,7 @@ use base64::Engine as _;
 use ingress_authz::decision::{Reason, Verdict};
 use ingress_authz::engine::Engine;
 use ingress_authz::request::RequestView;
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 
 fn engine(yaml: &str) -> Engine {
     Engine::from_text(yaml, "test.yaml", &|_| None).unwrap_or_else(|e| panic!("{e}"))
@@ -61,7 +61,8 @@ fn corpus(rel: &str) -> String {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/ingress-examples")
         .join(rel);
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("corpus file {} is needed: {e}", p.display()))
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("corpus file {} is needed: {e}", p.display()))
 }
 
 #[test]
@@ -98,10 +99,20 @@ fn guide_path_level_example_behaves_as_documented() {
     ];
     for (path, auth, want) in table {
         let got = decide(&e, host, path, *auth);
-        assert_eq!(got.status, *want, "{path} with {auth:?} (reason {})", got.reason);
+        assert_eq!(
+            got.status, *want,
+            "{path} with {auth:?} (reason {})",
+            got.reason
+        );
     }
-    assert_eq!(decide(&e, host, "/admin", None).route.as_deref(), Some("rules[0].paths[0]"));
-    assert_eq!(decide(&e, host, "/x", None).route.as_deref(), Some("rules[0]"));
+    assert_eq!(
+        decide(&e, host, "/admin", None).route.as_deref(),
+        Some("rules[0].paths[0]")
+    );
+    assert_eq!(
+        decide(&e, host, "/x", None).route.as_deref(),
+        Some("rules[0]")
+    );
 }
 
 #[test]
@@ -112,13 +123,21 @@ fn challenges_per_type() {
         decide(&e, h, "/", None).challenge.as_deref(),
         Some("Basic realm=\"Restricted\", charset=\"UTF-8\"")
     );
-    assert_eq!(decide(&e, h, "/api", None).challenge.as_deref(), Some("Bearer"));
     assert_eq!(
-        decide(&e, h, "/api", Some("Bearer nope")).challenge.as_deref(),
+        decide(&e, h, "/api", None).challenge.as_deref(),
+        Some("Bearer")
+    );
+    assert_eq!(
+        decide(&e, h, "/api", Some("Bearer nope"))
+            .challenge
+            .as_deref(),
         Some("Bearer error=\"invalid_token\"")
     );
     assert_eq!(decide(&e, h, "/api", None).reason, "missing_credentials");
-    assert_eq!(decide(&e, h, "/api", Some("Bearer nope")).reason, "invalid_credentials");
+    assert_eq!(
+        decide(&e, h, "/api", Some("Bearer nope")).reason,
+        "invalid_credentials"
+    );
 }
 
 const HOSTS: &str = r#"
@@ -166,7 +185,9 @@ fn host_matching_first_rule_wins() {
 
 #[test]
 fn fallback_applies_when_no_host_matches() {
-    let e = engine("rules: []\nfallback:\n  service:\n    name: f\n    auth: {type: bearer, bearer: {tokens: [fb]}}\n");
+    let e = engine(
+        "rules: []\nfallback:\n  service:\n    name: f\n    auth: {type: bearer, bearer: {tokens: [fb]}}\n",
+    );
     let got = decide(&e, "anything.test", "/", Some("Bearer fb"));
     assert_eq!((got.status, got.route.as_deref()), (200, Some("fallback")));
     assert_eq!(decide(&e, "anything.test", "/", None).status, 401);
@@ -216,9 +237,19 @@ rules:
 fn hashed_basic_users_and_htpasswd_file() {
     let dir = tempfile::tempdir().unwrap();
     let htpasswd = dir.path().join("htpasswd");
-    std::fs::write(&htpasswd, format!("# users\nfile-user:{}\n", bcrypt::hash("file-pass", 4).unwrap())).unwrap();
+    std::fs::write(
+        &htpasswd,
+        format!(
+            "# users\nfile-user:{}\n",
+            bcrypt::hash("file-pass", 4).unwrap()
+        ),
+    )
+    .unwrap();
     use argon2::PasswordHasher;
-    let argon = argon2::Argon2::default().hash_password(b"argon-pass").unwrap().to_string();
+    let argon = argon2::Argon2::default()
+        .hash_password(b"argon-pass")
+        .unwrap()
+        .to_string();
     let yaml = format!(
         "rules:\n  - host: a.com\n    backend:\n      service:\n        auth:\n          type: basic\n          basic:\n            realm: Staff\n            users_file: {}\n            users:\n              - {{username: ops, password: '{argon}'}}\n",
         htpasswd.display()
@@ -226,12 +257,27 @@ fn hashed_basic_users_and_htpasswd_file() {
     let e = engine(&yaml);
     for _ in 0..2 {
         // the second round is served from the verification cache
-        assert_eq!(decide(&e, "a.com", "/", Some(&basic("ops", "argon-pass"))).status, 200);
-        assert_eq!(decide(&e, "a.com", "/", Some(&basic("file-user", "file-pass"))).status, 200);
+        assert_eq!(
+            decide(&e, "a.com", "/", Some(&basic("ops", "argon-pass"))).status,
+            200
+        );
+        assert_eq!(
+            decide(&e, "a.com", "/", Some(&basic("file-user", "file-pass"))).status,
+            200
+        );
     }
-    assert_eq!(decide(&e, "a.com", "/", Some(&basic("ops", "argon-pasS"))).status, 401);
-    assert_eq!(decide(&e, "a.com", "/", Some(&basic("file-user", "x"))).status, 401);
-    assert_eq!(decide(&e, "a.com", "/", Some(&basic("nobody", "x"))).status, 401);
+    assert_eq!(
+        decide(&e, "a.com", "/", Some(&basic("ops", "argon-pasS"))).status,
+        401
+    );
+    assert_eq!(
+        decide(&e, "a.com", "/", Some(&basic("file-user", "x"))).status,
+        401
+    );
+    assert_eq!(
+        decide(&e, "a.com", "/", Some(&basic("nobody", "x"))).status,
+        401
+    );
     assert_eq!(
         decide(&e, "a.com", "/", None).challenge.as_deref(),
         Some("Basic realm=\"Staff\", charset=\"UTF-8\"")
@@ -244,14 +290,29 @@ fn basic_scheme_is_case_insensitive_and_password_may_hold_colons() {
     let creds = basic("u", "p:a:ss");
     let lower = creds.replacen("Basic", "basic", 1);
     assert_eq!(decide(&e, "a.com", "/", Some(&lower)).status, 200);
-    assert_eq!(decide(&e, "a.com", "/", Some(&creds.replacen("Basic", "BASIC", 1))).status, 200);
-    for garbage in ["Basic", "Basic !!!", "Basic dTpw", "Digest abc", "Basic dTpwOmE6c3M= extra"] {
-        assert_eq!(decide(&e, "a.com", "/", Some(garbage)).status, 401, "{garbage}");
+    assert_eq!(
+        decide(&e, "a.com", "/", Some(&creds.replacen("Basic", "BASIC", 1))).status,
+        200
+    );
+    for garbage in [
+        "Basic",
+        "Basic !!!",
+        "Basic dTpw",
+        "Digest abc",
+        "Basic dTpwOmE6c3M= extra",
+    ] {
+        assert_eq!(
+            decide(&e, "a.com", "/", Some(garbage)).status,
+            401,
+            "{garbage}"
+        );
     }
 }
 
 fn with_basic(user: &str, pass: &str) -> String {
-    format!("rules:\n  - host: a.com\n    backend:\n      service:\n        auth:\n          type: basic\n          basic:\n            users:\n              - username: '{user}'\n                password: '{pass}'\n")
+    format!(
+        "rules:\n  - host: a.com\n    backend:\n      service:\n        auth:\n          type: basic\n          basic:\n            users:\n              - username: '{user}'\n                password: '{pass}'\n"
+    )
 }
 
 fn now() -> u64 {
@@ -262,16 +323,26 @@ fn now() -> u64 {
 }
 
 fn fixture(name: &str) -> String {
-    std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)).unwrap()
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name),
+    )
+    .unwrap()
 }
 
 fn jwt_engine(auth: &str) -> Engine {
     let indented: String = auth.lines().map(|l| format!("          {l}\n")).collect();
-    engine(&format!("rules:\n  - host: a.com\n    backend:\n      service:\n        auth:\n{indented}"))
+    engine(&format!(
+        "rules:\n  - host: a.com\n    backend:\n      service:\n        auth:\n{indented}"
+    ))
 }
 
 fn sign(alg: Algorithm, key: &EncodingKey, claims: serde_json::Value) -> String {
-    format!("Bearer {}", encode(&Header::new(alg), &claims, key).unwrap())
+    format!(
+        "Bearer {}",
+        encode(&Header::new(alg), &claims, key).unwrap()
+    )
 }
 
 #[test]
@@ -280,20 +351,43 @@ fn jwt_hmac_guide_form_with_issuer_and_audience() {
     let host = "jwt.example.com";
     let key = EncodingKey::from_secret(b"change-me-in-production").unwrap();
     let good = serde_json::json!({"sub": "u1", "iss": "ingress-demo", "aud": "api.example.com", "exp": now() + 60});
-    let status = |alg, key: &EncodingKey, claims: serde_json::Value| decide(&e, host, "/", Some(&sign(alg, key, claims))).status;
+    let status = |alg, key: &EncodingKey, claims: serde_json::Value| {
+        decide(&e, host, "/", Some(&sign(alg, key, claims))).status
+    };
     assert_eq!(status(Algorithm::HS256, &key, good.clone()), 200);
     assert_eq!(status(Algorithm::HS512, &key, good.clone()), 200);
     let mut arr = good.clone();
     arr["aud"] = serde_json::json!(["other", "api.example.com"]);
     assert_eq!(status(Algorithm::HS256, &key, arr), 200);
     let cases = [
-        ("expired", serde_json::json!({"iss": "ingress-demo", "aud": "api.example.com", "exp": now() - 120})),
-        ("no exp", serde_json::json!({"iss": "ingress-demo", "aud": "api.example.com"})),
-        ("not yet valid", serde_json::json!({"iss": "ingress-demo", "aud": "api.example.com", "exp": now() + 600, "nbf": now() + 300})),
-        ("wrong iss", serde_json::json!({"iss": "evil", "aud": "api.example.com", "exp": now() + 60})),
-        ("no iss", serde_json::json!({"aud": "api.example.com", "exp": now() + 60})),
-        ("wrong aud", serde_json::json!({"iss": "ingress-demo", "aud": "other", "exp": now() + 60})),
-        ("no aud", serde_json::json!({"iss": "ingress-demo", "exp": now() + 60})),
+        (
+            "expired",
+            serde_json::json!({"iss": "ingress-demo", "aud": "api.example.com", "exp": now() - 120}),
+        ),
+        (
+            "no exp",
+            serde_json::json!({"iss": "ingress-demo", "aud": "api.example.com"}),
+        ),
+        (
+            "not yet valid",
+            serde_json::json!({"iss": "ingress-demo", "aud": "api.example.com", "exp": now() + 600, "nbf": now() + 300}),
+        ),
+        (
+            "wrong iss",
+            serde_json::json!({"iss": "evil", "aud": "api.example.com", "exp": now() + 60}),
+        ),
+        (
+            "no iss",
+            serde_json::json!({"aud": "api.example.com", "exp": now() + 60}),
+        ),
+        (
+            "wrong aud",
+            serde_json::json!({"iss": "ingress-demo", "aud": "other", "exp": now() + 60}),
+        ),
+        (
+            "no aud",
+            serde_json::json!({"iss": "ingress-demo", "exp": now() + 60}),
+        ),
     ];
     for (name, claims) in cases {
         assert_eq!(status(Algorithm::HS256, &key, claims), 401, "{name}");
@@ -302,13 +396,35 @@ fn jwt_hmac_guide_form_with_issuer_and_audience() {
     let mut leeway = good.clone();
     leeway["exp"] = serde_json::json!(now() - 5);
     assert_eq!(status(Algorithm::HS256, &key, leeway), 200);
-    assert_eq!(status(Algorithm::HS256, &EncodingKey::from_secret(b"wrong").unwrap(), good.clone()), 401);
+    assert_eq!(
+        status(
+            Algorithm::HS256,
+            &EncodingKey::from_secret(b"wrong").unwrap(),
+            good.clone()
+        ),
+        401
+    );
     // alg none, hand-made
-    let b64 = |v: &serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
-    let none = format!("Bearer {}.{}.", b64(&serde_json::json!({"alg": "none", "typ": "JWT"})), b64(&good));
+    let b64 = |v: &serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let none = format!(
+        "Bearer {}.{}.",
+        b64(&serde_json::json!({"alg": "none", "typ": "JWT"})),
+        b64(&good)
+    );
     assert_eq!(decide(&e, host, "/", Some(&none)).status, 401);
-    for garbage in ["Bearer a.b.c", "Bearer ...", "Bearer x", "Bearer eyJ.eyJ.sig"] {
-        assert_eq!(decide(&e, host, "/", Some(garbage)).status, 401, "{garbage}");
+    for garbage in [
+        "Bearer a.b.c",
+        "Bearer ...",
+        "Bearer x",
+        "Bearer eyJ.eyJ.sig",
+    ] {
+        assert_eq!(
+            decide(&e, host, "/", Some(garbage)).status,
+            401,
+            "{garbage}"
+        );
     }
 }
 
@@ -316,11 +432,23 @@ fn jwt_hmac_guide_form_with_issuer_and_audience() {
 fn jwt_public_keys_fix_the_algorithm() {
     let exp = serde_json::json!({"sub": "u", "exp": now() + 60});
     let pem_auth = |pub_file: &str| {
-        let pem: String = fixture(pub_file).lines().map(|l| format!("      {l}\n")).collect();
+        let pem: String = fixture(pub_file)
+            .lines()
+            .map(|l| format!("      {l}\n"))
+            .collect();
         format!("type: jwt\njwt:\n  public_key: |\n{pem}")
     };
     let cases = [
-        ("rsa.pub", "rsa.key", vec![Algorithm::RS256, Algorithm::RS384, Algorithm::PS256, Algorithm::PS512]),
+        (
+            "rsa.pub",
+            "rsa.key",
+            vec![
+                Algorithm::RS256,
+                Algorithm::RS384,
+                Algorithm::PS256,
+                Algorithm::PS512,
+            ],
+        ),
         ("ec256.pub", "ec256.key", vec![Algorithm::ES256]),
         ("ec384.pub", "ec384.key", vec![Algorithm::ES384]),
         ("ed25519.pub", "ed25519.key", vec![Algorithm::EdDSA]),
@@ -335,17 +463,41 @@ fn jwt_public_keys_fix_the_algorithm() {
         }
         .unwrap();
         for alg in algs {
-            assert_eq!(decide(&e, "a.com", "/", Some(&sign(alg, &key, exp.clone()))).status, 200, "{public} {alg:?}");
+            assert_eq!(
+                decide(&e, "a.com", "/", Some(&sign(alg, &key, exp.clone()))).status,
+                200,
+                "{public} {alg:?}"
+            );
         }
         // HS256 signed with the public key's PEM bytes as the HMAC secret: the classic confusion.
-        let confused = sign(Algorithm::HS256, &EncodingKey::from_secret(fixture(public).as_bytes()).unwrap(), exp.clone());
-        assert_eq!(decide(&e, "a.com", "/", Some(&confused)).status, 401, "{public} alg confusion");
+        let confused = sign(
+            Algorithm::HS256,
+            &EncodingKey::from_secret(fixture(public).as_bytes()).unwrap(),
+            exp.clone(),
+        );
+        assert_eq!(
+            decide(&e, "a.com", "/", Some(&confused)).status,
+            401,
+            "{public} alg confusion"
+        );
     }
     // An explicit algorithm list narrows what the key accepts.
     let e = jwt_engine(&format!("{}  algorithms: [RS256]\n", pem_auth("rsa.pub")));
     let key = EncodingKey::from_rsa_pem(fixture("rsa.key").as_bytes()).unwrap();
-    assert_eq!(decide(&e, "a.com", "/", Some(&sign(Algorithm::RS256, &key, exp.clone()))).status, 200);
-    assert_eq!(decide(&e, "a.com", "/", Some(&sign(Algorithm::PS256, &key, exp))).status, 401);
+    assert_eq!(
+        decide(
+            &e,
+            "a.com",
+            "/",
+            Some(&sign(Algorithm::RS256, &key, exp.clone()))
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        decide(&e, "a.com", "/", Some(&sign(Algorithm::PS256, &key, exp))).status,
+        401
+    );
 }
 
 #[test]
@@ -353,7 +505,11 @@ fn hostile_paths_are_400_before_matching() {
     let e = engine(HOSTS);
     for path in ["/a%2fb", "/..", "/a/../../b", "/a%00", "/a\\b", "relative"] {
         let got = decide(&e, "exact.example.com", path, None);
-        assert_eq!((got.status, got.reason), (400, Reason::BadPath.code()), "{path}");
+        assert_eq!(
+            (got.status, got.reason),
+            (400, Reason::BadPath.code()),
+            "{path}"
+        );
     }
 }
 

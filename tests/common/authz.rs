@@ -5,8 +5,8 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
@@ -16,7 +16,11 @@ pub struct Authz {
     child: Child,
     grpc: SocketAddr,
     http: SocketAddr,
+    admin: Option<SocketAddr>,
+    config_path: PathBuf,
     stderr_path: PathBuf,
+    /// Secrets of every config this process was given: never in its logs.
+    secrets: std::sync::Mutex<Vec<String>>,
     _dir: TempDir,
 }
 
@@ -27,12 +31,23 @@ impl Authz {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("config.yaml");
         std::fs::write(&config, config_yaml).expect("write config");
+        Self::spawn(config, dir).await
+    }
+
+    /// Runs `ingress-authz serve` on an existing config file.
+    pub async fn start_at(config: &Path) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::spawn(config.to_owned(), dir).await
+    }
+
+    async fn spawn(config: PathBuf, dir: TempDir) -> Self {
         let stderr_path = dir.path().join("ingress-authz.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_ingress-authz"))
             .arg("serve")
             .arg("--config")
             .arg(&config)
             .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(["--admin-addr", "127.0.0.1:0"])
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()),
@@ -43,7 +58,7 @@ impl Authz {
             .spawn()
             .expect("spawn ingress-authz");
         let line = first_stdout_line(&mut child).await;
-        let Some((grpc, http)) = line.as_deref().and_then(parse_listening) else {
+        let Some(listening) = line.as_deref().and_then(parse_listening) else {
             let _ = child.kill();
             let status = child.wait();
             panic!(
@@ -52,11 +67,16 @@ impl Authz {
                 read_log(&stderr_path)
             );
         };
+        let secrets =
+            super::secrets::secrets_in(&std::fs::read_to_string(&config).unwrap_or_default());
         Self {
             child,
-            grpc,
-            http,
+            grpc: listening.grpc,
+            http: listening.http,
+            admin: listening.admin,
+            config_path: config,
             stderr_path,
+            secrets: std::sync::Mutex::new(secrets),
             _dir: dir,
         }
     }
@@ -67,6 +87,54 @@ impl Authz {
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http
+    }
+
+    /// The admin gRPC API (`admin=` in the listening line).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.expect("ingress-authz printed no admin= address")
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// Replaces the config file atomically (written beside it, then renamed
+    /// over it), so a file watcher never reads a half-written config.
+    pub fn write_config(&self, config_yaml: &str) {
+        // A sub-directory: the staging file's own events stay out of the
+        // watched directory.
+        let staging = self.config_path.with_file_name("staging");
+        std::fs::create_dir_all(&staging).expect("create staging dir");
+        let staged = staging.join("config.yaml");
+        std::fs::write(&staged, config_yaml).expect("write staged config");
+        self.secrets
+            .lock()
+            .unwrap()
+            .extend(super::secrets::secrets_in(config_yaml));
+        std::fs::rename(&staged, &self.config_path).expect("replace config");
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, ...).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {name} failed");
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The process's stderr (its logs), for debugging a failed test.
@@ -83,6 +151,10 @@ impl Drop for Authz {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let secrets = self.secrets.lock().unwrap();
+            super::secrets::assert_no_secret(&self.logs(), &secrets, &self.stderr_path);
+        }
     }
 }
 
@@ -103,15 +175,24 @@ async fn first_stdout_line(child: &mut Child) -> Option<String> {
         .flatten()
 }
 
-/// `listening grpc=127.0.0.1:PORT http=127.0.0.1:PORT`
-fn parse_listening(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+struct Listening {
+    grpc: SocketAddr,
+    http: SocketAddr,
+    admin: Option<SocketAddr>,
+}
+
+/// `listening grpc=127.0.0.1:PORT http=127.0.0.1:PORT [admin=127.0.0.1:PORT]`
+fn parse_listening(line: &str) -> Option<Listening> {
     let mut words = line.split_whitespace();
     if words.next()? != "listening" {
         return None;
     }
-    let grpc = words.next()?.strip_prefix("grpc=")?.parse().ok()?;
-    let http = words.next()?.strip_prefix("http=")?.parse().ok()?;
-    Some((grpc, http))
+    let addr = |word: Option<&str>, key: &str| word?.strip_prefix(key)?.parse().ok();
+    Some(Listening {
+        grpc: addr(words.next(), "grpc=")?,
+        http: addr(words.next(), "http=")?,
+        admin: addr(words.next(), "admin="),
+    })
 }
 
 pub(crate) fn read_log(path: &Path) -> String {

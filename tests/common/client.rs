@@ -94,18 +94,53 @@ impl Response {
 
 /// Sends `request` to `addr` and reads the whole response.
 pub async fn send(addr: SocketAddr, request: &Request) -> std::io::Result<Response> {
+    let head_only = request.method == "HEAD";
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
         stream.write_all(&request.to_bytes()).await?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
-        Ok::<_, std::io::Error>(raw)
+        read_response(&mut stream, head_only).await
     };
-    let raw = tokio::time::timeout(IO_TIMEOUT, exchange)
+    tokio::time::timeout(IO_TIMEOUT, exchange)
         .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "HTTP exchange"))??;
-    parse_response(&raw, request.method == "HEAD")
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "HTTP exchange"))?
+}
+
+/// Reads until the response is complete rather than until EOF: after a local
+/// reply Envoy may hold the connection open for its delayed-close timeout.
+async fn read_response(stream: &mut TcpStream, head_only: bool) -> std::io::Result<Response> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = stream.read(&mut buf).await?;
+        raw.extend_from_slice(&buf[..n]);
+        let parsed = parse_response(&raw, head_only);
+        match parsed {
+            Ok(response) if n == 0 || is_complete(&response, head_only) => {
+                return Ok(response);
+            }
+            Err(e) if n == 0 => {
+                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Whether a successfully parsed `response` is the whole message.
+fn is_complete(response: &Response, head_only: bool) -> bool {
+    if head_only || response.status == 204 || response.status == 304 {
+        return true;
+    }
+    // parse_response succeeded, so a declared length or the last chunk has
+    // been read; otherwise the body runs to EOF.
+    is_chunked(response) || response.header("content-length").is_some()
+}
+
+fn is_chunked(response: &Response) -> bool {
+    response
+        .header("transfer-encoding")
+        .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
 }
 
 fn parse_response(raw: &[u8], head_only: bool) -> Result<Response, String> {
@@ -131,14 +166,15 @@ fn parse_response(raw: &[u8], head_only: bool) -> Result<Response, String> {
     };
     let body = if head_only || status == 204 || status == 304 {
         Vec::new()
-    } else if response
-        .header("transfer-encoding")
-        .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
-    {
+    } else if is_chunked(&response) {
         decode_chunked(rest)?
     } else if let Some(len) = response.header("content-length") {
-        let len: usize = len.parse().map_err(|_| format!("bad content-length {len}"))?;
-        rest.get(..len).ok_or("body shorter than content-length")?.to_vec()
+        let len: usize = len
+            .parse()
+            .map_err(|_| format!("bad content-length {len}"))?;
+        rest.get(..len)
+            .ok_or("body shorter than content-length")?
+            .to_vec()
     } else {
         rest.to_vec()
     };
@@ -174,7 +210,10 @@ mod tests {
     fn parses_length_and_chunked_bodies() {
         let plain = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\nX-A: b\r\n\r\nhi";
         let r = parse_response(plain, false).unwrap();
-        assert_eq!((r.status, r.header("x-a"), r.text().as_str()), (401, Some("b"), "hi"));
+        assert_eq!(
+            (r.status, r.header("x-a"), r.text().as_str()),
+            (401, Some("b"), "hi")
+        );
 
         let chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
         assert_eq!(parse_response(chunked, false).unwrap().text(), "abcde");

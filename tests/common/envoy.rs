@@ -43,8 +43,11 @@ impl Envoy {
     pub async fn start(backends: Backends, normalize: Normalize) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("envoy.yaml");
-        std::fs::write(&config, render_config(&shipped_config(), backends, normalize))
-            .expect("write envoy config");
+        std::fs::write(
+            &config,
+            render_config(&shipped_config(), backends, normalize),
+        )
+        .expect("write envoy config");
         let admin_path = dir.path().join("admin-address");
         let log_path = dir.path().join("envoy.log");
         let child = Command::new(envoy_bin())
@@ -126,10 +129,10 @@ impl Envoy {
         let listeners: serde_json::Value =
             serde_json::from_str(&self.admin_get("/listeners?format=json").await)
                 .expect("admin /listeners JSON");
-        let port = listeners["listener_statuses"][0]["local_address"]["socket_address"]
-            ["port_value"]
-            .as_u64()
-            .unwrap_or_else(|| self.fail(&format!("no listener port in {listeners}")));
+        let port =
+            listeners["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
+                .as_u64()
+                .unwrap_or_else(|| self.fail(&format!("no listener port in {listeners}")));
         SocketAddr::from(([127, 0, 0, 1], port as u16))
     }
 
@@ -191,11 +194,20 @@ fn shipped_config() -> String {
 /// an edit of envoy.yaml that breaks the rewrite fails here, loudly.
 fn render_config(template: &str, backends: Backends, normalize: Normalize) -> String {
     let mut replacements = vec![
-        ("address: 0.0.0.0".to_owned(), "address: 127.0.0.1".to_owned()),
+        (
+            "address: 0.0.0.0".to_owned(),
+            "address: 127.0.0.1".to_owned(),
+        ),
         ("port_value: 8000".to_owned(), "port_value: 0".to_owned()),
         ("port_value: 9901".to_owned(), "port_value: 0".to_owned()),
-        ("port_value: 9001".to_owned(), port_value(backends.authz_grpc)),
-        ("port_value: 9002".to_owned(), port_value(backends.authz_http)),
+        (
+            "port_value: 9001".to_owned(),
+            port_value(backends.authz_grpc),
+        ),
+        (
+            "port_value: 9002".to_owned(),
+            port_value(backends.authz_http),
+        ),
         ("port_value: 8080".to_owned(), port_value(backends.upstream)),
     ];
     if normalize == Normalize::Off {

@@ -11,8 +11,11 @@
 
 pub mod authz;
 pub mod client;
+pub mod configs;
 pub mod creds;
 pub mod envoy;
+pub mod expect;
+pub mod secrets;
 pub mod upstream;
 
 pub use authz::Authz;
@@ -65,7 +68,12 @@ impl Stack {
     }
 
     /// A GET with an optional `Authorization` header.
-    pub async fn get_auth(&self, host: &str, target: &str, authorization: Option<&str>) -> Response {
+    pub async fn get_auth(
+        &self,
+        host: &str,
+        target: &str,
+        authorization: Option<&str>,
+    ) -> Response {
         let request = Request::get(host, target);
         let request = match authorization {
             Some(value) => request.header("authorization", value),
