@@ -23,7 +23,7 @@ pub fn check(req: &RequestView<'_>, decision: &Decision<'_>) {
             method = req.method,
             client = req.client.unwrap_or("-"),
         ),
-        Verdict::Allow { reason, user } => tracing::debug!(
+        Verdict::Allow { reason, user, .. } => tracing::debug!(
             target: "audit",
             event = "allowed",
             reason = reason.code(),

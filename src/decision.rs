@@ -5,6 +5,8 @@ use crate::auth::{AuthKind, Denial};
 /// HTTP statuses a denial can carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
+    /// A login redirect.
+    Found,
     BadRequest,
     Unauthorized,
     Forbidden,
@@ -13,6 +15,7 @@ pub enum Status {
 impl Status {
     pub fn code(self) -> u16 {
         match self {
+            Status::Found => 302,
             Status::BadRequest => 400,
             Status::Unauthorized => 401,
             Status::Forbidden => 403,
@@ -37,6 +40,12 @@ pub enum Reason {
     InvalidCredentials,
     /// oauth2/oidc login is not available in this version.
     LoginUnavailable,
+    /// A browser navigation without a session: sent to the provider.
+    LoginRedirect,
+    /// A non-navigation without a session: 401, never a redirect.
+    LoginRequired,
+    /// Logged in, but not in `allowed_emails` / `allowed_domains`.
+    NotAllowed,
 }
 
 impl Reason {
@@ -50,6 +59,9 @@ impl Reason {
             Reason::MissingCredentials => "missing_credentials",
             Reason::InvalidCredentials => "invalid_credentials",
             Reason::LoginUnavailable => "login_unavailable",
+            Reason::LoginRedirect => "login_redirect",
+            Reason::LoginRequired => "login_required",
+            Reason::NotAllowed => "not_allowed",
         }
     }
 }
@@ -59,6 +71,10 @@ pub enum Verdict<'a> {
     Allow {
         reason: Reason,
         user: Option<String>,
+        /// Headers to set upstream (connect headers, the rewritten cookie).
+        upstream: crate::auth::UpstreamHeaders,
+        /// Headers to remove upstream.
+        remove: Vec<&'static str>,
     },
     Deny(Denial<'a>),
 }
@@ -82,11 +98,7 @@ impl<'a> Decision<'a> {
         Decision {
             route,
             kind,
-            verdict: Verdict::Deny(Denial {
-                status,
-                reason,
-                challenge: None,
-            }),
+            verdict: Verdict::Deny(Denial::status(status, reason)),
         }
     }
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use regex::Regex;
 
-use crate::auth::{AuthKind, AuthResult, Authenticator};
+use crate::auth::oauth2::CookieSettings;
+use crate::auth::{AuthKind, AuthResult, Authenticator, BuildContext};
 use crate::config::spec::{AuthSpec, AuthzSpec, BackendKind, BackendSpec, ConfigSpec};
 use crate::config::{self, ConfigError, Diagnostic};
 use crate::decision::{Decision, Reason, Status, Verdict};
@@ -21,6 +22,8 @@ pub struct Engine {
     pub settings: AuthzSpec,
     /// Files the config reads besides itself (watched for reload).
     pub files: Vec<std::path::PathBuf>,
+    /// Session keys and cookie settings of the login flows.
+    pub login: BuildContext,
     /// True when some check may run a slow password hash.
     may_block: bool,
     /// Warnings from loading (ignored keys and the like).
@@ -72,6 +75,18 @@ impl Engine {
     /// Compiles host and path patterns and authenticators.
     pub fn build(spec: ConfigSpec) -> Result<Engine, Vec<Diagnostic>> {
         let mut errors = Vec::new();
+        let session = spec.authz.session.as_ref();
+        let login = BuildContext {
+            keys: Arc::new(crate::session::SessionKeys::from_secrets(
+                session.map_or(&[][..], |s| &s.secrets),
+            )),
+            cookies: Arc::new(CookieSettings {
+                name: session
+                    .map_or_else(|| "ingress_authz".to_string(), |s| s.cookie_name.clone()),
+                max_age: session.map_or(24 * 3600, |s| s.max_age.as_secs()),
+                trust_forwarded_proto: spec.authz.trust_forwarded_proto,
+            }),
+        };
         let mut rules = Vec::with_capacity(spec.rules.len());
         for (i, rule_spec) in spec.rules.iter().enumerate() {
             let label = format!("rules[{i}]");
@@ -85,7 +100,7 @@ impl Engine {
                     None
                 }
             };
-            let rule_policy = policy(&rule_spec.backend, None, &mut errors);
+            let rule_policy = policy(&rule_spec.backend, None, &login, &mut errors);
             let mut paths = Vec::with_capacity(rule_spec.paths.len());
             for (j, path_spec) in rule_spec.paths.iter().enumerate() {
                 let regex = match Regex::new(&format!("^(?:{})", path_spec.path)) {
@@ -103,7 +118,8 @@ impl Engine {
                 };
                 let inherited = path_spec.backend.kind == BackendKind::Service
                     && path_spec.backend.auth.is_none();
-                let path_policy = policy(&path_spec.backend, Some(&rule_policy), &mut errors);
+                let path_policy =
+                    policy(&path_spec.backend, Some(&rule_policy), &login, &mut errors);
                 if let Some(regex) = regex {
                     paths.push(PathRoute {
                         pattern: path_spec.path.clone(),
@@ -131,7 +147,7 @@ impl Engine {
         }
         let fallback = spec.fallback.as_ref().map(|b| Route {
             label: "fallback".into(),
-            policy: policy(b, None, &mut errors),
+            policy: policy(b, None, &login, &mut errors),
             inherited: false,
         });
         if !errors.is_empty() {
@@ -145,6 +161,7 @@ impl Engine {
             router,
             settings: spec.authz,
             files: spec.files,
+            login,
             may_block,
             warnings: Vec::new(),
         })
@@ -168,7 +185,49 @@ impl Engine {
         let Some(route) = found.route() else {
             return Decision::deny(None, None, Status::Forbidden, Reason::NoRoute);
         };
-        decide_route(route, req)
+        let mut decision = decide_route(route, req);
+        if let Verdict::Allow {
+            upstream, remove, ..
+        } = &mut decision.verdict
+        {
+            self.strip_our_cookies(req, upstream, remove);
+        }
+        decision
+    }
+
+    /// Our cookies (session, login state) never reach the upstream.
+    fn strip_our_cookies(
+        &self,
+        req: &RequestView<'_>,
+        upstream: &mut crate::auth::UpstreamHeaders,
+        remove: &mut Vec<&'static str>,
+    ) {
+        let Some(header) = req.header("cookie") else {
+            return;
+        };
+        let cookies = &self.login.cookies;
+        let is_ours = |pair: &str| {
+            let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
+            cookies.is_ours(name)
+        };
+        if !header.split(';').any(is_ours) {
+            return;
+        }
+        let kept: Vec<&str> = header
+            .split(';')
+            .map(str::trim)
+            .filter(|p| !p.is_empty() && !is_ours(p))
+            .collect();
+        if kept.is_empty() {
+            remove.push("cookie");
+        } else {
+            upstream.push(("cookie", kept.join("; ")));
+        }
+    }
+
+    /// The route with this label (`rules[0].paths[1]`), for the login callback.
+    pub fn route_by_label(&self, label: &str) -> Option<&Route> {
+        routes(&self.router).find(|r| r.label == label)
     }
 
     /// The route a request would take, for `explain`.
@@ -185,15 +244,19 @@ fn decide_route<'e>(route: &'e Route, req: &RequestView<'_>) -> Decision<'e> {
             verdict: Verdict::Allow {
                 reason: Reason::Open,
                 user: None,
+                upstream: Vec::new(),
+                remove: Vec::new(),
             },
         },
         Policy::Protected(auth) => Decision {
             route: Some(&route.label),
             kind: Some(auth.kind()),
-            verdict: match auth.authenticate(req) {
-                AuthResult::Allow { user } => Verdict::Allow {
+            verdict: match auth.authenticate(req, &route.label) {
+                AuthResult::Allow { user, upstream } => Verdict::Allow {
                     reason: Reason::Authenticated,
                     user,
+                    upstream,
+                    remove: Vec::new(),
                 },
                 AuthResult::Deny(denial) => Verdict::Deny(denial),
             },
@@ -202,7 +265,12 @@ fn decide_route<'e>(route: &'e Route, req: &RequestView<'_>) -> Decision<'e> {
 }
 
 /// The policy of a backend; `inherit` is the rule's policy for its paths.
-fn policy(backend: &BackendSpec, inherit: Option<&Policy>, errors: &mut Vec<Diagnostic>) -> Policy {
+fn policy(
+    backend: &BackendSpec,
+    inherit: Option<&Policy>,
+    login: &BuildContext,
+    errors: &mut Vec<Diagnostic>,
+) -> Policy {
     if backend.kind != BackendKind::Service {
         return Policy::Open(OpenReason::RedirectOrHandler);
     }
@@ -210,13 +278,13 @@ fn policy(backend: &BackendSpec, inherit: Option<&Policy>, errors: &mut Vec<Diag
         None => inherit
             .cloned()
             .unwrap_or(Policy::Open(OpenReason::NotConfigured)),
-        Some(auth) => auth_policy(auth, errors),
+        Some(auth) => auth_policy(auth, login, errors),
     }
 }
 
-fn auth_policy(auth: &AuthSpec, errors: &mut Vec<Diagnostic>) -> Policy {
+fn auth_policy(auth: &AuthSpec, login: &BuildContext, errors: &mut Vec<Diagnostic>) -> Policy {
     // Built even when disabled: a disabled config is still validated.
-    let built = auth.method.as_ref().map(Authenticator::build);
+    let built = auth.method.as_ref().map(|m| Authenticator::build(m, login));
     let authenticator = match built {
         Some(Ok(a)) => Some(a),
         Some(Err(e)) => {

@@ -36,9 +36,11 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod connect;
 pub mod decision;
 pub mod engine;
 pub mod explain;
+pub mod login;
 pub mod matching;
 pub mod metrics;
 pub mod negotiate;
@@ -48,6 +50,7 @@ pub mod response;
 pub mod secret;
 pub mod server;
 pub mod service;
+pub mod session;
 pub mod sidecar;
 pub mod state;
 
@@ -117,13 +120,16 @@ pub fn run(cli: Cli) -> ExitCode {
             for w in &engine.warnings {
                 tracing::warn!(location = %w.loc, "{}", w.message);
             }
-            for kind in engine::kinds_in_use(&engine) {
-                if matches!(kind, auth::AuthKind::OAuth2 | auth::AuthKind::Oidc) {
-                    tracing::warn!(
-                        auth = kind.as_str(),
-                        "login flows are not available in this version: routes with this auth deny every request (401)"
-                    );
-                }
+            let kinds = engine::kinds_in_use(&engine);
+            if kinds.contains(&auth::AuthKind::Oidc) {
+                tracing::warn!(
+                    "oidc login is not available in this version: oidc routes deny every request (401)"
+                );
+            }
+            if kinds.contains(&auth::AuthKind::OAuth2) && engine.login.keys.ephemeral {
+                tracing::warn!(
+                    "no authz.session.secret: sessions use a random key, so they end at restart and are not shared between replicas"
+                );
             }
             let addrs = server::Addrs {
                 grpc: grpc_addr

@@ -24,8 +24,23 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoginLabels {
+    pub provider: String,
+    /// `ok` or the failure's reason code.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    pub provider: String,
+    pub result: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
+    logins: Family<LoginLabels, Counter>,
+    provider_seconds: Family<ProviderLabels, Histogram>,
     checks: Family<CheckLabels, Counter>,
     check_seconds: Histogram,
     reloads: Family<ResultLabels, Counter>,
@@ -72,8 +87,24 @@ impl Metrics {
             "Build information",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
+        let logins = Family::<LoginLabels, Counter>::default();
+        registry.register(
+            "logins",
+            "Completed login callbacks, by provider and result (ok or a reason code)",
+            logins.clone(),
+        );
+        let provider_seconds = Family::<ProviderLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.005, 2.0, 14))) as fn() -> Histogram,
+        );
+        registry.register(
+            "provider_call_duration_seconds",
+            "Identity-provider calls of one login (exchange and profile), by provider and result",
+            provider_seconds.clone(),
+        );
         Metrics {
             registry,
+            logins,
+            provider_seconds,
             checks,
             check_seconds,
             reloads,
@@ -95,6 +126,24 @@ impl Metrics {
             })
             .inc();
         self.check_seconds.observe(seconds);
+    }
+
+    pub fn record_login(&self, provider: &str, result: &'static str) {
+        self.logins
+            .get_or_create(&LoginLabels {
+                provider: provider.to_string(),
+                result,
+            })
+            .inc();
+    }
+
+    pub fn record_provider_call(&self, provider: &str, ok: bool, seconds: f64) {
+        self.provider_seconds
+            .get_or_create(&ProviderLabels {
+                provider: provider.to_string(),
+                result: if ok { "ok" } else { "failed" },
+            })
+            .observe(seconds);
     }
 
     pub fn record_reload(&self, ok: bool, generation: u64) {

@@ -25,6 +25,7 @@ const HTML: &str = "text/html; charset=utf-8";
 /// of a credential was wrong.
 fn wording(status: Status) -> (&'static str, &'static str) {
     match status {
+        Status::Found => ("Found", "Redirecting to sign in."),
         Status::BadRequest => ("Bad Request", "The request path is not valid."),
         Status::Unauthorized => (
             "Unauthorized",
@@ -64,19 +65,36 @@ fn header(key: &str, value: &str, action: HeaderAppendAction) -> HeaderValueOpti
 
 pub fn to_check_response(decision: &Decision<'_>, wants_html: bool) -> CheckResponse {
     match &decision.verdict {
-        Verdict::Allow { .. } => allow(),
+        Verdict::Allow {
+            upstream, remove, ..
+        } => allow(upstream, remove),
         Verdict::Deny(denial) => deny(denial, wants_html),
     }
 }
 
-fn allow() -> CheckResponse {
+/// Client copies of the connect headers are always removed; when we set
+/// them ourselves, overwriting replaces any client copy instead (removal
+/// would run after the set and drop ours).
+fn allow(upstream: &[(&'static str, String)], remove: &[&'static str]) -> CheckResponse {
+    let overwrite = HeaderAppendAction::OverwriteIfExistsOrAdd;
+    let headers = upstream
+        .iter()
+        .map(|(k, v)| header(k, v, overwrite))
+        .collect();
+    let headers_to_remove = CONNECT_HEADERS
+        .iter()
+        .chain(remove)
+        .filter(|h| !upstream.iter().any(|(k, _)| k == *h))
+        .map(|h| h.to_string())
+        .collect();
     CheckResponse {
         status: Some(rpc::Status {
             code: GRPC_OK,
             ..Default::default()
         }),
         http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
-            headers_to_remove: CONNECT_HEADERS.iter().map(|h| h.to_string()).collect(),
+            headers,
+            headers_to_remove,
             ..Default::default()
         })),
         ..Default::default()
@@ -97,7 +115,16 @@ fn deny(denial: &Denial<'_>, wants_html: bool) -> CheckResponse {
     if let Some(challenge) = denial.challenge {
         headers.push(header("www-authenticate", challenge, overwrite));
     }
+    if let Some(redirect) = &denial.redirect {
+        headers.push(header("location", &redirect.location, overwrite));
+        headers.push(header(
+            "set-cookie",
+            &redirect.set_cookie,
+            HeaderAppendAction::AppendIfExistsOrAdd,
+        ));
+    }
     let grpc_code = match denial.status {
+        Status::Found => GRPC_UNAUTHENTICATED,
         Status::Unauthorized => GRPC_UNAUTHENTICATED,
         Status::Forbidden => GRPC_PERMISSION_DENIED,
         Status::BadRequest => GRPC_INVALID_ARGUMENT,
@@ -140,6 +167,7 @@ mod tests {
             status: Status::Unauthorized,
             reason: Reason::MissingCredentials,
             challenge: Some("Basic realm=\"R\", charset=\"UTF-8\""),
+            redirect: None,
         };
         let resp = deny(&d, true);
         let Some(HttpResponse::DeniedResponse(denied)) = resp.http_response else {
@@ -164,12 +192,21 @@ mod tests {
 
     #[test]
     fn allow_strips_connect_headers() {
-        let Some(HttpResponse::OkResponse(ok)) = allow().http_response else {
+        let Some(HttpResponse::OkResponse(ok)) = allow(&[], &[]).http_response else {
             panic!("not ok")
         };
         assert_eq!(
             ok.headers_to_remove,
             ["x-connect-token", "x-connect-timestamp"]
         );
+        let set = [
+            ("x-connect-token", "t".to_string()),
+            ("x-connect-timestamp", "1".to_string()),
+        ];
+        let Some(HttpResponse::OkResponse(ok)) = allow(&set, &["cookie"]).http_response else {
+            panic!("not ok")
+        };
+        assert_eq!(ok.headers_to_remove, ["cookie"]);
+        assert_eq!(ok.headers.len(), 2);
     }
 }

@@ -1,5 +1,5 @@
-//! The HTTP sidecar: health, readiness and metrics (the OAuth2 callback
-//! joins it with the login flow).
+//! The HTTP sidecar: the OAuth2 callback and logout, health, readiness and
+//! metrics. Envoy routes `/oauth2/` here with ext_authz disabled.
 
 use std::sync::Arc;
 
@@ -15,6 +15,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route("/oauth2/callback", get(crate::login::callback))
+        .route("/oauth2/logout", get(crate::login::logout))
         .with_state(shared)
 }
 

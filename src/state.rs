@@ -17,6 +17,8 @@ pub struct Shared {
     generation: AtomicU64,
     pub config_path: PathBuf,
     pub metrics: Metrics,
+    /// The client for identity-provider calls.
+    pub http: crate::auth::providers::ProviderHttp,
     /// Fingerprint of the inputs of the config serving; serialises reloads.
     inputs: Mutex<[u8; 32]>,
 }
@@ -38,6 +40,7 @@ impl Shared {
             generation: AtomicU64::new(1),
             config_path,
             metrics: Metrics::new(),
+            http: crate::auth::providers::ProviderHttp::default(),
             inputs: Mutex::new(inputs),
         })
     }

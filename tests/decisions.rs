@@ -514,8 +514,34 @@ fn hostile_paths_are_400_before_matching() {
 }
 
 #[test]
-fn oauth2_routes_fail_closed_until_login_is_available() {
+fn oauth2_navigations_redirect_and_api_calls_get_401() {
     let e = engine(&corpus("authentication/oauth2-github.yaml"));
-    let got = decide(&e, "oauth2-github.example.com", "/", None);
-    assert_eq!((got.status, got.reason), (401, "login_unavailable"));
+    let host = "oauth2-github.example.com";
+    let got = decide(&e, host, "/", None);
+    assert_eq!((got.status, got.reason), (401, "login_required"));
+    let mut headers = HashMap::new();
+    headers.insert("accept".to_string(), "text/html".to_string());
+    let req = RequestView {
+        host,
+        path: "/repos?page=2",
+        method: "GET",
+        scheme: "http",
+        headers: &headers,
+        client: None,
+    };
+    let d = e.decide(&req);
+    let Verdict::Deny(denial) = d.verdict else {
+        panic!("a navigation without session must redirect")
+    };
+    assert_eq!(denial.status.code(), 302);
+    let redirect = denial.redirect.expect("redirect");
+    let location = url::Url::parse(&redirect.location).unwrap();
+    assert_eq!(location.host_str(), Some("github.com"));
+    let q: HashMap<_, _> = location.query_pairs().into_owned().collect();
+    assert_eq!(q["client_id"], "your-github-client-id");
+    assert_eq!(q["redirect_uri"], "http://oauth2-github.example.com/oauth2/callback");
+    assert_eq!(q["scope"], "user:email");
+    assert!(q["state"].len() >= 32, "state carries at least 128 bits");
+    assert!(redirect.set_cookie.starts_with("ingress_authz_login_"));
+    assert!(redirect.set_cookie.contains("HttpOnly") && redirect.set_cookie.contains("Path=/oauth2/"));
 }

@@ -178,6 +178,7 @@ impl Basic {
         if self.verify(&user, &password) {
             AuthResult::Allow {
                 user: Some(String::from_utf8_lossy(&user).into_owned()),
+                upstream: Vec::new(),
             }
         } else {
             AuthResult::Deny(Denial::invalid(Some(&self.challenge)))

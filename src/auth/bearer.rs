@@ -70,9 +70,10 @@ impl Bearer {
     pub fn authenticate(&self, req: &RequestView<'_>) -> AuthResult<'_> {
         match req.authorization("bearer") {
             None => AuthResult::Deny(Denial::missing(Some(CHALLENGE))),
-            Some(token) if self.digests.contains(&digest(token.trim())) => {
-                AuthResult::Allow { user: None }
-            }
+            Some(token) if self.digests.contains(&digest(token.trim())) => AuthResult::Allow {
+                user: None,
+                upstream: Vec::new(),
+            },
             Some(_) => AuthResult::Deny(Denial::invalid(Some(CHALLENGE_INVALID))),
         }
     }

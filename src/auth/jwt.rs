@@ -152,6 +152,7 @@ impl Jwt {
         match jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation) {
             Ok(data) => AuthResult::Allow {
                 user: data.claims.sub,
+                upstream: Vec::new(),
             },
             Err(e) => {
                 tracing::debug!(error = %e.kind_name(), "jwt rejected");

@@ -6,18 +6,23 @@ mod cache;
 pub mod jwt;
 pub mod oauth2;
 pub mod oidc;
+pub mod providers;
+
+use std::sync::Arc;
 
 use crate::config::error::Diagnostic;
 use crate::config::spec::MethodSpec;
 use crate::decision::{Reason, Status};
 use crate::request::RequestView;
+use crate::session::SessionKeys;
 
 #[derive(Debug)]
 pub enum Authenticator {
     Basic(basic::Basic),
     Bearer(bearer::Bearer),
     Jwt(jwt::Jwt),
-    OAuth2(oauth2::OAuth2),
+    /// Boxed: far larger than the others.
+    OAuth2(Box<oauth2::OAuth2>),
     Oidc(oidc::Oidc),
 }
 
@@ -43,56 +48,95 @@ impl AuthKind {
     }
 }
 
-/// A denial: status, why, and the `WWW-Authenticate` challenge if any.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A redirect to an identity provider, with its login-state cookie.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirect {
+    pub location: String,
+    pub set_cookie: String,
+}
+
+/// A denial: status, why, the `WWW-Authenticate` challenge if any, and for
+/// a login the redirect.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Denial<'a> {
     pub status: Status,
     pub reason: Reason,
     pub challenge: Option<&'a str>,
+    pub redirect: Option<Redirect>,
 }
 
 impl<'a> Denial<'a> {
+    pub fn status(status: Status, reason: Reason) -> Self {
+        Denial {
+            status,
+            reason,
+            challenge: None,
+            redirect: None,
+        }
+    }
+
     pub fn missing(challenge: Option<&'a str>) -> Self {
         Denial {
-            status: Status::Unauthorized,
-            reason: Reason::MissingCredentials,
             challenge,
+            ..Self::status(Status::Unauthorized, Reason::MissingCredentials)
         }
     }
 
     pub fn invalid(challenge: Option<&'a str>) -> Self {
         Denial {
-            status: Status::Unauthorized,
-            reason: Reason::InvalidCredentials,
             challenge,
+            ..Self::status(Status::Unauthorized, Reason::InvalidCredentials)
         }
     }
 
     pub fn login_unavailable() -> Self {
+        Self::status(Status::Unauthorized, Reason::LoginUnavailable)
+    }
+
+    pub fn redirect(reason: Reason, redirect: Redirect) -> Self {
         Denial {
-            status: Status::Unauthorized,
-            reason: Reason::LoginUnavailable,
-            challenge: None,
+            redirect: Some(redirect),
+            ..Self::status(Status::Found, reason)
         }
     }
 }
+
+/// Headers to set on the request that goes upstream.
+pub type UpstreamHeaders = Vec<(&'static str, String)>;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum AuthResult<'a> {
     /// Authenticated; `user` is the identity when the method knows one.
     Allow {
         user: Option<String>,
+        upstream: UpstreamHeaders,
     },
     Deny(Denial<'a>),
 }
 
+/// What building an authenticator needs besides its own config.
+#[derive(Clone, Debug)]
+pub struct BuildContext {
+    pub keys: Arc<SessionKeys>,
+    pub cookies: Arc<oauth2::CookieSettings>,
+}
+
 impl Authenticator {
-    pub fn build(spec: &MethodSpec) -> Result<Self, Vec<Diagnostic>> {
+    pub fn build(spec: &MethodSpec, ctx: &BuildContext) -> Result<Self, Vec<Diagnostic>> {
         Ok(match spec {
             MethodSpec::Basic(s) => Authenticator::Basic(basic::Basic::build(s)?),
             MethodSpec::Bearer(s) => Authenticator::Bearer(bearer::Bearer::build(s)?),
             MethodSpec::Jwt(s) => Authenticator::Jwt(jwt::Jwt::build(s)?),
-            MethodSpec::OAuth2(s) => Authenticator::OAuth2(oauth2::OAuth2::build(s)),
+            MethodSpec::OAuth2(s) => Authenticator::OAuth2(Box::new(
+                oauth2::OAuth2::build(s, ctx.keys.clone(), ctx.cookies.clone()).map_err(
+                    |message| {
+                        vec![Diagnostic {
+                            loc: s.loc.clone(),
+                            message,
+                        }]
+                    },
+                )?,
+            )),
             MethodSpec::Oidc(s) => Authenticator::Oidc(oidc::Oidc::build(s)),
         })
     }
@@ -107,12 +151,13 @@ impl Authenticator {
         }
     }
 
-    pub fn authenticate(&self, req: &RequestView<'_>) -> AuthResult<'_> {
+    /// `route` names the route asking (a login remembers it for the callback).
+    pub fn authenticate(&self, req: &RequestView<'_>, route: &str) -> AuthResult<'_> {
         match self {
             Authenticator::Basic(a) => a.authenticate(req),
             Authenticator::Bearer(a) => a.authenticate(req),
             Authenticator::Jwt(a) => a.authenticate(req),
-            Authenticator::OAuth2(a) => a.authenticate(req),
+            Authenticator::OAuth2(a) => a.authenticate(req, route),
             Authenticator::Oidc(a) => a.authenticate(req),
         }
     }

@@ -1,0 +1,300 @@
+//! The sidecar's `/oauth2/callback` and `/oauth2/logout` (SPEC §6.2, §6.5).
+//! Every failure is an error page (or JSON for API clients) with a retry
+//! link and an audit line with a reason code — and never a session.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+
+use crate::auth::Authenticator;
+use crate::auth::oauth2::{CookieSettings, OAuth2, cookie_value};
+use crate::matching::Policy;
+use crate::session::{LoginState, Purpose, Session, now_secs, same_host_path};
+use crate::state::Shared;
+
+/// Browsers drop cookies over 4096 bytes (name, value and attributes):
+/// stay below with room for the attributes.
+const MAX_COOKIE_VALUE: usize = 3800;
+
+/// Why a callback failed: status, reason code, and what the user reads.
+struct Failure {
+    status: StatusCode,
+    reason: &'static str,
+    message: &'static str,
+    provider: String,
+}
+
+impl Failure {
+    fn new(status: StatusCode, reason: &'static str, message: &'static str) -> Self {
+        Failure {
+            status,
+            reason,
+            message,
+            provider: "-".into(),
+        }
+    }
+}
+
+pub async fn callback(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let cookie_header = headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let engine = shared.engine();
+    let cookies = engine.login.cookies.clone();
+    let login = query
+        .get("state")
+        .and_then(|state| open_login_state(&engine.login.keys, &cookies, cookie_header, state));
+    let clear_login = query
+        .get("state")
+        .map(|s| expire_cookie(&cookies.login_cookie(s), "/oauth2/"));
+    let wants_html =
+        crate::negotiate::prefers_html(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let retry = login
+        .as_ref()
+        .map_or("/".to_string(), |l| l.original.clone());
+    let result = complete(&shared, &engine, &query, login).await;
+    let mut response = match result {
+        Ok((set_cookie, original, provider, user)) => {
+            shared.metrics.record_login(&provider, "ok");
+            tracing::info!(target: "audit", event = "login", provider = %provider, user = %user);
+            let mut r = (StatusCode::FOUND, [(header::LOCATION, original)]).into_response();
+            append_cookie(&mut r, &set_cookie);
+            r
+        }
+        Err(f) => {
+            shared.metrics.record_login(&f.provider, f.reason);
+            tracing::warn!(target: "audit", event = "login_failed", provider = %f.provider, reason = f.reason, status = f.status.as_u16());
+            error_page(f.status, f.reason, f.message, &retry, wants_html)
+        }
+    };
+    if let Some(clear) = clear_login {
+        append_cookie(&mut response, &clear);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn open_login_state(
+    keys: &crate::session::SessionKeys,
+    cookies: &CookieSettings,
+    cookie_header: &str,
+    state: &str,
+) -> Option<LoginState> {
+    let sealed = cookie_value(cookie_header, &cookies.login_cookie(state))?;
+    let login: LoginState = keys.open_json(Purpose::LoginState, sealed)?;
+    let same: bool = login.state.as_bytes().ct_eq(state.as_bytes()).into();
+    (same && login.expires > now_secs()).then_some(login)
+}
+
+type Completed = (String, String, String, String);
+
+async fn complete(
+    shared: &Shared,
+    engine: &crate::engine::Engine,
+    query: &HashMap<String, String>,
+    login: Option<LoginState>,
+) -> Result<Completed, Failure> {
+    let Some(login) = login else {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "bad_state",
+            "This sign-in link is invalid or has expired.",
+        ));
+    };
+    let oauth = match engine.route_by_label(&login.route).map(|r| &r.policy) {
+        Some(Policy::Protected(a)) => match a.as_ref() {
+            Authenticator::OAuth2(o) => o,
+            _ => return Err(stale()),
+        },
+        _ => return Err(stale()),
+    };
+    let provider = oauth.provider.kind.as_str().to_string();
+    let fail = |status, reason, message| Failure {
+        provider: provider.clone(),
+        ..Failure::new(status, reason, message)
+    };
+    if query.contains_key("error") {
+        return Err(fail(
+            StatusCode::UNAUTHORIZED,
+            "provider_error",
+            "The sign-in was cancelled or refused by the identity provider.",
+        ));
+    }
+    let Some(code) = query.get("code").filter(|c| !c.is_empty()) else {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            "missing_code",
+            "The identity provider sent no authorization code.",
+        ));
+    };
+    let started = Instant::now();
+    let result = oauth.finish_login(&shared.http, code, &login).await;
+    shared
+        .metrics
+        .record_provider_call(&provider, result.is_ok(), started.elapsed().as_secs_f64());
+    let identity = match result {
+        Ok(identity) => identity,
+        Err(e) => {
+            tracing::warn!(provider = %provider, reason = e.code(), error = %e, "login failed at the provider");
+            return Err(fail(
+                StatusCode::BAD_GATEWAY,
+                e.code(),
+                "The identity provider could not complete the sign-in.",
+            ));
+        }
+    };
+    if !oauth.is_allowed(&identity) {
+        return Err(fail(
+            StatusCode::FORBIDDEN,
+            "not_allowed",
+            "Your account is not allowed to access this site.",
+        ));
+    }
+    let user = identity.id.clone();
+    let set_cookie = session_cookie(oauth, identity, &login);
+    Ok((set_cookie, login.original, provider, user))
+}
+
+fn stale() -> Failure {
+    Failure::new(
+        StatusCode::BAD_REQUEST,
+        "stale_login",
+        "The site's configuration changed during sign-in.",
+    )
+}
+
+/// Seals the session; trims the identity (avatar first) rather than make a
+/// cookie the browser would drop.
+fn session_cookie(
+    oauth: &OAuth2,
+    identity: crate::session::Identity,
+    login: &LoginState,
+) -> String {
+    let issued = now_secs();
+    let mut session = Session {
+        identity,
+        provider: oauth.provider.kind.as_str().to_string(),
+        client_id: oauth.client_id.clone(),
+        issued,
+        expires: issued + oauth.cookies.max_age,
+    };
+    let mut sealed = oauth.keys.seal_json(Purpose::Session, &session);
+    for trim in [
+        |s: &mut Session| s.identity.avatar.clear(),
+        |s: &mut Session| s.identity.nickname.truncate(64),
+        |s: &mut Session| s.identity.username.truncate(64),
+        |s: &mut Session| s.identity.email.truncate(128),
+    ] {
+        if sealed.len() <= MAX_COOKIE_VALUE {
+            break;
+        }
+        trim(&mut session);
+        sealed = oauth.keys.seal_json(Purpose::Session, &session);
+    }
+    let secure = if login.redirect_uri.starts_with("https:") {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!(
+        "{}={sealed}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
+        oauth.cookies.name, oauth.cookies.max_age
+    )
+}
+
+fn expire_cookie(name: &str, path: &str) -> String {
+    format!("{name}=; Path={path}; Max-Age=0; HttpOnly; SameSite=Lax")
+}
+
+fn append_cookie(response: &mut Response, cookie: &str) {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+fn error_page(
+    status: StatusCode,
+    reason: &str,
+    message: &str,
+    retry: &str,
+    html: bool,
+) -> Response {
+    let retry = same_host_path(retry);
+    if !html {
+        let body = serde_json::json!({
+            "status": status.as_u16(),
+            "error": status.canonical_reason().unwrap_or("Error"),
+            "reason": reason,
+            "message": message,
+            "retry": retry,
+        });
+        return (
+            status,
+            [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+            body.to_string(),
+        )
+            .into_response();
+    }
+    let code = status.as_u16();
+    let title = status.canonical_reason().unwrap_or("Error");
+    let retry = html_escape(retry);
+    let body = format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{code} {title}</title></head>\
+         <body><h1>Sign-in failed</h1><p>{message}</p><p><a href=\"{retry}\">Try again</a></p>\
+         <p><small>{code} {title} ({reason})</small></p></body></html>\n"
+    );
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// Clears the session and returns to `rd` (same host only) or `/`.
+pub async fn logout(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let engine = shared.engine();
+    let target = same_host_path(query.get("rd").map_or("/", String::as_str)).to_string();
+    tracing::info!(target: "audit", event = "logout");
+    let mut r = (StatusCode::FOUND, [(header::LOCATION, target)]).into_response();
+    append_cookie(&mut r, &expire_cookie(&engine.login.cookies.name, "/"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping() {
+        assert_eq!(
+            html_escape("/a?b=<x>&c=\"'"),
+            "/a?b=&lt;x&gt;&amp;c=&quot;&#39;"
+        );
+    }
+}
