@@ -51,7 +51,7 @@ import yaml
 class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate keys instead of keeping the last."""
 
-    def construct_mapping(self, node, deep=False):  # noqa: D102
+    def construct_mapping(self, node, deep=False):
         seen: dict[Any, Any] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
@@ -190,6 +190,29 @@ class Cluster:
         self.service = "ingress-authz"
         self.grpc_port = 9001
         self.http_port = 9002
+        self.config: dict | None = None  # config.yaml of the ConfigMap
+
+    def serves(self, host: str) -> bool:
+        """Whether a rule (or the fallback) of config.yaml takes `host`;
+        a host that none takes is denied 403 no_route."""
+        if not isinstance(self.config, dict) or self.config.get("fallback"):
+            return True
+        host = host.lower()
+        for rule in self.config.get("rules") or []:
+            pattern = str(rule.get("host", "")) if isinstance(rule, dict) else ""
+            kind = rule.get("host_type", "auto") if isinstance(rule, dict) else "auto"
+            if kind == "auto":
+                kind = "regex" if re.search(r"[()\[\]^$|+?\\]", pattern) else "wildcard" if "*" in pattern else "exact"
+            try:
+                if kind == "regex" and re.fullmatch(pattern, host, re.IGNORECASE):
+                    return True
+            except re.error:
+                return True  # ingress-authz validate reports it
+            if kind == "wildcard" and re.fullmatch(".+".join(map(re.escape, pattern.lower().split("*"))), host):
+                return True
+            if kind == "exact" and pattern.lower() == host:
+                return True
+        return False
 
     @property
     def fqdn(self) -> str:
@@ -246,7 +269,7 @@ def check_kubernetes(rep: Report, kdir: Path) -> Cluster:
     dpath, dep = single("Deployment")
     spath, svc = single("Service")
     cpath, cm = single("ConfigMap")
-    secpath, secret = single("Secret")
+    _, secret = single("Secret")
     hpath, hpa = single("HorizontalPodAutoscaler")
     ppath, pdb = single("PodDisruptionBudget")
     if dep is None or svc is None:
@@ -320,7 +343,7 @@ def check_kubernetes(rep: Report, kdir: Path) -> Cluster:
             if not isinstance(config_text, str):
                 rep.err(where(rep, cpath, cm), f"data has no `{key}` for {config_file}")
             else:
-                check_config_env(rep, cpath, cm, dep, dpath, ctr, config_text)
+                cluster.config = check_config_env(rep, cpath, cm, dep, dpath, ctr, config_text)
 
     # Secret references resolve.
     secret_keys = set((get(secret, "stringData") or {}).keys()) | set((get(secret, "data") or {}).keys()) if secret else set()
@@ -396,21 +419,29 @@ def check_kubernetes(rep: Report, kdir: Path) -> Cluster:
     return cluster
 
 
-def check_config_env(rep: Report, cpath: Path, cm: dict, dep: dict, dpath: Path, ctr: dict, text: str) -> None:
+def check_config_env(rep: Report, cpath: Path, cm: dict, dep: dict, dpath: Path, ctr: dict, text: str) -> dict | None:
     """config.yaml is valid YAML and each ${VAR} without default is set."""
     try:
         config = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         rep.err(where(rep, cpath, cm, "data.config.yaml"), f"not valid YAML: {e}")
-        return
+        return None
     if not isinstance(config, dict) or not isinstance(config.get("rules"), list):
         rep.err(where(rep, cpath, cm, "data.config.yaml"), "must be a mapping with `rules:`")
+        return None
     env_names = {e.get("name") for e in ctr.get("env") or []}
-    if ctr.get("envFrom"):
-        return  # names come from whole Secrets/ConfigMaps; cannot tell offline
-    for m in ENV_REF.finditer(text):
-        if m.group(2) is None and m.group(1) not in env_names:
-            rep.err(where(rep, dpath, dep), f"config.yaml uses ${{{m.group(1)}}} but the container sets no env {m.group(1)}")
+    if not ctr.get("envFrom"):  # else names come from whole Secrets; cannot tell
+        for m in ENV_REF.finditer(text):
+            if m.group(2) is None and m.group(1) not in env_names:
+                rep.err(where(rep, dpath, dep), f"config.yaml uses ${{{m.group(1)}}} but the container sets no env {m.group(1)}")
+    return config
+
+
+def check_hosts(rep: Report, loc: str, hosts: list, cluster: Cluster) -> None:
+    for h in hosts:
+        name = str(h).removesuffix(":*")
+        if not cluster.serves(name):
+            rep.err(loc, f"host {name!r} matches no rule of the ConfigMap's config.yaml: ingress-authz would deny it 403 (no_route)")
 
 
 # ---------------------------------------------------------------------------
@@ -503,6 +534,7 @@ def check_istio(rep: Report, idir: Path, cluster: Cluster) -> None:
                 if "/oauth2/*" in (op.get("notPaths") or []):
                     excluded = True
                 policy_hosts += [str(h) for h in op.get("hosts") or []]
+                check_hosts(rep, f"{loc} spec.rules[{i}].to[{j}].operation.hosts", op.get("hosts") or [], cluster)
         if not excluded:
             rep.err(f"{loc} spec.rules", "no operation has notPaths: [/oauth2/*]; the login callback must not need a login")
     rep.ok("istio: AuthorizationPolicy action CUSTOM, provider.name matches, /oauth2/* exempt")
@@ -513,6 +545,7 @@ def check_istio(rep: Report, idir: Path, cluster: Cluster) -> None:
         spec = vs.get("spec") or {}
         only_keys(rep, f"{loc} spec", spec, ISTIO_VS_SPEC)
         hosts = expect_list(rep, f"{loc} spec.hosts", spec.get("hosts"))
+        check_hosts(rep, f"{loc} spec.hosts", hosts, cluster)
         for h in hosts:
             if policy_hosts and h not in policy_hosts:
                 rep.err(f"{loc} spec.hosts", f"{h!r} is not covered by the AuthorizationPolicy's hosts {policy_hosts}: it would be served unchecked")
@@ -598,6 +631,7 @@ def check_envoy_gateway(rep: Report, edir: Path, cluster: Cluster) -> None:
     routes = {(get(r, "metadata.namespace"), get(r, "metadata.name")): (p, r) for p, r in docs.get("HTTPRoute", [])}
     oauth_routes: set[tuple[str, str]] = set()
     for (ns, name), (path, route) in routes.items():
+        check_hosts(rep, where(rep, path, route, "spec.hostnames"), get(route, "spec.hostnames") or [], cluster)
         for i, rule in enumerate(get(route, "spec.rules") or []):
             paths = [get(m, "path.value") for m in rule.get("matches") or []]
             if any(isinstance(p, str) and p.rstrip("/") == "/oauth2" for p in paths):
