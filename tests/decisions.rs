@@ -539,9 +539,14 @@ fn oauth2_navigations_redirect_and_api_calls_get_401() {
     assert_eq!(location.host_str(), Some("github.com"));
     let q: HashMap<_, _> = location.query_pairs().into_owned().collect();
     assert_eq!(q["client_id"], "your-github-client-id");
-    assert_eq!(q["redirect_uri"], "http://oauth2-github.example.com/oauth2/callback");
+    assert_eq!(
+        q["redirect_uri"],
+        "http://oauth2-github.example.com/oauth2/callback"
+    );
     assert_eq!(q["scope"], "user:email");
     assert!(q["state"].len() >= 32, "state carries at least 128 bits");
     assert!(redirect.set_cookie.starts_with("ingress_authz_login_"));
-    assert!(redirect.set_cookie.contains("HttpOnly") && redirect.set_cookie.contains("Path=/oauth2/"));
+    assert!(
+        redirect.set_cookie.contains("HttpOnly") && redirect.set_cookie.contains("Path=/oauth2/")
+    );
 }
