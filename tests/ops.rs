@@ -81,6 +81,8 @@ async fn check_status(authz: &Authz, host: &str, path: &str, headers: &[(&str, &
 }
 
 async fn http_get(authz: &Authz, path: &str) -> (u16, String) {
+    // reqwest is built without a bundled TLS provider (see ProviderHttp).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let response = reqwest::get(format!("http://{}{path}", authz.http_addr()))
         .await
         .expect("HTTP sidecar answers");
