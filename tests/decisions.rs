@@ -550,3 +550,48 @@ fn oauth2_navigations_redirect_and_api_calls_get_401() {
         redirect.set_cookie.contains("HttpOnly") && redirect.set_cookie.contains("Path=/oauth2/")
     );
 }
+
+#[test]
+fn our_cookies_never_reach_the_upstream() {
+    let e = engine(&with_basic("u", "p"));
+    let auth = basic("u", "p");
+    let cases: &[(&str, Option<&str>)] = &[
+        ("ingress_authz=abc; theme=dark", Some("theme=dark")),
+        (
+            "a=1; ingress_authz_login_0123456789ab=x; b=2",
+            Some("a=1; b=2"),
+        ),
+        ("ingress_authz=abc", None),
+        ("theme=dark; ingress_authzx=keep", Some("untouched")),
+    ];
+    for (cookie, want) in cases {
+        let headers: HashMap<String, String> = [
+            ("authorization".to_string(), auth.clone()),
+            ("cookie".to_string(), cookie.to_string()),
+        ]
+        .into();
+        let req = RequestView {
+            host: "a.com",
+            path: "/",
+            method: "GET",
+            scheme: "http",
+            headers: &headers,
+            client: None,
+        };
+        let Verdict::Allow {
+            upstream, remove, ..
+        } = e.decide(&req).verdict
+        else {
+            panic!("allowed")
+        };
+        let set = upstream
+            .iter()
+            .find(|(k, _)| *k == "cookie")
+            .map(|(_, v)| v.as_str());
+        match *want {
+            Some("untouched") => assert!(set.is_none() && !remove.contains(&"cookie"), "{cookie}"),
+            Some(kept) => assert_eq!(set, Some(kept), "{cookie}"),
+            None => assert!(remove.contains(&"cookie") && set.is_none(), "{cookie}"),
+        }
+    }
+}
