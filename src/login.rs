@@ -193,9 +193,9 @@ fn session_cookie(
     let mut sealed = oauth.keys.seal_json(Purpose::Session, &session);
     for trim in [
         |s: &mut Session| s.identity.avatar.clear(),
-        |s: &mut Session| s.identity.nickname.truncate(64),
-        |s: &mut Session| s.identity.username.truncate(64),
-        |s: &mut Session| s.identity.email.truncate(128),
+        |s: &mut Session| truncate_at_char(&mut s.identity.nickname, 64),
+        |s: &mut Session| truncate_at_char(&mut s.identity.username, 64),
+        |s: &mut Session| truncate_at_char(&mut s.identity.email, 128),
     ] {
         if sealed.len() <= MAX_COOKIE_VALUE {
             break;
@@ -212,6 +212,17 @@ fn session_cookie(
         "{}={sealed}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
         oauth.cookies.name, oauth.cookies.max_age
     )
+}
+
+/// Cuts to at most `max` bytes without splitting a character.
+fn truncate_at_char(s: &mut String, max: usize) {
+    if s.len() > max {
+        let cut = (0..=max)
+            .rev()
+            .find(|i| s.is_char_boundary(*i))
+            .unwrap_or(0);
+        s.truncate(cut);
+    }
 }
 
 fn expire_cookie(name: &str, path: &str) -> String {
@@ -289,6 +300,16 @@ pub async fn logout(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn truncation_respects_characters() {
+        let mut s = "홍".repeat(30);
+        truncate_at_char(&mut s, 64);
+        assert_eq!(s, "홍".repeat(21));
+        let mut short = "abc".to_string();
+        truncate_at_char(&mut short, 64);
+        assert_eq!(short, "abc");
+    }
 
     #[test]
     fn escaping() {

@@ -15,6 +15,7 @@ pub mod configs;
 pub mod creds;
 pub mod envoy;
 pub mod expect;
+pub mod providers;
 pub mod secrets;
 pub mod upstream;
 
