@@ -102,7 +102,10 @@ fn allow(upstream: &[(&'static str, String)], remove: &[&'static str]) -> CheckR
 }
 
 fn deny(denial: &Denial<'_>, wants_html: bool) -> CheckResponse {
-    let (content_type, body) = if wants_html {
+    // SPEC §6: a request that is not a navigation gets JSON when it needs
+    // to log in, whatever its Accept says (it is a script, not a page).
+    let html = wants_html && denial.reason != crate::decision::Reason::LoginRequired;
+    let (content_type, body) = if html {
         (HTML, html_body(denial.status))
     } else {
         (JSON, json_body(denial.status))

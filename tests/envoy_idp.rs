@@ -1,0 +1,952 @@
+//! The OAuth2 login flow (SPEC §6, §8) end to end: real Envoy, ingress-authz,
+//! a real OpenID provider (`oidc-provider`, tests/idp/server.mjs) and, for the
+//! browser test, a real headless Chromium (tests/browser/login.mjs).
+//!
+//! ingress-authz reaches the provider through the `auth0` provider with its
+//! endpoints pointed at the local one (`auth_url`, `token_url`,
+//! `userinfo_url`); auth0's identity mapping (sub, nickname, email, name,
+//! picture) is standard OpenID userinfo. The provider requires PKCE S256; its
+//! client is registered for `client_secret_post`, the way ingress-authz sends
+//! the secret.
+//!
+//! The X-Connect-Token the upstream receives is verified with `jose`, a
+//! JavaScript JWT library (tests/idp/verify-jwt.mjs), not with our Rust code.
+//!
+//! Node packages and Chromium come from scripts/install-deps.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::Stack;
+use common::client::{self, Request, Response};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+use url::Url;
+
+const APP_HOST: &str = "app.example.com";
+const CLIENT_ID: &str = "authz-test";
+const CLIENT_SECRET: &str = "idp-client-secret-3f9a1c7e5b";
+const CONNECT_SECRET: &str = "connect-shared-secret-8d2e6b4a0c9f1e3d";
+const SESSION_SECRET: &str = "session-secret-7c1e9a3f5b2d8e4a6c0f1b3d5e7a9c2e";
+const SESSION_COOKIE: &str = "ingress_authz";
+const LOGIN_COOKIE_PREFIX: &str = "ingress_authz_login_";
+
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+const BROWSER_TIMEOUT: Duration = Duration::from_secs(240);
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The ingress config: everything on `app.example.com` needs a login at the
+/// provider; only example.com addresses are let in (bob@example.org is not).
+fn config(idp: &str) -> String {
+    format!(
+        r#"
+authz:
+  session:
+    secret: {SESSION_SECRET}
+rules:
+  - host: {APP_HOST}
+    backend:
+      service:
+        name: app
+        port: 8080
+        auth:
+          type: oauth2
+          oauth2:
+            provider: auth0
+            client_id: {CLIENT_ID}
+            client_secret: {CLIENT_SECRET}
+            base_url: {idp}
+            auth_url: {idp}/auth
+            token_url: {idp}/token
+            userinfo_url: {idp}/me
+            allowed_domains: [example.com]
+            connect:
+              enabled: true
+              jwt:
+                secret: {CONNECT_SECRET}
+"#
+    )
+}
+
+// ------------------------------------------------------------------ provider
+
+/// `node tests/idp/server.mjs` on an ephemeral port; killed on drop.
+struct Idp {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::UnboundedReceiver<String>,
+    url: String,
+    addr: SocketAddr,
+    log_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Idp {
+    /// Starts the provider; it answers 503 until [`Idp::configure`] gives it
+    /// the client's redirect URIs (which name Envoy's port).
+    async fn spawn() -> Self {
+        let script = repo().join("tests/idp/server.mjs");
+        assert!(
+            repo().join("tests/idp/node_modules/oidc-provider").is_dir(),
+            "tests/idp/node_modules is missing: run scripts/install-deps"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log_path = dir.path().join("idp.log");
+        let mut child = Command::new(node())
+            .arg(&script)
+            .arg("0")
+            .env("IDP_CLIENT_ID", CLIENT_ID)
+            .env("IDP_CLIENT_SECRET", CLIENT_SECRET)
+            .env("IDP_TOKEN_AUTH_METHOD", "client_secret_post")
+            .env("IDP_PKCE_REQUIRED", "true")
+            .env_remove("IDP_REDIRECT_URIS")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log_path).expect("create idp log"))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn node (Node.js >= 20 must be on PATH)");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut stdout = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = stdout.next_line().await {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut idp = Self {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+            url: String::new(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log_path,
+            _dir: dir,
+        };
+        let line = idp.next_line("`listening http://127.0.0.1:PORT`").await;
+        idp.url = line
+            .strip_prefix("listening ")
+            .unwrap_or_else(|| idp.fail(&format!("unexpected first line {line:?}")))
+            .to_owned();
+        idp.addr = Url::parse(&idp.url)
+            .ok()
+            .and_then(|u| u.socket_addrs(|| None).ok())
+            .and_then(|a| a.first().copied())
+            .unwrap_or_else(|| idp.fail(&format!("bad issuer {:?}", idp.url)));
+        idp
+    }
+
+    async fn configure(&mut self, redirect_uris: &[String]) {
+        let mut stdin = self.stdin.take().expect("configure once");
+        stdin
+            .write_all(format!("{}\n", redirect_uris.join(",")).as_bytes())
+            .await
+            .expect("write redirect URIs to the provider");
+        stdin.flush().await.expect("flush");
+        let line = self.next_line("`ready`").await;
+        if line != "ready" {
+            self.fail(&format!("expected `ready`, got {line:?}"));
+        }
+    }
+
+    async fn next_line(&mut self, what: &str) -> String {
+        match tokio::time::timeout(STARTUP_TIMEOUT, self.lines.recv()).await {
+            Ok(Some(line)) => line,
+            Ok(None) => {
+                let status = self.child.try_wait();
+                self.fail(&format!("provider exited ({status:?}) before {what}"))
+            }
+            Err(_) => self.fail(&format!("timed out waiting for the provider's {what}")),
+        }
+    }
+
+    fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// GET /__test/stats: requests served per endpoint (`authorization`,
+    /// `token`, `userinfo`, ...).
+    async fn stats(&self) -> BTreeMap<String, u64> {
+        let response = self.send(Request::get(&self.host(), "/__test/stats")).await;
+        serde_json::from_slice(&response.body).expect("stats JSON")
+    }
+
+    async fn send(&self, request: Request) -> Response {
+        client::send(self.addr, &request)
+            .await
+            .unwrap_or_else(|e| self.fail(&format!("{request:?} to the provider: {e}")))
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    fn fail(&self, message: &str) -> ! {
+        panic!("{message}\n--- provider log:\n{}", self.logs())
+    }
+}
+
+fn node() -> PathBuf {
+    std::env::var_os("NODE").map_or_else(|| PathBuf::from("node"), PathBuf::from)
+}
+
+/// Provider + Stack, wired: the provider's client accepts
+/// `http://app.example.com:<envoy port>/oauth2/callback`.
+struct World {
+    idp: Idp,
+    stack: Stack,
+}
+
+impl World {
+    async fn start() -> Self {
+        let mut idp = Idp::spawn().await;
+        let stack = Stack::start(&config(&idp.url)).await;
+        idp.configure(&[format!("http://{}/oauth2/callback", app_authority(&stack))])
+            .await;
+        Self { idp, stack }
+    }
+
+    /// The Host a browser sends for the app (Envoy's port included, so the
+    /// default redirect_uri is the registered one).
+    fn app(&self) -> String {
+        app_authority(&self.stack)
+    }
+
+    async fn app_get(&self, target: &str, headers: &[(&str, &str)]) -> Response {
+        self.stack.get(&self.app(), target, headers).await
+    }
+
+    /// Everything a failed assertion should show.
+    fn logs(&self) -> String {
+        format!(
+            "{}\n--- provider ({}):\n{}",
+            self.stack.debug_logs(),
+            self.idp.log_path.display(),
+            self.idp.logs()
+        )
+    }
+}
+
+fn app_authority(stack: &Stack) -> String {
+    format!("{APP_HOST}:{}", stack.envoy.addr().port())
+}
+
+// ------------------------------------------------------------------ cookies
+
+/// A minimal cookie jar for one site: name -> value, honouring deletions
+/// (empty value, `Max-Age=0`, an `Expires` in the past). Paths are ignored:
+/// each jar is used for one host, and the flows never set one name twice.
+#[derive(Default, Debug)]
+struct Jar(BTreeMap<String, String>);
+
+impl Jar {
+    fn update(&mut self, response: &Response) {
+        for cookie in set_cookies(response) {
+            if cookie.deletes() {
+                self.0.remove(&cookie.name);
+            } else {
+                self.0.insert(cookie.name, cookie.value);
+            }
+        }
+    }
+
+    fn header(&self) -> String {
+        let pairs: Vec<String> = self.0.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        pairs.join("; ")
+    }
+
+    fn names(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SetCookie {
+    name: String,
+    value: String,
+    /// Attribute names lower-cased -> value ("" for flags).
+    attrs: BTreeMap<String, String>,
+}
+
+impl SetCookie {
+    fn parse(header: &str) -> Self {
+        let mut parts = header.split(';').map(str::trim);
+        let (name, value) = parts
+            .next()
+            .and_then(|p| p.split_once('='))
+            .unwrap_or_else(|| panic!("bad Set-Cookie {header:?}"));
+        let attrs = parts
+            .map(|a| match a.split_once('=') {
+                Some((k, v)) => (k.trim().to_ascii_lowercase(), v.trim().to_owned()),
+                None => (a.to_ascii_lowercase(), String::new()),
+            })
+            .collect();
+        Self {
+            name: name.trim().to_owned(),
+            value: value.trim().to_owned(),
+            attrs,
+        }
+    }
+
+    fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs.get(name).map(String::as_str)
+    }
+
+    fn deletes(&self) -> bool {
+        self.value.is_empty()
+            || self.attr("max-age") == Some("0")
+            || self.attr("expires").is_some_and(|e| e.contains("1970"))
+    }
+
+    /// `HttpOnly; SameSite=Lax; Path=<path>`, host-only (no Domain).
+    #[track_caller]
+    fn assert_protected(&self, path: &str) {
+        assert_eq!(self.attr("path"), Some(path), "{self:?}");
+        assert!(self.attrs.contains_key("httponly"), "{self:?}");
+        assert!(
+            self.attr("samesite")
+                .is_some_and(|s| s.eq_ignore_ascii_case("lax")),
+            "{self:?}"
+        );
+        assert!(!self.attrs.contains_key("domain"), "host-only: {self:?}");
+    }
+}
+
+fn set_cookies(response: &Response) -> Vec<SetCookie> {
+    response
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "set-cookie")
+        .map(|(_, v)| SetCookie::parse(v))
+        .collect()
+}
+
+// ------------------------------------------------------- the provider's pages
+
+/// The login or consent form of oidc-provider's development interactions.
+struct Form {
+    action: String,
+    prompt: String,
+    abort: Option<String>,
+}
+
+fn parse_form(html: &str) -> Option<Form> {
+    let attr = |pattern: &str| {
+        regex::Regex::new(pattern)
+            .unwrap()
+            .captures(html)
+            .map(|c| html_unescape(&c[1]))
+    };
+    Some(Form {
+        action: attr(r#"<form[^>]*\baction="([^"]+)""#)?,
+        prompt: attr(r#"<input[^>]*name="prompt"[^>]*value="([^"]+)""#)?,
+        abort: attr(r#"<a href="([^"]+)">\[ Cancel \]</a>"#),
+    })
+}
+
+fn html_unescape(s: &str) -> String {
+    s.replace("&#x2F;", "/")
+        .replace("&#39;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+fn form_body(fields: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish()
+}
+
+/// What a user does at the provider's pages.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum AtProvider {
+    /// Sign in as this account and consent.
+    SignIn(&'static str),
+    /// Press "Cancel" on the login page.
+    Cancel,
+}
+
+/// Follows the provider's redirects and fills its forms like a browser (with
+/// its own cookie jar for the provider), starting at the authorize URL, until
+/// the provider sends the browser back to the app. Returns that URL.
+async fn at_provider(world: &World, authorize: &Url, action: AtProvider) -> Url {
+    let idp = &world.idp;
+    let base = Url::parse(&idp.url).unwrap();
+    let mut jar = Jar::default();
+    let mut next = (authorize.clone(), None::<String>);
+    for _ in 0..16 {
+        let (url, body) = next;
+        assert_eq!(url.origin(), base.origin(), "left the provider for {url}");
+        let target = &url[url::Position::BeforePath..];
+        let request = match &body {
+            Some(form) => Request::new("POST", &idp.host(), target)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form.clone()),
+            None => Request::get(&idp.host(), target),
+        };
+        let request = request.header("accept", "text/html");
+        let request = match jar.header() {
+            cookies if cookies.is_empty() => request,
+            cookies => request.header("cookie", &cookies),
+        };
+        let response = idp.send(request).await;
+        jar.update(&response);
+        match response.status {
+            302 | 303 => {
+                let location = response.header("location").unwrap_or_default();
+                let location = url.join(location).unwrap();
+                if location.origin() != base.origin() {
+                    return location;
+                }
+                next = (location, None);
+            }
+            200 => {
+                let html = response.text();
+                let form = parse_form(&html).unwrap_or_else(|| {
+                    panic!("no interaction form at {url}: {html}\n{}", world.logs())
+                });
+                let action_url = url.join(&form.action).unwrap();
+                next = match (form.prompt.as_str(), action) {
+                    ("login", AtProvider::Cancel) => {
+                        (url.join(&form.abort.expect("a Cancel link")).unwrap(), None)
+                    }
+                    ("login", AtProvider::SignIn(login)) => {
+                        let fields = [
+                            ("prompt", "login"),
+                            ("login", login),
+                            ("password", "any-password"),
+                        ];
+                        (action_url, Some(form_body(&fields)))
+                    }
+                    ("consent", _) => (action_url, Some(form_body(&[("prompt", "consent")]))),
+                    (other, _) => panic!("unexpected prompt {other:?} at {url}"),
+                };
+            }
+            status => panic!(
+                "provider answered {status} at {url}: {}\n{}",
+                response.text(),
+                world.logs()
+            ),
+        }
+    }
+    panic!("no redirect back to the app after 16 provider pages")
+}
+
+// ------------------------------------------------------------------ the flow
+
+const NAVIGATE: &[(&str, &str)] = &[
+    ("accept", "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"),
+    ("sec-fetch-mode", "navigate"),
+    ("sec-fetch-dest", "document"),
+];
+
+/// A navigation to `target` without a session: the 302 to the provider, its
+/// authorize URL, and the login-state cookie, all checked.
+async fn start_login(world: &World, target: &str) -> (Url, SetCookie) {
+    let response = world.app_get(target, NAVIGATE).await;
+    assert_eq!(
+        response.status,
+        302,
+        "navigation to {target} without a session: {}\n{}",
+        response.text(),
+        world.logs()
+    );
+    let authorize = Url::parse(response.header("location").expect("Location")).unwrap();
+    assert_eq!(
+        &authorize[..url::Position::AfterPath],
+        format!("{}/auth", world.idp.url)
+    );
+    let query: BTreeMap<String, String> = authorize.query_pairs().into_owned().collect();
+    assert_eq!(query.get("client_id").map(String::as_str), Some(CLIENT_ID));
+    assert_eq!(query.get("response_type").map(String::as_str), Some("code"));
+    assert_eq!(
+        query.get("redirect_uri"),
+        Some(&format!("http://{}/oauth2/callback", world.app()))
+    );
+    let state = query.get("state").expect("state");
+    assert!(state.len() >= 22, "state under 128 bits: {state}");
+    assert_eq!(
+        query.get("code_challenge_method").map(String::as_str),
+        Some("S256")
+    );
+    assert_eq!(query.get("code_challenge").map(String::len), Some(43));
+    let scopes: Vec<&str> = query["scope"].split(' ').collect();
+    for scope in ["openid", "profile", "email"] {
+        assert!(scopes.contains(&scope), "scope {scope} in {scopes:?}");
+    }
+    let cookies = set_cookies(&response);
+    let [login_cookie] = cookies
+        .iter()
+        .filter(|c| c.name.starts_with(LOGIN_COOKIE_PREFIX))
+        .cloned()
+        .collect::<Vec<_>>()
+        .try_into()
+        .unwrap_or_else(|c| panic!("one login-state cookie expected: {c:?}"));
+    login_cookie.assert_protected("/oauth2/");
+    assert!(!login_cookie.deletes(), "{login_cookie:?}");
+    assert!(
+        !cookies.iter().any(|c| c.name == SESSION_COOKIE),
+        "{cookies:?}"
+    );
+    (authorize, login_cookie)
+}
+
+/// Sends the provider's redirect back through Envoy, as the browser would.
+async fn callback(world: &World, back: &Url, jar: &Jar) -> Response {
+    assert_eq!(
+        back.host_str(),
+        Some(APP_HOST),
+        "the provider redirects to the app"
+    );
+    assert_eq!(back.path(), "/oauth2/callback");
+    let target = &back[url::Position::BeforePath..];
+    let mut headers = NAVIGATE.to_vec();
+    let cookies = jar.header();
+    if !cookies.is_empty() {
+        headers.push(("cookie", &cookies));
+    }
+    world.app_get(target, &headers).await
+}
+
+/// Runs the whole login for `account` from a navigation to `target`; returns
+/// the browser's app cookie jar afterwards (the session).
+async fn log_in(world: &World, target: &str, account: &'static str) -> Jar {
+    let (authorize, login_cookie) = start_login(world, target).await;
+    let mut jar = Jar::default();
+    jar.0.insert(login_cookie.name.clone(), login_cookie.value);
+    let back = at_provider(world, &authorize, AtProvider::SignIn(account)).await;
+    let query: BTreeMap<String, String> = back.query_pairs().into_owned().collect();
+    assert_eq!(
+        query.get("state"),
+        authorize
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| v.into_owned())
+            .as_ref()
+    );
+    assert!(query.contains_key("code"), "{back}");
+
+    let response = callback(world, &back, &jar).await;
+    assert_eq!(
+        response.status,
+        302,
+        "callback: {}\n{}",
+        response.text(),
+        world.logs()
+    );
+    let location = response.header("location").expect("Location");
+    let resolved = Url::parse(&format!("http://{}/", world.app()))
+        .unwrap()
+        .join(location)
+        .unwrap();
+    assert_eq!(
+        &resolved[url::Position::BeforePath..],
+        target,
+        "back to the original URL ({location})"
+    );
+    assert_eq!(resolved.host_str(), Some(APP_HOST), "same host: {location}");
+    let cookies = set_cookies(&response);
+    let session = cookies
+        .iter()
+        .find(|c| c.name == SESSION_COOKIE)
+        .unwrap_or_else(|| panic!("no session cookie in {cookies:?}"));
+    session.assert_protected("/");
+    assert!(
+        !session.attrs.contains_key("secure"),
+        "plain http: {session:?}"
+    );
+    assert!(session.value.len() < 4000, "{} bytes", session.value.len());
+    let cleared = cookies.iter().find(|c| c.name == login_cookie.name);
+    assert!(
+        cleared.is_some_and(SetCookie::deletes),
+        "the login-state cookie is cleared: {cookies:?}"
+    );
+    jar.update(&response);
+    assert_eq!(jar.names(), [SESSION_COOKIE]);
+    jar
+}
+
+/// Verifies `token` with jose (tests/idp/verify-jwt.mjs): HS256, the shared
+/// secret, `iss`, `iat`, `exp`. Returns the verified payload.
+fn verify_with_jose(token: &str, secret: &str) -> Value {
+    let output = std::process::Command::new(node())
+        .arg(repo().join("tests/idp/verify-jwt.mjs"))
+        .env("JWT", token)
+        .env("JWT_SECRET", secret)
+        .output()
+        .expect("run node tests/idp/verify-jwt.mjs");
+    assert!(
+        output.status.success(),
+        "jose rejected the X-Connect-Token: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let verified: Value = serde_json::from_slice(&output.stdout).expect("verify-jwt JSON");
+    assert_eq!(verified["header"]["alg"], "HS256", "{verified}");
+    verified["payload"].clone()
+}
+
+fn cookie_header(jar: &Jar, extra: &str) -> String {
+    format!("{extra}; {}", jar.header())
+}
+
+// ------------------------------------------------------------------ tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn programmatic_login_at_a_real_openid_provider() {
+    let world = World::start().await;
+
+    // Before any login: API clients get 401 JSON, never a redirect.
+    let api = world
+        .app_get("/api/items", &[("accept", "application/json")])
+        .await;
+    assert_eq!(api.status, 401, "{}", api.text());
+    assert!(api.header("location").is_none());
+    assert_eq!(
+        api.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    assert_eq!(api.json()["status"], 401);
+    let curl = world.app_get("/dashboard", &[("accept", "*/*")]).await;
+    assert_eq!(curl.status, 401, "curl's */* is not a navigation");
+    assert!(world.stack.upstream_requests().is_empty());
+
+    let jar = log_in(&world, "/dashboard?tab=1&x=%2Fy", "alice").await;
+    let stats = world.idp.stats().await;
+    assert_eq!(stats.get("token"), Some(&1), "one code exchange: {stats:?}");
+    assert_eq!(stats.get("userinfo"), Some(&1), "one profile: {stats:?}");
+
+    // The session works; the upstream gets the identity, and our cookies are
+    // not in the Cookie header it receives (the app's own cookie is). A
+    // client-supplied X-Connect-Token is replaced.
+    let cookies = cookie_header(&jar, "theme=dark");
+    let forged = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.";
+    let response = world
+        .app_get(
+            "/dashboard?tab=1&x=%2Fy",
+            &[
+                NAVIGATE[0],
+                NAVIGATE[1],
+                ("cookie", &cookies),
+                ("x-connect-token", forged),
+            ],
+        )
+        .await;
+    assert_eq!(
+        response.status,
+        200,
+        "{}\n{}",
+        response.text(),
+        world.logs()
+    );
+    assert_eq!(response.json()["upstream"], true);
+    let requests = world.stack.upstream_requests();
+    let [seen] = requests.as_slice() else {
+        panic!("one upstream request expected: {requests:?}")
+    };
+    assert_eq!(seen.target, "/dashboard?tab=1&x=%2Fy");
+    let upstream_cookie = seen.header("cookie").unwrap_or_default();
+    assert!(
+        !upstream_cookie.contains(SESSION_COOKIE),
+        "our cookies reach the upstream: {upstream_cookie}"
+    );
+    assert!(upstream_cookie.contains("theme=dark"), "{upstream_cookie}");
+    let token = seen.header("x-connect-token").expect("X-Connect-Token");
+    assert_ne!(token, forged);
+    let timestamp: u64 = seen
+        .header("x-connect-timestamp")
+        .expect("X-Connect-Timestamp")
+        .parse()
+        .expect("a number");
+
+    let claims = verify_with_jose(token, CONNECT_SECRET);
+    assert_eq!(claims["sub"], "alice", "{claims}");
+    assert_eq!(claims["id"], "alice", "{claims}");
+    assert_eq!(claims["username"], "alice", "auth0: nickname -> username");
+    assert_eq!(claims["email"], "alice@example.com");
+    assert_eq!(
+        claims["nickname"], "Alice Liddell",
+        "auth0: name -> nickname"
+    );
+    assert_eq!(claims["avatar"], "https://avatars.example.com/alice.png");
+    assert_eq!(claims["iss"], "ingress-authz");
+    let iat = claims["iat"].as_u64().expect("iat");
+    assert_eq!(claims["exp"].as_u64(), Some(iat + 300), "default 5m");
+    assert!(
+        timestamp / 1000 >= iat.saturating_sub(1) && timestamp / 1000 <= iat + 1,
+        "X-Connect-Timestamp {timestamp} ms vs iat {iat} s"
+    );
+    // The wrong secret does not verify (the check above means something).
+    let wrong = std::process::Command::new(node())
+        .arg(repo().join("tests/idp/verify-jwt.mjs"))
+        .env("JWT", token)
+        .env("JWT_SECRET", "not-the-connect-secret-0000000000")
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+
+    // API calls with the session pass too; the provider is not asked again.
+    let api = world
+        .app_get(
+            "/api/items",
+            &[("accept", "application/json"), ("cookie", &jar.header())],
+        )
+        .await;
+    assert_eq!(api.status, 200, "{}", api.text());
+    assert_eq!(
+        world.idp.stats().await,
+        stats,
+        "no provider call per request"
+    );
+
+    // Logout clears the session cookie and goes to /; without it, a
+    // navigation is sent to the provider again.
+    let logout = world
+        .app_get("/oauth2/logout", &[NAVIGATE[0], ("cookie", &jar.header())])
+        .await;
+    assert_eq!(logout.status, 302, "{}", logout.text());
+    assert_eq!(logout.header("location"), Some("/"));
+    let mut after = Jar::default();
+    after.0.clone_from(&jar.0);
+    after.update(&logout);
+    assert!(after.names().is_empty(), "{:?}", set_cookies(&logout));
+    let again = world.app_get("/dashboard?tab=1", NAVIGATE).await;
+    assert_eq!(again.status, 302);
+    assert!(
+        again
+            .header("location")
+            .is_some_and(|l| l.starts_with(&format!("{}/auth?", world.idp.url)))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_at_a_real_provider_never_make_a_session() {
+    let world = World::start().await;
+    let no_session = |response: &Response| {
+        let cookies = set_cookies(response);
+        assert!(
+            !cookies
+                .iter()
+                .any(|c| c.name == SESSION_COOKIE && !c.deletes()),
+            "a session was set: {cookies:?}"
+        );
+    };
+
+    // 1. The user presses "Cancel" at the provider: ?error=access_denied.
+    let (authorize, login_cookie) = start_login(&world, "/cancelled").await;
+    let mut jar = Jar::default();
+    jar.0.insert(login_cookie.name.clone(), login_cookie.value);
+    let back = at_provider(&world, &authorize, AtProvider::Cancel).await;
+    assert!(
+        back.query_pairs()
+            .any(|(k, v)| k == "error" && v == "access_denied"),
+        "{back}"
+    );
+    let response = callback(&world, &back, &jar).await;
+    assert_eq!(response.status, 401, "{}", response.text());
+    assert!(response.text().contains("Try again"), "{}", response.text());
+    no_session(&response);
+
+    // 2. A good code with a state that is not this browser's.
+    let (authorize, login_cookie) = start_login(&world, "/forged-state").await;
+    let mut jar = Jar::default();
+    jar.0.insert(login_cookie.name.clone(), login_cookie.value);
+    let back = at_provider(&world, &authorize, AtProvider::SignIn("alice")).await;
+    let mut forged = back.clone();
+    let pairs: Vec<(String, String)> = back
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "state" {
+                "A".repeat(v.len())
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    forged.query_pairs_mut().clear().extend_pairs(&pairs);
+    let response = callback(&world, &forged, &jar).await;
+    assert_eq!(response.status, 400, "{}", response.text());
+    no_session(&response);
+    // The same callback without the login-state cookie (another browser).
+    let response = callback(&world, &back, &Jar::default()).await;
+    assert_eq!(response.status, 400, "{}", response.text());
+    no_session(&response);
+    let tokens_before = world.idp.stats().await.get("token").copied();
+    assert_eq!(tokens_before, None, "no exchange without a valid state");
+
+    // 3. The real callback works once; replaying it (the code is spent at
+    // the provider) gives an error, not a second session.
+    let response = callback(&world, &back, &jar).await;
+    assert_eq!(
+        response.status,
+        302,
+        "{}\n{}",
+        response.text(),
+        world.logs()
+    );
+    assert!(
+        set_cookies(&response)
+            .iter()
+            .any(|c| c.name == SESSION_COOKIE)
+    );
+    let replay = callback(&world, &back, &jar).await;
+    assert_eq!(replay.status, 502, "{}", replay.text());
+    no_session(&replay);
+
+    // 4. A provider account outside allowed_domains (bob@example.org): the
+    // login completes at the provider, but ingress-authz answers 403.
+    let (authorize, login_cookie) = start_login(&world, "/bob").await;
+    let mut jar = Jar::default();
+    jar.0.insert(login_cookie.name.clone(), login_cookie.value);
+    let back = at_provider(&world, &authorize, AtProvider::SignIn("bob")).await;
+    let response = callback(&world, &back, &jar).await;
+    assert_eq!(response.status, 403, "{}", response.text());
+    no_session(&response);
+
+    assert!(
+        world
+            .stack
+            .upstream_requests()
+            .iter()
+            .all(|r| !r.path().starts_with("/oauth2/")),
+        "the callback never reaches the upstream"
+    );
+}
+
+/// Several logins in flight in one browser (tabs; a favicon request on the
+/// way): each login-state cookie is its own, and the callbacks complete in
+/// any order, each back to its own page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_in_flight_at_once_complete_in_any_order() {
+    let world = World::start().await;
+    let targets = ["/reports?id=1", "/settings?section=profile&x=2"];
+    let mut browser = Jar::default();
+    let mut logins = Vec::new();
+    for target in targets {
+        let (authorize, login_cookie) = start_login(&world, target).await;
+        browser
+            .0
+            .insert(login_cookie.name.clone(), login_cookie.value.clone());
+        logins.push((target, authorize, login_cookie));
+    }
+    assert_eq!(browser.names().len(), 2, "{:?}", browser.names());
+
+    // The favicon the browser fetches meanwhile is not a navigation: 401,
+    // and it starts no login of its own.
+    let favicon = world
+        .app_get(
+            "/favicon.ico",
+            &[
+                ("accept", "image/avif,image/webp,image/*,*/*;q=0.8"),
+                ("sec-fetch-mode", "no-cors"),
+                ("sec-fetch-dest", "image"),
+                ("cookie", &browser.header()),
+            ],
+        )
+        .await;
+    assert_eq!(favicon.status, 401);
+    assert!(set_cookies(&favicon).is_empty(), "{:?}", favicon.headers);
+
+    // Each tab signs in at the provider (each with its own provider cookies,
+    // as oidc-provider rotates its session at every step); the app sees the
+    // callbacks in the reverse order, with both login cookies in the jar.
+    let mut backs = Vec::new();
+    for (_, authorize, _) in &logins {
+        backs.push(at_provider(&world, authorize, AtProvider::SignIn("alice")).await);
+    }
+    for ((target, _, login_cookie), back) in logins.iter().zip(&backs).rev() {
+        let response = callback(&world, back, &browser).await;
+        assert_eq!(
+            response.status,
+            302,
+            "{}\n{}",
+            response.text(),
+            world.logs()
+        );
+        assert_eq!(response.header("location"), Some(*target));
+        let cookies = set_cookies(&response);
+        assert!(
+            cookies
+                .iter()
+                .any(|c| c.name == login_cookie.name && c.deletes()),
+            "clears its own login-state cookie: {cookies:?}"
+        );
+        assert!(
+            !cookies
+                .iter()
+                .any(|c| c.name.starts_with(LOGIN_COOKIE_PREFIX) && c.name != login_cookie.name),
+            "touches no other login: {cookies:?}"
+        );
+        browser.update(&response);
+    }
+    assert_eq!(browser.names(), [SESSION_COOKIE]);
+    for target in targets {
+        let response = world
+            .app_get(target, &[NAVIGATE[0], ("cookie", &browser.header())])
+            .await;
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert_eq!(response.json()["target"], target);
+    }
+}
+
+/// The same flow in headless Chromium (tests/browser/login.mjs): login at the
+/// provider's pages, back on the original URL, reload without the provider,
+/// logout, two tabs logging in at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_login_in_headless_chromium() {
+    let world = World::start().await;
+    let script = repo().join("tests/browser/login.mjs");
+    assert!(
+        repo()
+            .join("tests/browser/node_modules/playwright-core")
+            .is_dir(),
+        "tests/browser/node_modules is missing: run scripts/install-deps"
+    );
+    let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
+    let envoy = format!("http://{}", world.stack.envoy.addr());
+    let run = Command::new(node())
+        .arg(&script)
+        .arg(&envoy)
+        .arg(&world.idp.url)
+        .env("APP_HOST", APP_HOST)
+        .env("LOGIN", "alice")
+        .env("LOGIN_EMAIL", "alice@example.com")
+        .env("SCREENSHOT_DIR", &screenshots)
+        .env(
+            "BROWSER_TEST_TIMEOUT_MS",
+            (BROWSER_TIMEOUT.as_millis() - 20_000).to_string(),
+        )
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(BROWSER_TIMEOUT, run)
+        .await
+        .unwrap_or_else(|_| panic!("the browser test hung\n{}", world.logs()))
+        .expect("run node tests/browser/login.mjs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "tests/browser/login.mjs failed ({}); screenshots in {}\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}\n{}",
+        output.status,
+        screenshots.display(),
+        world.logs()
+    );
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+    // Shown with --nocapture: what the browser went through.
+    println!("{stdout}");
+}

@@ -1,0 +1,198 @@
+// A real OpenID provider for the login-flow tests: `oidc-provider` (v8,
+// pinned in package.json) on 127.0.0.1 with one confidential client and two
+// test accounts, using the library's built-in development interactions (a
+// login form that takes the account id as "login" and any password, then a
+// consent form).
+//
+//   node tests/idp/server.mjs [PORT]        # PORT 0 (the default) = ephemeral
+//
+// The first stdout line is `listening http://127.0.0.1:PORT`; the issuer is
+// that URL. The second, `ready`, comes once the client is configured (until
+// then every request gets 503). Endpoints (oidc-provider's defaults): /auth,
+// /token, /me (userinfo), /jwks, /session/end,
+// /.well-known/openid-configuration.
+//
+// Environment:
+//   IDP_PORT               the port when no argument is given (default 0)
+//   IDP_CLIENT_ID          default `authz-test`
+//   IDP_CLIENT_SECRET      required
+//   IDP_REDIRECT_URIS      comma-separated; when unset, the first line on
+//                          stdin gives them (so a test can start the provider
+//                          before it knows its app's port)
+//   IDP_TOKEN_AUTH_METHOD  the client's registered token_endpoint_auth_method:
+//                          client_secret_basic (default) or client_secret_post
+//                          (oidc-provider 8 takes the secret either way)
+//   IDP_PKCE_REQUIRED      `true` (default): /auth without S256 PKCE fails
+//
+// Every request is logged to stderr as one line, `idp: METHOD PATH STATUS`
+// (the path without its query string), for the tests' failure messages.
+// GET /__test/stats answers the number of requests served per endpoint, so a
+// test can tell whether its client went back to the provider.
+
+import { createServer } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import { createInterface } from 'node:readline';
+
+import Provider from 'oidc-provider';
+
+const port = Number(process.argv[2] ?? process.env.IDP_PORT ?? 0);
+const clientId = process.env.IDP_CLIENT_ID || 'authz-test';
+const clientSecret = required('IDP_CLIENT_SECRET');
+const tokenAuthMethod = process.env.IDP_TOKEN_AUTH_METHOD || 'client_secret_basic';
+const pkceRequired = (process.env.IDP_PKCE_REQUIRED ?? 'true') !== 'false';
+
+function required(name) {
+  const value = process.env[name];
+  if (!value) {
+    console.error(`idp: ${name} must be set`);
+    process.exit(2);
+  }
+  return value;
+}
+
+// The test accounts. The dev-interactions login form's "login" field is the
+// account id; any password is accepted.
+const ACCOUNTS = {
+  alice: {
+    sub: 'alice',
+    email: 'alice@example.com',
+    email_verified: true,
+    name: 'Alice Liddell',
+    nickname: 'alice',
+    preferred_username: 'alice',
+    picture: 'https://avatars.example.com/alice.png',
+  },
+  bob: {
+    sub: 'bob',
+    email: 'bob@example.org',
+    email_verified: true,
+    name: 'Bob Builder',
+    nickname: 'bob',
+    preferred_username: 'bob',
+    picture: 'https://avatars.example.com/bob.png',
+  },
+};
+
+async function findAccount(ctx, id) {
+  const account = ACCOUNTS[id];
+  if (!account) return undefined;
+  return {
+    accountId: id,
+    // oidc-provider filters these by the granted scopes and claims.
+    async claims() {
+      return { ...account };
+    },
+  };
+}
+
+let handler = (req, res) => {
+  res.statusCode = 503;
+  res.end('not configured yet');
+};
+const server = createServer((req, res) => handler(req, res));
+await new Promise((resolve, reject) => {
+  server.once('error', reject);
+  server.listen(port, '127.0.0.1', resolve);
+});
+const issuer = `http://127.0.0.1:${server.address().port}`;
+console.log(`listening ${issuer}`);
+
+const redirectUris = (process.env.IDP_REDIRECT_URIS || (await firstStdinLine()))
+  .split(',')
+  .map((u) => u.trim())
+  .filter(Boolean);
+if (redirectUris.length === 0) {
+  console.error('idp: no redirect URIs (IDP_REDIRECT_URIS or the first stdin line)');
+  process.exit(2);
+}
+
+async function firstStdinLine() {
+  const lines = createInterface({ input: process.stdin });
+  for await (const line of lines) {
+    lines.close();
+    return line;
+  }
+  return '';
+}
+
+const provider = new Provider(issuer, {
+  clients: [
+    {
+      client_id: clientId,
+      client_secret: clientSecret,
+      redirect_uris: redirectUris,
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: tokenAuthMethod,
+    },
+  ],
+  findAccount,
+  claims: {
+    openid: ['sub'],
+    email: ['email', 'email_verified'],
+    profile: ['name', 'nickname', 'picture', 'preferred_username'],
+  },
+  scopes: ['openid', 'offline_access', 'email', 'profile'],
+  features: {
+    // The library's own login and consent pages (development only, which
+    // this is): GET and POST /interaction/:uid, GET /interaction/:uid/abort.
+    devInteractions: { enabled: true },
+    userinfo: { enabled: true },
+    revocation: { enabled: true },
+  },
+  pkce: {
+    methods: ['S256'],
+    required: () => pkceRequired,
+  },
+  cookies: {
+    keys: [randomBytes(32).toString('base64url')],
+  },
+  ttl: {
+    AccessToken: 3600,
+    AuthorizationCode: 60,
+    IdToken: 3600,
+    RefreshToken: 24 * 3600,
+    Grant: 24 * 3600,
+    Interaction: 600,
+    Session: 24 * 3600,
+  },
+  // Refresh tokens only for offline_access, as by default; never rotate in
+  // tests (a rotation is a different test).
+  rotateRefreshToken: false,
+});
+
+const stats = {};
+provider.use(async (ctx, next) => {
+  if (ctx.path === '/__test/stats') {
+    ctx.type = 'json';
+    ctx.body = stats;
+    return;
+  }
+  try {
+    await next();
+  } finally {
+    const route = ctx.oidc?.route ?? ctx.path;
+    stats[route] = (stats[route] ?? 0) + 1;
+    console.error(`idp: ${ctx.method} ${ctx.path} ${ctx.status}`);
+  }
+});
+
+for (const event of [
+  'server_error',
+  'authorization.error',
+  'grant.error',
+  'userinfo.error',
+  'introspection.error',
+]) {
+  provider.on(event, (ctx, error) => {
+    const detail = error?.error_description ? ` (${error.error_description})` : '';
+    console.error(`idp: ${event}: ${error?.message ?? error}${detail}`);
+  });
+}
+
+handler = provider.callback();
+console.log('ready');
+
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => process.exit(0));
+}
