@@ -10,6 +10,8 @@ pub enum Status {
     BadRequest,
     Unauthorized,
     Forbidden,
+    /// The identity provider cannot be reached (discovery failed).
+    ServiceUnavailable,
 }
 
 impl Status {
@@ -19,6 +21,7 @@ impl Status {
             Status::BadRequest => 400,
             Status::Unauthorized => 401,
             Status::Forbidden => 403,
+            Status::ServiceUnavailable => 503,
         }
     }
 }
@@ -44,8 +47,13 @@ pub enum Reason {
     LoginRedirect,
     /// A non-navigation without a session: 401, never a redirect.
     LoginRequired,
-    /// Logged in, but not in `allowed_emails` / `allowed_domains`.
+    /// Logged in, but not in `allowed_emails` / `allowed_domains`, or a
+    /// required claim is missing.
     NotAllowed,
+    /// The token's `kid` is not in the issuer's JWKS (even after a refresh).
+    UnknownKey,
+    /// OpenID discovery has not succeeded yet.
+    IdpUnavailable,
 }
 
 impl Reason {
@@ -62,6 +70,8 @@ impl Reason {
             Reason::LoginRedirect => "login_redirect",
             Reason::LoginRequired => "login_required",
             Reason::NotAllowed => "not_allowed",
+            Reason::UnknownKey => "unknown_key",
+            Reason::IdpUnavailable => "idp_unavailable",
         }
     }
 }

@@ -225,6 +225,31 @@ impl Engine {
         }
     }
 
+    /// Fetchers of every route that depends on a remote issuer.
+    pub fn fetchers(&self) -> Vec<crate::auth::Fetcher> {
+        routes(&self.router)
+            .filter_map(|r| match &r.policy {
+                Policy::Protected(a) => a.fetcher(),
+                Policy::Open(_) => None,
+            })
+            .collect()
+    }
+
+    /// The fetcher to run before deciding again, when a decision was a
+    /// denial that fresh metadata or keys could turn around.
+    pub fn fetcher_for(&self, decision: &Decision<'_>) -> Option<crate::auth::Fetcher> {
+        let Verdict::Deny(denial) = &decision.verdict else {
+            return None;
+        };
+        if !matches!(denial.reason, Reason::UnknownKey | Reason::IdpUnavailable) {
+            return None;
+        }
+        match &self.route_by_label(decision.route?)?.policy {
+            Policy::Protected(a) => a.fetcher(),
+            Policy::Open(_) => None,
+        }
+    }
+
     /// The route with this label (`rules[0].paths[1]`), for the login callback.
     pub fn route_by_label(&self, label: &str) -> Option<&Route> {
         routes(&self.router).find(|r| r.label == label)

@@ -121,12 +121,9 @@ pub fn run(cli: Cli) -> ExitCode {
                 tracing::warn!(location = %w.loc, "{}", w.message);
             }
             let kinds = engine::kinds_in_use(&engine);
-            if kinds.contains(&auth::AuthKind::Oidc) {
-                tracing::warn!(
-                    "oidc login is not available in this version: oidc routes deny every request (401)"
-                );
-            }
-            if kinds.contains(&auth::AuthKind::OAuth2) && engine.login.keys.ephemeral {
+            if (kinds.contains(&auth::AuthKind::OAuth2) || kinds.contains(&auth::AuthKind::Oidc))
+                && engine.login.keys.ephemeral
+            {
                 tracing::warn!(
                     "no authz.session.secret: sessions use a random key, so they end at restart and are not shared between replicas"
                 );

@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 use crate::auth::Authenticator;
-use crate::auth::oauth2::{CookieSettings, OAuth2, cookie_value};
+use crate::auth::login_client::LoginClient;
+use crate::auth::oauth2::{CookieSettings, cookie_value};
 use crate::matching::Policy;
 use crate::session::{LoginState, Purpose, Session, now_secs, same_host_path};
 use crate::state::Shared;
@@ -113,14 +114,18 @@ async fn complete(
             "This sign-in link is invalid or has expired.",
         ));
     };
-    let oauth = match engine.route_by_label(&login.route).map(|r| &r.policy) {
-        Some(Policy::Protected(a)) => match a.as_ref() {
-            Authenticator::OAuth2(o) => o,
-            _ => return Err(stale()),
+    let authenticator = match engine.route_by_label(&login.route).map(|r| &r.policy) {
+        Some(Policy::Protected(a)) => a.as_ref(),
+        _ => return Err(stale()),
+    };
+    let (client, provider) = match authenticator {
+        Authenticator::OAuth2(o) => (&o.client, o.provider.kind.as_str().to_string()),
+        Authenticator::Oidc(o) => match &o.client {
+            Some(c) => (c, format!("oidc:{}", o.discovery.issuer())),
+            None => return Err(stale()),
         },
         _ => return Err(stale()),
     };
-    let provider = oauth.provider.kind.as_str().to_string();
     let fail = |status, reason, message| Failure {
         provider: provider.clone(),
         ..Failure::new(status, reason, message)
@@ -140,22 +145,39 @@ async fn complete(
         ));
     };
     let started = Instant::now();
-    let result = oauth.finish_login(&shared.http, code, &login).await;
+    let result = match authenticator {
+        Authenticator::OAuth2(o) => o
+            .finish_login(&shared.http, code, &login)
+            .await
+            .map_err(|e| (e.code(), e.to_string())),
+        Authenticator::Oidc(o) => o
+            .finish_login(&shared.http, code, &login)
+            .await
+            .map_err(|e| (e.code(), e.to_string())),
+        _ => return Err(stale()),
+    };
     shared
         .metrics
         .record_provider_call(&provider, result.is_ok(), started.elapsed().as_secs_f64());
     let identity = match result {
         Ok(identity) => identity,
-        Err(e) => {
-            tracing::warn!(provider = %provider, reason = e.code(), error = %e, "login failed at the provider");
+        Err(("not_allowed", _)) => {
+            return Err(fail(
+                StatusCode::FORBIDDEN,
+                "not_allowed",
+                "Your account is not allowed to access this site.",
+            ));
+        }
+        Err((code, error)) => {
+            tracing::warn!(provider = %provider, reason = code, error = %error, "login failed at the provider");
             return Err(fail(
                 StatusCode::BAD_GATEWAY,
-                e.code(),
+                code,
                 "The identity provider could not complete the sign-in.",
             ));
         }
     };
-    if !oauth.is_allowed(&identity) {
+    if !client.is_allowed(&identity) {
         return Err(fail(
             StatusCode::FORBIDDEN,
             "not_allowed",
@@ -163,7 +185,7 @@ async fn complete(
         ));
     }
     let user = identity.id.clone();
-    let set_cookie = session_cookie(oauth, identity, &login);
+    let set_cookie = session_cookie(client, identity, &login);
     Ok((set_cookie, login.original, provider, user))
 }
 
@@ -178,19 +200,19 @@ fn stale() -> Failure {
 /// Seals the session; trims the identity (avatar first) rather than make a
 /// cookie the browser would drop.
 fn session_cookie(
-    oauth: &OAuth2,
+    client: &LoginClient,
     identity: crate::session::Identity,
     login: &LoginState,
 ) -> String {
     let issued = now_secs();
     let mut session = Session {
         identity,
-        provider: oauth.provider.kind.as_str().to_string(),
-        client_id: oauth.client_id.clone(),
+        provider: client.provider.clone(),
+        client_id: client.client_id.clone(),
         issued,
-        expires: issued + oauth.cookies.max_age,
+        expires: issued + client.cookies.max_age,
     };
-    let mut sealed = oauth.keys.seal_json(Purpose::Session, &session);
+    let mut sealed = client.keys.seal_json(Purpose::Session, &session);
     for trim in [
         |s: &mut Session| s.identity.avatar.clear(),
         |s: &mut Session| truncate_at_char(&mut s.identity.nickname, 64),
@@ -201,7 +223,7 @@ fn session_cookie(
             break;
         }
         trim(&mut session);
-        sealed = oauth.keys.seal_json(Purpose::Session, &session);
+        sealed = client.keys.seal_json(Purpose::Session, &session);
     }
     let secure = if login.redirect_uri.starts_with("https:") {
         "; Secure"
@@ -210,7 +232,7 @@ fn session_cookie(
     };
     format!(
         "{}={sealed}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
-        oauth.cookies.name, oauth.cookies.max_age
+        client.cookies.name, client.cookies.max_age
     )
 }
 

@@ -17,6 +17,7 @@ const GRPC_OK: i32 = 0;
 const GRPC_PERMISSION_DENIED: i32 = 7;
 const GRPC_UNAUTHENTICATED: i32 = 16;
 const GRPC_INVALID_ARGUMENT: i32 = 3;
+const GRPC_UNAVAILABLE: i32 = 14;
 
 const JSON: &str = "application/json; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
@@ -32,6 +33,10 @@ fn wording(status: Status) -> (&'static str, &'static str) {
             "Authentication is required to access this resource.",
         ),
         Status::Forbidden => ("Forbidden", "Access to this resource is not allowed."),
+        Status::ServiceUnavailable => (
+            "Service Unavailable",
+            "The identity provider is unavailable.",
+        ),
     }
 }
 
@@ -131,6 +136,7 @@ fn deny(denial: &Denial<'_>, wants_html: bool) -> CheckResponse {
         Status::Unauthorized => GRPC_UNAUTHENTICATED,
         Status::Forbidden => GRPC_PERMISSION_DENIED,
         Status::BadRequest => GRPC_INVALID_ARGUMENT,
+        Status::ServiceUnavailable => GRPC_UNAVAILABLE,
     };
     CheckResponse {
         status: Some(rpc::Status {

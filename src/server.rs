@@ -67,6 +67,7 @@ pub async fn serve(shared: Arc<Shared>, addrs: Addrs) -> std::io::Result<()> {
     let grpc_task = tokio::spawn(grpc);
     let admin_task = tokio::spawn(admin);
     let http_task = tokio::spawn(async move { http.await });
+    let refresher = tokio::spawn(crate::state::keep_fresh(shared.clone()));
     let reloader = tokio::spawn(crate::reload::run(shared));
 
     shutdown_signal().await;
@@ -76,6 +77,7 @@ pub async fn serve(shared: Arc<Shared>, addrs: Addrs) -> std::io::Result<()> {
         .await;
     drop(stop_tx);
     reloader.abort();
+    refresher.abort();
     let (g, a, h) = tokio::join!(grpc_task, admin_task, http_task);
     g.map_err(std::io::Error::other)?
         .map_err(std::io::Error::other)?;

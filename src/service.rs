@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status as GrpcStatus};
 
 use crate::audit;
 use crate::decision::{Decision, Reason, Status};
+use crate::engine::Engine;
 use crate::negotiate::prefers_html;
 use crate::request::RequestView;
 use crate::response::to_check_response;
@@ -20,29 +21,45 @@ pub struct CheckService {
     shared: Arc<Shared>,
 }
 
+/// Decides on this thread, or — when a slow password hash may run — lets
+/// the runtime move other work away from it first.
+fn decide<'e>(engine: &'e Engine, req: &RequestView<'_>) -> Decision<'e> {
+    if engine.may_block() {
+        tokio::task::block_in_place(|| engine.decide(req))
+    } else {
+        engine.decide(req)
+    }
+}
+
 impl CheckService {
     pub fn new(shared: Arc<Shared>) -> Self {
         CheckService { shared }
     }
 
     /// The decision and its wire form for one CheckRequest.
-    pub fn check_one(&self, check: &CheckRequest) -> CheckResponse {
+    pub async fn check_one(&self, check: &CheckRequest) -> CheckResponse {
         let started = Instant::now();
-        let engine = self.shared.engine();
-        let (decision, response) = match RequestView::try_from(check) {
-            Ok(req) => {
-                let decision = engine.decide(&req);
-                audit::check(&req, &decision);
-                let response = to_check_response(&decision, prefers_html(req.header("accept")));
-                (decision, response)
-            }
+        let engine = self.shared.engine_arc();
+        let req = match RequestView::try_from(check) {
+            Ok(req) => req,
             Err(e) => {
                 audit::malformed(&e);
                 let decision = Decision::deny(None, None, Status::BadRequest, Reason::BadRequest);
-                let response = to_check_response(&decision, false);
-                (decision, response)
+                self.shared
+                    .metrics
+                    .record_check(&decision, started.elapsed().as_secs_f64());
+                return to_check_response(&decision, false);
             }
         };
+        let mut decision = decide(&engine, &req);
+        // An unknown signing key or missing OpenID metadata: fetch (single
+        // flight, rate-limited) and decide once more.
+        if let Some(fetcher) = engine.fetcher_for(&decision) {
+            fetcher.run(&self.shared.http).await;
+            decision = decide(&engine, &req);
+        }
+        audit::check(&req, &decision);
+        let response = to_check_response(&decision, prefers_html(req.header("accept")));
         self.shared
             .metrics
             .record_check(&decision, started.elapsed().as_secs_f64());
@@ -57,15 +74,6 @@ impl Authorization for CheckService {
         request: Request<CheckRequest>,
     ) -> Result<Response<CheckResponse>, GrpcStatus> {
         let check = request.into_inner();
-        // A hashed-password check that misses the cache takes milliseconds:
-        // with such users configured, let the runtime move other work away
-        // from this thread. Everything else is microseconds and stays inline.
-        if self.shared.engine().may_block() {
-            Ok(Response::new(tokio::task::block_in_place(|| {
-                self.check_one(&check)
-            })))
-        } else {
-            Ok(Response::new(self.check_one(&check)))
-        }
+        Ok(Response::new(self.check_one(&check).await))
     }
 }

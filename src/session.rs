@@ -161,6 +161,9 @@ pub struct LoginState {
     /// PKCE verifier, when the provider takes PKCE.
     #[serde(rename = "v")]
     pub verifier: Option<String>,
+    /// OpenID Connect nonce, checked against the ID token.
+    #[serde(rename = "n", default)]
+    pub nonce: Option<String>,
     /// The route (`rules[0].paths[1]`) that asked for the login.
     #[serde(rename = "r")]
     pub route: String,

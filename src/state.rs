@@ -17,6 +17,8 @@ pub struct Shared {
     generation: AtomicU64,
     pub config_path: PathBuf,
     pub metrics: Metrics,
+    /// Woken after every successful reload.
+    pub reloaded: tokio::sync::Notify,
     /// The client for identity-provider calls.
     pub http: crate::auth::providers::ProviderHttp,
     /// Fingerprint of the inputs of the config serving; serialises reloads.
@@ -41,8 +43,14 @@ impl Shared {
             config_path,
             metrics: Metrics::new(),
             http: crate::auth::providers::ProviderHttp::default(),
+            reloaded: tokio::sync::Notify::new(),
             inputs: Mutex::new(inputs),
         })
+    }
+
+    /// The engine serving now, owned (to hold across an await).
+    pub fn engine_arc(&self) -> Arc<Engine> {
+        self.engine.load_full()
     }
 
     /// The engine serving now; a check keeps the one it loaded to the end.
@@ -72,6 +80,7 @@ impl Shared {
                 self.engine.store(Arc::new(engine));
                 let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
                 self.metrics.record_reload(true, generation);
+                self.reloaded.notify_waiters();
                 tracing::info!(generation, file = %self.config_path.display(), "config reloaded");
                 Ok(Reloaded::Swapped(generation))
             }
@@ -82,6 +91,29 @@ impl Shared {
                 log_reload_error(&e);
                 Err(e)
             }
+        }
+    }
+}
+
+/// Keeps OpenID metadata and JWKS of the serving config fresh: at start
+/// (a provider down at start is retried with backoff, without waiting for a
+/// request), periodically, and right after each reload.
+pub async fn keep_fresh(shared: Arc<Shared>) {
+    const PERIOD: std::time::Duration = std::time::Duration::from_secs(300);
+    loop {
+        let engine = shared.engine_arc();
+        let mut next = PERIOD;
+        for fetcher in engine.fetchers() {
+            fetcher.run(&shared.http).await;
+            if let crate::auth::Fetcher::Discovery(d) = &fetcher {
+                let due = d.next_attempt_in().await;
+                next = next.min(due.max(std::time::Duration::from_millis(200)));
+            }
+        }
+        drop(engine);
+        tokio::select! {
+            () = tokio::time::sleep(next) => {}
+            () = shared.reloaded.notified() => {}
         }
     }
 }

@@ -4,20 +4,38 @@
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
 use serde::Deserialize;
 
+use std::sync::Arc;
+
 use super::bearer::{CHALLENGE, CHALLENGE_INVALID};
+use super::jwks::{Jwks, VerifyError};
 use super::{AuthResult, Denial};
 use crate::config::error::{Diagnostic, Loc};
 use crate::config::spec::{JwtKeySpec, JwtSpec};
 use crate::request::RequestView;
 
+/// Where verification keys come from.
+enum Keys {
+    /// A configured secret or PEM key.
+    Static(DecodingKey),
+    /// An issuer's JWKS (`jwt.jwks_url`); the algorithm comes from each JWK.
+    Jwks(Arc<Jwks>),
+}
+
 pub struct Jwt {
-    key: DecodingKey,
+    keys: Keys,
     validation: Validation,
+    /// With a JWKS: the configured `algorithms`, if any (empty: any the JWKS keys fix).
+    allowed: Vec<Algorithm>,
 }
 
 impl std::fmt::Debug for Jwt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys = match &self.keys {
+            Keys::Static(_) => "static".to_string(),
+            Keys::Jwks(j) => format!("{j:?}"),
+        };
         f.debug_struct("Jwt")
+            .field("keys", &keys)
             .field("algorithms", &self.validation.algorithms)
             .field("issuer", &self.validation.iss)
             .field("audience", &self.validation.aud)
@@ -46,9 +64,8 @@ fn key_from_spec(key: &JwtKeySpec) -> Result<(DecodingKey, Vec<Algorithm>), Stri
             Ok((key, AlgorithmFamily::Hmac.algorithms().to_vec()))
         }
         JwtKeySpec::PublicKeyPem(pem_text) => public_key(pem_text),
-        JwtKeySpec::JwksUrl(_) => Err(
-            "jwt.jwks_url is not supported by this version; use `secret` or `public_key`".into(),
-        ),
+        // Handled by `Jwt::build_jwks`; never a static key.
+        JwtKeySpec::JwksUrl(_) => Err("a JWKS URL is not a static key".into()),
     }
 }
 
@@ -95,6 +112,9 @@ impl Jwt {
         let Some((key_spec, key_loc)) = &spec.key else {
             return Err(err(&spec.loc, "jwt needs a key".into()));
         };
+        if let JwtKeySpec::JwksUrl(url) = key_spec {
+            return Self::build_jwks(spec, url);
+        }
         let (key, supported) = key_from_spec(key_spec).map_err(|m| err(key_loc, m))?;
         let algorithms = match &spec.algorithms {
             None => supported,
@@ -142,20 +162,100 @@ impl Jwt {
             required.push("aud");
         }
         validation.set_required_spec_claims(&required);
-        Ok(Jwt { key, validation })
+        Ok(Jwt {
+            keys: Keys::Static(key),
+            validation,
+            allowed: Vec::new(),
+        })
+    }
+
+    fn build_jwks(spec: &JwtSpec, url: &url::Url) -> Result<Self, Vec<Diagnostic>> {
+        let mut allowed = Vec::new();
+        if let Some((names, loc)) = &spec.algorithms {
+            for name in names {
+                let alg: Algorithm = name
+                    .to_ascii_uppercase()
+                    .replace("EDDSA", "EdDSA")
+                    .parse()
+                    .map_err(|_| {
+                        vec![Diagnostic {
+                            loc: loc.clone(),
+                            message: format!("unknown JWT algorithm `{name}`"),
+                        }]
+                    })?;
+                if alg.family() == AlgorithmFamily::Hmac {
+                    return Err(vec![Diagnostic {
+                        loc: loc.clone(),
+                        message: "HMAC algorithms cannot come from a published JWKS".into(),
+                    }]);
+                }
+                allowed.push(alg);
+            }
+        }
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.leeway = spec.leeway.as_secs();
+        validation.validate_nbf = true;
+        validation.validate_exp = spec.require_exp;
+        let mut required = Vec::new();
+        if spec.require_exp {
+            required.push("exp");
+        }
+        if let Some(issuer) = &spec.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        if spec.audience.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&spec.audience);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
+        Ok(Jwt {
+            keys: Keys::Jwks(Arc::new(Jwks::new(url.clone()))),
+            validation,
+            allowed,
+        })
+    }
+
+    /// The JWKS this authenticator verifies with, if any.
+    pub fn jwks(&self) -> Option<Arc<Jwks>> {
+        match &self.keys {
+            Keys::Jwks(j) => Some(j.clone()),
+            Keys::Static(_) => None,
+        }
     }
 
     pub fn authenticate(&self, req: &RequestView<'_>) -> AuthResult<'_> {
         let Some(token) = req.authorization("bearer") else {
             return AuthResult::Deny(Denial::missing(Some(CHALLENGE)));
         };
-        match jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation) {
-            Ok(data) => AuthResult::Allow {
-                user: data.claims.sub,
+        let verified = match &self.keys {
+            Keys::Static(key) => jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+                .map(|d| d.claims)
+                .map_err(|e| VerifyError::Invalid(e.kind_name())),
+            Keys::Jwks(jwks) => {
+                let alg_ok = self.allowed.is_empty()
+                    || jsonwebtoken::decode_header(token)
+                        .is_ok_and(|h| self.allowed.contains(&h.alg));
+                if alg_ok {
+                    jwks.verify::<Claims>(token, &self.validation)
+                } else {
+                    Err(VerifyError::Invalid("algorithm not allowed".into()))
+                }
+            }
+        };
+        match verified {
+            Ok(claims) => AuthResult::Allow {
+                user: claims.sub,
                 upstream: Vec::new(),
             },
-            Err(e) => {
-                tracing::debug!(error = %e.kind_name(), "jwt rejected");
+            Err(VerifyError::UnknownKey) => AuthResult::Deny(Denial {
+                reason: crate::decision::Reason::UnknownKey,
+                ..Denial::invalid(Some(CHALLENGE_INVALID))
+            }),
+            Err(VerifyError::Invalid(e)) => {
+                tracing::debug!(error = %e, "jwt rejected");
                 AuthResult::Deny(Denial::invalid(Some(CHALLENGE_INVALID)))
             }
         }

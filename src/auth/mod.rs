@@ -3,7 +3,10 @@
 pub mod basic;
 pub mod bearer;
 mod cache;
+pub mod discovery;
+pub mod jwks;
 pub mod jwt;
+pub mod login_client;
 pub mod oauth2;
 pub mod oidc;
 pub mod providers;
@@ -23,7 +26,7 @@ pub enum Authenticator {
     Jwt(jwt::Jwt),
     /// Boxed: far larger than the others.
     OAuth2(Box<oauth2::OAuth2>),
-    Oidc(oidc::Oidc),
+    Oidc(Box<oidc::Oidc>),
 }
 
 /// The auth type, as named in the config.
@@ -121,7 +124,44 @@ pub struct BuildContext {
     pub cookies: Arc<oauth2::CookieSettings>,
 }
 
+/// Network work a route may need before it can decide: OpenID discovery
+/// and JWKS refreshes. Each is single-flight and rate-limited.
+#[derive(Clone, Debug)]
+pub enum Fetcher {
+    Discovery(Arc<discovery::Discovery>),
+    Jwks(Arc<jwks::Jwks>),
+}
+
+impl Fetcher {
+    /// Brings metadata and keys up to date as far as the rate limits allow.
+    pub async fn run(&self, http: &providers::ProviderHttp) {
+        match self {
+            Fetcher::Discovery(d) => {
+                if !d.is_fresh() {
+                    let _ = d.refresh(http).await;
+                } else if let Some(meta) = d.metadata() {
+                    let _ = meta.jwks.refresh(http).await;
+                }
+            }
+            Fetcher::Jwks(j) => {
+                if let Err(e) = j.refresh(http).await {
+                    tracing::warn!(url = %j.url(), error = %e, "JWKS fetch failed");
+                }
+            }
+        }
+    }
+}
+
 impl Authenticator {
+    /// The fetcher of an authenticator that depends on a remote issuer.
+    pub fn fetcher(&self) -> Option<Fetcher> {
+        match self {
+            Authenticator::Oidc(o) => Some(Fetcher::Discovery(o.discovery.clone())),
+            Authenticator::Jwt(j) => j.jwks().map(Fetcher::Jwks),
+            _ => None,
+        }
+    }
+
     pub fn build(spec: &MethodSpec, ctx: &BuildContext) -> Result<Self, Vec<Diagnostic>> {
         Ok(match spec {
             MethodSpec::Basic(s) => Authenticator::Basic(basic::Basic::build(s)?),
@@ -137,7 +177,14 @@ impl Authenticator {
                     },
                 )?,
             )),
-            MethodSpec::Oidc(s) => Authenticator::Oidc(oidc::Oidc::build(s)),
+            MethodSpec::Oidc(s) => Authenticator::Oidc(Box::new(
+                oidc::Oidc::build(s, ctx.keys.clone(), ctx.cookies.clone()).map_err(|message| {
+                    vec![Diagnostic {
+                        loc: s.loc.clone(),
+                        message,
+                    }]
+                })?,
+            )),
         })
     }
 
@@ -158,7 +205,7 @@ impl Authenticator {
             Authenticator::Bearer(a) => a.authenticate(req),
             Authenticator::Jwt(a) => a.authenticate(req),
             Authenticator::OAuth2(a) => a.authenticate(req, route),
-            Authenticator::Oidc(a) => a.authenticate(req),
+            Authenticator::Oidc(a) => a.authenticate(req, route),
         }
     }
 }

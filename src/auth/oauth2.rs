@@ -5,22 +5,14 @@
 
 use std::sync::Arc;
 
-use oauth2::{CsrfToken, PkceCodeChallenge};
 use sha2::{Digest, Sha256};
 
+use super::AuthResult;
+use super::login_client::{ClientSettings, LoginClient};
 use super::providers::{Provider, ProviderHttp};
-use super::{AuthResult, Denial, Redirect};
 use crate::config::spec::OAuth2Spec;
-use crate::connect::ConnectSigner;
-use crate::decision::{Reason, Status};
 use crate::request::RequestView;
-use crate::secret::Secret;
-use crate::session::{
-    Identity, LoginState, Purpose, Session, SessionKeys, now_secs, same_host_path,
-};
-
-/// How long a login may take at the provider.
-pub const LOGIN_TTL_SECS: u64 = 600;
+use crate::session::{Identity, LoginState, SessionKeys};
 
 /// Session cookie settings shared by every login route.
 #[derive(Debug, Clone)]
@@ -49,14 +41,7 @@ impl CookieSettings {
 #[derive(Debug)]
 pub struct OAuth2 {
     pub provider: Provider,
-    pub client_id: String,
-    client_secret: Secret,
-    redirect_url: Option<url::Url>,
-    allowed_emails: Vec<String>,
-    allowed_domains: Vec<String>,
-    pub connect: Option<ConnectSigner>,
-    pub keys: Arc<SessionKeys>,
-    pub cookies: Arc<CookieSettings>,
+    pub client: LoginClient,
 }
 
 impl OAuth2 {
@@ -65,134 +50,32 @@ impl OAuth2 {
         keys: Arc<SessionKeys>,
         cookies: Arc<CookieSettings>,
     ) -> Result<Self, String> {
-        let connect = match &spec.connect {
-            Some(c) => ConnectSigner::from_spec(c)?,
-            None => None,
-        };
-        Ok(OAuth2 {
-            provider: Provider::from_spec(spec)?,
-            client_id: spec.client_id.clone(),
-            client_secret: spec.client_secret.clone(),
-            redirect_url: spec.redirect_url.clone(),
-            allowed_emails: spec
-                .allowed_emails
-                .iter()
-                .map(|e| e.to_ascii_lowercase())
-                .collect(),
-            allowed_domains: spec
-                .allowed_domains
-                .iter()
-                .map(|d| d.to_ascii_lowercase())
-                .collect(),
-            connect,
+        let provider = Provider::from_spec(spec)?;
+        let client = LoginClient::new(
+            ClientSettings {
+                provider: provider.kind.as_str().to_string(),
+                client_id: spec.client_id.clone(),
+                client_secret: spec.client_secret.clone(),
+                redirect_url: spec.redirect_url.clone(),
+                allowed_emails: &spec.allowed_emails,
+                allowed_domains: &spec.allowed_domains,
+                connect: spec.connect.as_ref(),
+            },
             keys,
             cookies,
-        })
+        )?;
+        Ok(OAuth2 { provider, client })
     }
 
     pub fn authenticate(&self, req: &RequestView<'_>, route: &str) -> AuthResult<'_> {
-        if let Some((cookie, session)) = self.session(req) {
-            if !self.is_allowed(&session.identity) {
-                return AuthResult::Deny(Denial::status(Status::Forbidden, Reason::NotAllowed));
-            }
-            let mut upstream = Vec::new();
-            if let Some(signer) = &self.connect {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default();
-                let signed = signer.token_for(cookie, &session.identity, now);
-                upstream.push(("x-connect-token", signed.token));
-                upstream.push(("x-connect-timestamp", signed.issued_ms.to_string()));
-            }
-            return AuthResult::Allow {
-                user: Some(session.identity.id),
-                upstream,
-            };
+        if let Some(result) = self.client.session_result(req) {
+            return result;
         }
-        if !is_navigation(req) {
-            return AuthResult::Deny(Denial::status(Status::Unauthorized, Reason::LoginRequired));
-        }
-        AuthResult::Deny(self.start_login(req, route))
-    }
-
-    /// The session cookie, if present, valid and made for this provider and client.
-    fn session<'r>(&self, req: &RequestView<'r>) -> Option<(&'r str, Session)> {
-        let value = cookie_value(req.header("cookie")?, &self.cookies.name)?;
-        let session: Session = self.keys.open_json(Purpose::Session, value)?;
-        let valid = session.expires > now_secs()
-            && session.provider == self.provider.kind.as_str()
-            && session.client_id == self.client_id;
-        valid.then_some((value, session))
-    }
-
-    pub fn is_allowed(&self, identity: &Identity) -> bool {
-        if self.allowed_emails.is_empty() && self.allowed_domains.is_empty() {
-            return true;
-        }
-        let email = identity.email.to_ascii_lowercase();
-        if email.is_empty() {
-            return false;
-        }
-        let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
-        self.allowed_emails.contains(&email) || self.allowed_domains.iter().any(|d| d == domain)
-    }
-
-    fn start_login(&self, req: &RequestView<'_>, route: &str) -> Denial<'_> {
-        let redirect_uri = self.redirect_uri(req);
-        let state = CsrfToken::new_random_len(32).secret().clone();
-        let (challenge, verifier) = if self.provider.pkce {
-            let (c, v) = PkceCodeChallenge::new_random_sha256();
-            (Some(c.as_str().to_string()), Some(v.secret().clone()))
-        } else {
-            (None, None)
-        };
-        let login = LoginState {
-            state: state.clone(),
-            verifier,
-            route: route.to_string(),
-            original: same_host_path(req.path).to_string(),
-            redirect_uri: redirect_uri.clone(),
-            expires: now_secs() + LOGIN_TTL_SECS,
-        };
-        let sealed = self.keys.seal_json(Purpose::LoginState, &login);
-        let secure = if self.is_https(req) { "; Secure" } else { "" };
-        let set_cookie = format!(
-            "{}={sealed}; Path=/oauth2/; Max-Age={LOGIN_TTL_SECS}; HttpOnly; SameSite=Lax{secure}",
-            self.cookies.login_cookie(&state)
-        );
-        let location = self.provider.authorize_url(
-            &self.client_id,
-            &redirect_uri,
-            &state,
-            challenge.as_deref(),
-        );
-        Denial::redirect(
-            Reason::LoginRedirect,
-            Redirect {
-                location,
-                set_cookie,
-            },
-        )
-    }
-
-    pub fn client_secret(&self) -> &str {
-        self.client_secret.expose()
-    }
-
-    fn is_https(&self, req: &RequestView<'_>) -> bool {
-        scheme(req, self.cookies.trust_forwarded_proto) == "https"
-    }
-
-    /// The configured redirect_url, or `{scheme}://{host}/oauth2/callback`.
-    fn redirect_uri(&self, req: &RequestView<'_>) -> String {
-        match &self.redirect_url {
-            Some(u) => u.to_string(),
-            None => format!(
-                "{}://{}/oauth2/callback",
-                scheme(req, self.cookies.trust_forwarded_proto),
-                req.host
-            ),
-        }
+        let provider = &self.provider;
+        self.client
+            .login_or_401(req, route, provider.pkce, false, |p| {
+                provider.authorize_url(p.client_id, p.redirect_uri, p.state, p.challenge)
+            })
     }
 
     /// Completes a login at the provider (called by the callback).
@@ -205,8 +88,8 @@ impl OAuth2 {
         self.provider
             .login(
                 http,
-                &self.client_id,
-                self.client_secret.expose(),
+                &self.client.client_id,
+                self.client.client_secret(),
                 code,
                 &login.redirect_uri,
                 login.verifier.as_deref(),

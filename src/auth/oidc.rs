@@ -1,30 +1,378 @@
-//! OpenID Connect login and API mode (SPEC §5, §6).
-//!
-//! The configuration is fully validated; discovery and login are not in
-//! this version, so a route protected by oidc fails closed: every request is
-//! denied with 401 and reason `login_unavailable`.
+//! OpenID Connect (SPEC §5, §6): discovery, a login with PKCE and nonce whose
+//! ID token is fully validated, and API mode (bearer JWTs checked against the
+//! issuer's JWKS).
 
+use std::sync::Arc;
+
+use jsonwebtoken::Validation;
+use serde_json::Value;
+
+use super::bearer::{CHALLENGE, CHALLENGE_INVALID};
+use super::discovery::Discovery;
+use super::jwks::VerifyError;
+use super::login_client::{ClientSettings, LoginClient};
+use super::oauth2::CookieSettings;
+use super::providers::ProviderHttp;
 use super::{AuthResult, Denial};
 use crate::config::spec::OidcSpec;
+use crate::decision::{Reason, Status};
 use crate::request::RequestView;
+use crate::session::{Identity, LoginState, SessionKeys, now_secs};
+
+/// Clock skew allowed on `exp`, `nbf` and `iat`.
+const LEEWAY_SECS: u64 = 60;
 
 #[derive(Debug)]
 pub struct Oidc {
-    pub issuer: String,
+    pub discovery: Arc<Discovery>,
+    /// None in API mode (no `client_id`).
+    pub client: Option<LoginClient>,
+    scopes: Vec<String>,
+    audience: Vec<String>,
+    /// Required claims: the claim equals the value or is an array holding it.
+    claims: Vec<(String, String)>,
+}
+
+/// Why an OpenID login failed after the provider sent the user back.
+#[derive(Debug, thiserror::Error)]
+pub enum OidcLoginError {
+    #[error("the provider's metadata is not available")]
+    Unavailable,
+    #[error("code exchange failed: {0}")]
+    Exchange(String),
+    #[error("invalid ID token: {0}")]
+    IdToken(String),
+    #[error("userinfo failed: {0}")]
+    Userinfo(String),
+    #[error("a required claim is missing or different")]
+    Claims,
+}
+
+impl OidcLoginError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            OidcLoginError::Unavailable => "idp_unavailable",
+            OidcLoginError::Exchange(_) => "exchange_failed",
+            OidcLoginError::IdToken(_) => "invalid_id_token",
+            OidcLoginError::Userinfo(_) => "profile_failed",
+            OidcLoginError::Claims => "not_allowed",
+        }
+    }
+}
+
+/// The issuer of a known provider (SPEC §5), or the configured one.
+fn issuer_of(spec: &OidcSpec) -> Result<String, String> {
+    if let Some(issuer) = &spec.issuer {
+        return Ok(issuer.as_str().trim_end_matches('/').to_string());
+    }
+    let base = spec
+        .base_url
+        .as_ref()
+        .map(|u| u.as_str().trim_end_matches('/').to_string());
+    Ok(match spec.provider.as_deref() {
+        Some("google") => "https://accounts.google.com".into(),
+        Some("microsoft") => format!(
+            "https://login.microsoftonline.com/{}/v2.0",
+            spec.tenant.as_deref().unwrap_or("common")
+        ),
+        Some("auth0") => format!("{}/", base.ok_or("auth0 needs base_url")?),
+        Some("okta") => format!("{}/oauth2/default", base.ok_or("okta needs base_url")?),
+        Some("gitlab") => base.unwrap_or_else(|| "https://gitlab.com".into()),
+        _ => return Err("oidc needs `provider` or `issuer`".into()),
+    })
 }
 
 impl Oidc {
-    pub fn build(spec: &OidcSpec) -> Self {
-        let issuer = spec
-            .issuer
-            .as_ref()
-            .map(|u| u.to_string())
-            .or_else(|| spec.provider.clone())
-            .unwrap_or_default();
-        Oidc { issuer }
+    pub fn build(
+        spec: &OidcSpec,
+        keys: Arc<SessionKeys>,
+        cookies: Arc<CookieSettings>,
+    ) -> Result<Self, String> {
+        let issuer = issuer_of(spec)?;
+        let client = match &spec.client_id {
+            Some(client_id) => Some(LoginClient::new(
+                ClientSettings {
+                    provider: "oidc".into(),
+                    client_id: client_id.clone(),
+                    client_secret: spec
+                        .client_secret
+                        .clone()
+                        .unwrap_or_else(|| crate::secret::Secret::new(String::new())),
+                    redirect_url: spec.redirect_url.clone(),
+                    allowed_emails: &spec.allowed_emails,
+                    allowed_domains: &spec.allowed_domains,
+                    connect: spec.connect.as_ref(),
+                },
+                keys,
+                cookies,
+            )?),
+            None => None,
+        };
+        let mut scopes = spec.scopes.clone();
+        if scopes.is_empty() {
+            scopes = vec!["openid".into(), "profile".into(), "email".into()];
+        }
+        if !scopes.iter().any(|s| s == "openid") {
+            scopes.insert(0, "openid".into());
+        }
+        Ok(Oidc {
+            discovery: Arc::new(Discovery::new(&issuer)),
+            client,
+            scopes,
+            audience: spec.audience.clone(),
+            claims: spec.claims.clone(),
+        })
     }
 
-    pub fn authenticate(&self, _req: &RequestView<'_>) -> AuthResult<'_> {
-        AuthResult::Deny(Denial::login_unavailable())
+    pub fn authenticate(&self, req: &RequestView<'_>, route: &str) -> AuthResult<'_> {
+        let Some(meta) = self.discovery.metadata() else {
+            return AuthResult::Deny(Denial::status(
+                Status::ServiceUnavailable,
+                Reason::IdpUnavailable,
+            ));
+        };
+        let Some(client) = &self.client else {
+            return self.check_bearer(req, &meta);
+        };
+        if let Some(result) = client.session_result(req) {
+            return result;
+        }
+        let scope = self.scopes.join(" ");
+        client.login_or_401(req, route, true, true, |p| {
+            let mut u = meta.authorization_endpoint.clone();
+            u.query_pairs_mut()
+                .append_pair("client_id", p.client_id)
+                .append_pair("redirect_uri", p.redirect_uri)
+                .append_pair("response_type", "code")
+                .append_pair("scope", &scope)
+                .append_pair("state", p.state)
+                .append_pair("nonce", p.nonce.unwrap_or_default())
+                .append_pair("code_challenge", p.challenge.unwrap_or_default())
+                .append_pair("code_challenge_method", "S256");
+            u.to_string()
+        })
+    }
+
+    /// API mode: a bearer JWT signed by the issuer.
+    fn check_bearer(
+        &self,
+        req: &RequestView<'_>,
+        meta: &super::discovery::Metadata,
+    ) -> AuthResult<'_> {
+        let Some(token) = req.authorization("bearer") else {
+            return AuthResult::Deny(Denial::missing(Some(CHALLENGE)));
+        };
+        let mut validation = Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        validation.set_issuer(&[&meta.issuer]);
+        let mut required = vec!["exp", "iss"];
+        if self.audience.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&self.audience);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
+        match meta.jwks.verify::<Value>(token, &validation) {
+            Ok(claims) if self.claims_hold(&claims) => AuthResult::Allow {
+                user: claims
+                    .get("sub")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                upstream: Vec::new(),
+            },
+            Ok(_) => AuthResult::Deny(Denial::status(Status::Forbidden, Reason::NotAllowed)),
+            Err(VerifyError::UnknownKey) => AuthResult::Deny(Denial {
+                reason: Reason::UnknownKey,
+                ..Denial::invalid(Some(CHALLENGE_INVALID))
+            }),
+            Err(VerifyError::Invalid(e)) => {
+                tracing::debug!(error = %e, "oidc bearer token rejected");
+                AuthResult::Deny(Denial::invalid(Some(CHALLENGE_INVALID)))
+            }
+        }
+    }
+
+    fn claims_hold(&self, claims: &Value) -> bool {
+        // A string claim equals the value; an array holds it; a number or
+        // boolean prints as it (`email_verified: true`).
+        let matches = |v: &Value, want: &str| match v {
+            Value::String(s) => s == want,
+            Value::Bool(b) => want == if *b { "true" } else { "false" },
+            Value::Number(n) => want == n.to_string().as_str(),
+            _ => false,
+        };
+        self.claims
+            .iter()
+            .all(|(name, want)| match claims.get(name) {
+                Some(Value::Array(items)) => items.iter().any(|v| matches(v, want)),
+                Some(v) => matches(v, want),
+                None => false,
+            })
+    }
+
+    /// The callback's provider side: code exchange, ID-token validation
+    /// (OpenID Connect Core §3.1.3.7), identity, required claims.
+    pub async fn finish_login(
+        &self,
+        http: &ProviderHttp,
+        code: &str,
+        login: &LoginState,
+    ) -> Result<Identity, OidcLoginError> {
+        let meta = self
+            .discovery
+            .metadata()
+            .ok_or(OidcLoginError::Unavailable)?;
+        let client = self.client.as_ref().ok_or(OidcLoginError::Unavailable)?;
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", login.redirect_uri.as_str()),
+            ("client_id", client.client_id.as_str()),
+        ];
+        if !client.client_secret().is_empty() {
+            form.push(("client_secret", client.client_secret()));
+        }
+        if let Some(v) = &login.verifier {
+            form.push(("code_verifier", v));
+        }
+        let tokens = http
+            .post_form(&meta.token_endpoint, &form)
+            .await
+            .map_err(OidcLoginError::Exchange)?;
+        if tokens.get("error").is_some_and(|e| !e.is_null()) {
+            return Err(OidcLoginError::Exchange(
+                "the token endpoint answered an error".into(),
+            ));
+        }
+        let id_token = tokens
+            .get("id_token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| OidcLoginError::IdToken("no id_token in the token response".into()))?;
+        let claims = self
+            .validate_id_token(http, &meta, client, id_token, login)
+            .await?;
+        let s = |k: &str| {
+            claims
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let mut identity = Identity {
+            id: s("sub"),
+            username: [s("preferred_username"), s("nickname"), s("email")]
+                .into_iter()
+                .find(|v| !v.is_empty())
+                .unwrap_or_default(),
+            email: s("email"),
+            nickname: s("name"),
+            avatar: s("picture"),
+        };
+        if identity.email.is_empty() {
+            self.add_userinfo(http, &meta, &tokens, &mut identity)
+                .await?;
+        }
+        if !self.claims_hold(&claims) {
+            return Err(OidcLoginError::Claims);
+        }
+        Ok(identity)
+    }
+
+    async fn validate_id_token(
+        &self,
+        http: &ProviderHttp,
+        meta: &super::discovery::Metadata,
+        client: &LoginClient,
+        id_token: &str,
+        login: &LoginState,
+    ) -> Result<Value, OidcLoginError> {
+        let mut validation = Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.leeway = LEEWAY_SECS;
+        validation.set_issuer(&[&meta.issuer]);
+        validation.set_audience(&[&client.client_id]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let verified = match meta.jwks.verify::<Value>(id_token, &validation) {
+            Err(VerifyError::UnknownKey) => {
+                // A key rotated at the provider: one refresh, then decide.
+                let _ = meta.jwks.refresh(http).await;
+                meta.jwks.verify::<Value>(id_token, &validation)
+            }
+            other => other,
+        };
+        let claims = verified.map_err(|e| OidcLoginError::IdToken(e.to_string()))?;
+        let iat = claims
+            .get("iat")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| OidcLoginError::IdToken("no iat".into()))?;
+        if iat > now_secs() + LEEWAY_SECS {
+            return Err(OidcLoginError::IdToken("iat in the future".into()));
+        }
+        let nonce = claims.get("nonce").and_then(Value::as_str);
+        if nonce.is_none() || nonce != login.nonce.as_deref() {
+            return Err(OidcLoginError::IdToken("nonce does not match".into()));
+        }
+        let several_audiences = claims
+            .get("aud")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.len() > 1);
+        let azp = claims.get("azp").and_then(Value::as_str);
+        if (several_audiences || azp.is_some()) && azp != Some(client.client_id.as_str()) {
+            return Err(OidcLoginError::IdToken("azp is not this client".into()));
+        }
+        if claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            return Err(OidcLoginError::IdToken("empty sub".into()));
+        }
+        Ok(claims)
+    }
+
+    /// Fills what the ID token lacked from userinfo, whose `sub` must match.
+    async fn add_userinfo(
+        &self,
+        http: &ProviderHttp,
+        meta: &super::discovery::Metadata,
+        tokens: &Value,
+        identity: &mut Identity,
+    ) -> Result<(), OidcLoginError> {
+        let (Some(url), Some(access)) = (
+            &meta.userinfo_endpoint,
+            tokens.get("access_token").and_then(Value::as_str),
+        ) else {
+            return Ok(());
+        };
+        let info = http
+            .get_bearer(url, access)
+            .await
+            .map_err(OidcLoginError::Userinfo)?;
+        let s = |k: &str| {
+            info.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        if s("sub") != identity.id {
+            return Err(OidcLoginError::Userinfo(
+                "userinfo sub differs from the ID token".into(),
+            ));
+        }
+        identity.email = s("email");
+        if identity.nickname.is_empty() {
+            identity.nickname = s("name");
+        }
+        if identity.avatar.is_empty() {
+            identity.avatar = s("picture");
+        }
+        if identity.username.is_empty() {
+            identity.username = [s("preferred_username"), s("nickname"), s("email")]
+                .into_iter()
+                .find(|v| !v.is_empty())
+                .unwrap_or_default();
+        }
+        Ok(())
     }
 }

@@ -314,6 +314,22 @@ impl ProviderHttp {
         ProviderHttp { client }
     }
 
+    /// GET a JSON document (discovery, JWKS).
+    pub async fn get_json(&self, url: &Url) -> Result<Value, String> {
+        self.json(self.client.get(url.clone())).await
+    }
+
+    /// POST a form, JSON answer (an OpenID token request).
+    pub async fn post_form(&self, url: &Url, form: &[(&str, &str)]) -> Result<Value, String> {
+        self.json(self.client.post(url.clone()).form(form)).await
+    }
+
+    /// GET with a bearer token, JSON answer (userinfo).
+    pub async fn get_bearer(&self, url: &Url, token: &str) -> Result<Value, String> {
+        self.json(self.client.get(url.clone()).bearer_auth(token))
+            .await
+    }
+
     /// Sends, checks for 2xx, reads at most 1 MiB and parses JSON.
     async fn json(&self, request: reqwest::RequestBuilder) -> Result<Value, String> {
         let mut response = request

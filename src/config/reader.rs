@@ -39,6 +39,15 @@ impl<'n> Fields<'n> {
         (!node.is_null()).then(|| (*node, loc.clone()))
     }
 
+    /// Every entry, for maps whose keys are the user's (e.g. required claims).
+    pub fn take_all(&mut self) -> Vec<(&'n str, &'n Node, Loc)> {
+        self.taken.iter_mut().for_each(|t| *t = true);
+        self.entries
+            .iter()
+            .map(|(k, n, l)| (*k, *n, l.clone()))
+            .collect()
+    }
+
     pub fn has(&self, key: &str) -> bool {
         self.entries
             .iter()

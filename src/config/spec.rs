@@ -192,4 +192,6 @@ pub struct OidcSpec {
     pub allowed_emails: Vec<String>,
     pub allowed_domains: Vec<String>,
     pub connect: Option<ConnectSpec>,
+    /// Required claims (`claims: {groups: admins}`).
+    pub claims: Vec<(String, String)>,
 }

@@ -24,6 +24,7 @@ pub const OIDC_PROVIDERS: &[&str] = &["google", "microsoft", "auth0", "okta", "g
 const CONNECT_ALGORITHMS: &[&str] = &["hs256", "hs384", "hs512", "rs256", "es256", "eddsa"];
 /// Fields of oidc's flat form (directly under `auth`, as the guide writes it).
 const OIDC_FLAT: &[&str] = &[
+    "claims",
     "provider",
     "issuer",
     "base_url",
@@ -523,6 +524,7 @@ fn oidc_fields(w: &mut Walker<'_>, f: &mut Fields<'_>) -> Option<OidcSpec> {
         allowed_emails: strings(w, f, "allowed_emails").unwrap_or_default(),
         allowed_domains: strings(w, f, "allowed_domains").unwrap_or_default(),
         connect: f.take("connect").and_then(|(n, l)| connect(w, n, &l)),
+        claims: required_claims(w, f),
         provider,
         issuer,
     };
@@ -541,4 +543,21 @@ fn oidc_fields(w: &mut Walker<'_>, f: &mut Fields<'_>) -> Option<OidcSpec> {
             .error(&spec.loc, "oidc provider auth0/okta needs `base_url`");
     }
     Some(spec)
+}
+
+/// `claims: {groups: admins, email_verified: true}`: name → required value.
+fn required_claims(w: &mut Walker<'_>, f: &mut Fields<'_>) -> Vec<(String, String)> {
+    let Some((node, loc)) = f.take("claims") else {
+        return Vec::new();
+    };
+    let Some(mut fields) = w.fields(node, &loc) else {
+        return Vec::new();
+    };
+    let out = fields
+        .take_all()
+        .into_iter()
+        .filter_map(|(name, n, l)| w.string(n, &l).map(|v| (name.to_string(), v)))
+        .collect();
+    fields.finish(w, &[]);
+    out
 }

@@ -137,13 +137,23 @@ impl Envoy {
     }
 
     /// The listener is bound once /ready says LIVE; still, make sure a request
-    /// goes through end to end before the test starts counting.
+    /// goes through end to end — the authorizer's answer (403: no rule for
+    /// the probe's host), not Envoy's 503 while its gRPC connection to the
+    /// authorizer is still being set up on a loaded machine — before the
+    /// test starts counting.
     async fn wait_until_serving(&mut self) {
         let listener = self.listener;
-        self.poll("a first response through the listener", || async move {
-            let probe = Request::get("envoy-harness-probe.invalid", "/");
-            client::send(listener, &probe).await.ok().map(drop)
-        })
+        self.poll(
+            "a first authorizer answer through the listener",
+            || async move {
+                let probe = Request::get("envoy-harness-probe.invalid", "/");
+                client::send(listener, &probe)
+                    .await
+                    .ok()
+                    .filter(|r| r.status != 503)
+                    .map(drop)
+            },
+        )
         .await
     }
 

@@ -1,0 +1,166 @@
+//! OpenID Provider discovery (`/.well-known/openid-configuration`), cached
+//! and refreshed. A provider that is down at start is not fatal: its routes
+//! answer 503 and discovery is retried with exponential backoff.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use serde_json::Value;
+use url::Url;
+
+use super::jwks::Jwks;
+use super::providers::ProviderHttp;
+
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Metadata is fetched again after this long (keys rotate via the JWKS).
+pub const MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// The endpoints a login and token checks need.
+#[derive(Debug)]
+pub struct Metadata {
+    pub issuer: String,
+    pub authorization_endpoint: Url,
+    pub token_endpoint: Url,
+    pub userinfo_endpoint: Option<Url>,
+    pub end_session_endpoint: Option<Url>,
+    pub jwks: Arc<Jwks>,
+    fetched: Instant,
+}
+
+struct Attempts {
+    next_allowed: Option<Instant>,
+    backoff: Duration,
+}
+
+pub struct Discovery {
+    /// As configured, without a trailing slash.
+    issuer: String,
+    meta: ArcSwapOption<Metadata>,
+    attempts: tokio::sync::Mutex<Attempts>,
+}
+
+impl std::fmt::Debug for Discovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Discovery")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+fn endpoint(doc: &Value, key: &str) -> Result<Option<Url>, String> {
+    match doc.get(key).and_then(Value::as_str) {
+        None => Ok(None),
+        Some(s) => Url::parse(s)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "https" | "http"))
+            .map(Some)
+            .ok_or_else(|| format!("discovery `{key}` is not an http(s) URL")),
+    }
+}
+
+impl Discovery {
+    pub fn new(issuer: &str) -> Self {
+        Discovery {
+            issuer: issuer.trim_end_matches('/').to_string(),
+            meta: ArcSwapOption::empty(),
+            attempts: tokio::sync::Mutex::new(Attempts {
+                next_allowed: None,
+                backoff: FIRST_BACKOFF,
+            }),
+        }
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The metadata, if discovery has succeeded.
+    pub fn metadata(&self) -> Option<Arc<Metadata>> {
+        self.meta.load_full()
+    }
+
+    /// True when there is nothing to do until `refresh` is due.
+    pub fn is_fresh(&self) -> bool {
+        self.meta
+            .load()
+            .as_ref()
+            .is_some_and(|m| m.fetched.elapsed() < MAX_AGE)
+    }
+
+    /// Fetches the metadata unless it is fresh or the backoff after a failure
+    /// has not passed. Concurrent callers wait for one fetch.
+    pub async fn refresh(&self, http: &ProviderHttp) -> Result<(), String> {
+        let mut attempts = self.attempts.lock().await;
+        if self.is_fresh() {
+            return Ok(());
+        }
+        if attempts.next_allowed.is_some_and(|t| Instant::now() < t) {
+            return Err("identity provider unavailable (waiting to retry)".into());
+        }
+        match self.fetch(http).await {
+            Ok(meta) => {
+                // The keys come with the metadata; fetch them now so the
+                // first login does not wait twice.
+                let _ = meta.jwks.refresh(http).await;
+                self.meta.store(Some(Arc::new(meta)));
+                attempts.next_allowed = None;
+                attempts.backoff = FIRST_BACKOFF;
+                tracing::info!(issuer = %self.issuer, "OpenID discovery succeeded");
+                Ok(())
+            }
+            Err(e) => {
+                attempts.next_allowed = Some(Instant::now() + attempts.backoff);
+                tracing::warn!(issuer = %self.issuer, error = %e, retry_in = ?attempts.backoff, "OpenID discovery failed");
+                attempts.backoff = (attempts.backoff * 2).min(MAX_BACKOFF);
+                Err(e)
+            }
+        }
+    }
+
+    /// When the next attempt may run (for the background refresher).
+    pub async fn next_attempt_in(&self) -> Duration {
+        let attempts = self.attempts.lock().await;
+        match (self.metadata(), attempts.next_allowed) {
+            (Some(m), _) => MAX_AGE.saturating_sub(m.fetched.elapsed()),
+            (None, Some(t)) => t.saturating_duration_since(Instant::now()),
+            (None, None) => Duration::ZERO,
+        }
+    }
+
+    async fn fetch(&self, http: &ProviderHttp) -> Result<Metadata, String> {
+        let url = Url::parse(&format!("{}/.well-known/openid-configuration", self.issuer))
+            .map_err(|e| format!("invalid issuer: {e}"))?;
+        let doc = http.get_json(&url).await?;
+        let issuer = doc
+            .get("issuer")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if issuer.trim_end_matches('/') != self.issuer {
+            return Err(format!(
+                "discovery document names issuer `{issuer}`, expected `{}`",
+                self.issuer
+            ));
+        }
+        let required =
+            |key: &str| endpoint(&doc, key)?.ok_or_else(|| format!("discovery has no `{key}`"));
+        let existing_jwks = self.metadata().map(|m| m.jwks.clone());
+        let jwks_uri = required("jwks_uri")?;
+        // Keep the key cache (and its rate window) across metadata refreshes.
+        let jwks = match existing_jwks {
+            Some(j) if j.url() == &jwks_uri => j,
+            _ => Arc::new(Jwks::new(jwks_uri)),
+        };
+        Ok(Metadata {
+            issuer,
+            authorization_endpoint: required("authorization_endpoint")?,
+            token_endpoint: required("token_endpoint")?,
+            userinfo_endpoint: endpoint(&doc, "userinfo_endpoint")?,
+            end_session_endpoint: endpoint(&doc, "end_session_endpoint")?,
+            jwks,
+            fetched: Instant::now(),
+        })
+    }
+}

@@ -1,0 +1,231 @@
+//! JSON Web Key Sets fetched from an issuer, cached. An unknown `kid`
+//! triggers a refresh — single-flight and at most once per rate window —
+//! and the last good keys keep verifying while the issuer is down.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::de::DeserializeOwned;
+use url::Url;
+
+use super::providers::ProviderHttp;
+
+/// At most one fetch per JWKS URL per window, however many unknown kids arrive.
+pub const REFRESH_WINDOW: Duration = Duration::from_secs(10);
+/// Bound on kept keys: a hostile or broken JWKS cannot grow memory.
+const MAX_KEYS: usize = 100;
+
+/// A verification key and the one algorithm it verifies.
+pub struct VerifyKey {
+    key: DecodingKey,
+    pub algorithm: Algorithm,
+}
+
+#[derive(Default)]
+struct KeySet {
+    by_kid: HashMap<String, Arc<VerifyKey>>,
+    /// Keys without a `kid` (usable only when the set has exactly one key).
+    anonymous: Vec<Arc<VerifyKey>>,
+}
+
+pub struct Jwks {
+    url: Url,
+    keys: ArcSwap<KeySet>,
+    /// Held while fetching (single flight); the last attempt's time.
+    fetch: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for Jwks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jwks")
+            .field("url", &self.url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a token did not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// No key with the token's `kid` (yet): a refresh may help.
+    #[error("no key for the token's kid")]
+    UnknownKey,
+    /// Malformed, bad signature, or a failed claim check.
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+/// The algorithm a JWK verifies: its own `alg` when that is a signature
+/// algorithm of its key type, else the type's default. Never the token's.
+fn algorithm_of(jwk: &Jwk) -> Option<Algorithm> {
+    let from_alg = jwk.common.key_algorithm.and_then(|a| {
+        Some(match a {
+            KeyAlgorithm::RS256 => Algorithm::RS256,
+            KeyAlgorithm::RS384 => Algorithm::RS384,
+            KeyAlgorithm::RS512 => Algorithm::RS512,
+            KeyAlgorithm::PS256 => Algorithm::PS256,
+            KeyAlgorithm::PS384 => Algorithm::PS384,
+            KeyAlgorithm::PS512 => Algorithm::PS512,
+            KeyAlgorithm::ES256 => Algorithm::ES256,
+            KeyAlgorithm::ES384 => Algorithm::ES384,
+            KeyAlgorithm::EdDSA => Algorithm::EdDSA,
+            _ => return None,
+        })
+    });
+    let by_type = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => Some(Algorithm::RS256),
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => Some(Algorithm::ES256),
+            EllipticCurve::P384 => Some(Algorithm::ES384),
+            _ => None,
+        },
+        AlgorithmParameters::OctetKeyPair(_) => Some(Algorithm::EdDSA),
+        // Symmetric keys in a published JWKS are never accepted.
+        _ => None,
+    }?;
+    match from_alg {
+        Some(a) if a.family() == by_type.family() => Some(a),
+        Some(_) => None,
+        None => Some(by_type),
+    }
+}
+
+fn parse_set(doc: &serde_json::Value) -> Result<KeySet, String> {
+    let keys = doc
+        .get("keys")
+        .and_then(|k| k.as_array())
+        .ok_or("JWKS has no `keys` array")?;
+    let mut set = KeySet::default();
+    for raw in keys.iter().take(MAX_KEYS) {
+        // One odd key (an encryption key, an unknown type) must not hide the rest.
+        let Ok(jwk) = serde_json::from_value::<Jwk>(raw.clone()) else {
+            continue;
+        };
+        if raw
+            .get("use")
+            .and_then(|u| u.as_str())
+            .is_some_and(|u| u != "sig")
+        {
+            continue;
+        }
+        let (Some(algorithm), Ok(key)) = (algorithm_of(&jwk), DecodingKey::from_jwk(&jwk)) else {
+            continue;
+        };
+        let key = Arc::new(VerifyKey { key, algorithm });
+        match &jwk.common.key_id {
+            Some(kid) => {
+                set.by_kid.insert(kid.clone(), key);
+            }
+            None => set.anonymous.push(key),
+        }
+    }
+    if set.by_kid.is_empty() && set.anonymous.is_empty() {
+        return Err("JWKS holds no usable signature key".into());
+    }
+    Ok(set)
+}
+
+impl Jwks {
+    pub fn new(url: Url) -> Self {
+        Jwks {
+            url,
+            keys: ArcSwap::from_pointee(KeySet::default()),
+            fetch: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    fn find(&self, kid: Option<&str>) -> Option<Arc<VerifyKey>> {
+        let set = self.keys.load();
+        match kid {
+            Some(kid) => set.by_kid.get(kid).cloned(),
+            None if set.by_kid.len() + set.anonymous.len() == 1 => {
+                set.by_kid.values().chain(&set.anonymous).next().cloned()
+            }
+            None => None,
+        }
+    }
+
+    /// Verifies `token` with the key its `kid` names; `template` carries the
+    /// claim checks, its algorithms are replaced by the key's one.
+    pub fn verify<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        template: &Validation,
+    ) -> Result<T, VerifyError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| VerifyError::Invalid(kind(&e)))?;
+        let key = self
+            .find(header.kid.as_deref())
+            .ok_or(VerifyError::UnknownKey)?;
+        let mut validation = template.clone();
+        validation.algorithms = vec![key.algorithm];
+        jsonwebtoken::decode::<T>(token, &key.key, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| VerifyError::Invalid(kind(&e)))
+    }
+
+    /// Fetches the set unless another caller is fetching (then waits for it)
+    /// or a fetch happened within [`REFRESH_WINDOW`]. A failed fetch keeps
+    /// the keys there were.
+    pub async fn refresh(&self, http: &ProviderHttp) -> Result<(), String> {
+        let mut last = self.fetch.lock().await;
+        if last.is_some_and(|t| t.elapsed() < REFRESH_WINDOW) {
+            return Ok(());
+        }
+        *last = Some(Instant::now());
+        let doc = http.get_json(&self.url).await?;
+        let set = parse_set(&doc)?;
+        self.keys.store(Arc::new(set));
+        Ok(())
+    }
+}
+
+fn kind(e: &jsonwebtoken::errors::Error) -> String {
+    format!("{:?}", e.kind())
+        .split(['(', ' ', '{'])
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symmetric_and_mismatched_keys_are_refused() {
+        let oct: Jwk =
+            serde_json::from_value(serde_json::json!({"kty": "oct", "k": "c2VjcmV0", "kid": "h"}))
+                .unwrap();
+        assert_eq!(algorithm_of(&oct), None);
+        let doc = serde_json::json!({"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "h"}]});
+        assert!(parse_set(&doc).is_err());
+        assert!(parse_set(&serde_json::json!({})).is_err());
+        assert!(parse_set(&serde_json::json!({"keys": "x"})).is_err());
+    }
+
+    #[test]
+    fn ec_keys_take_their_curve_algorithm() {
+        let ec: Jwk = serde_json::from_value(serde_json::json!({
+            "kty": "EC", "crv": "P-256", "kid": "e",
+            "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+            "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"
+        }))
+        .unwrap();
+        assert_eq!(algorithm_of(&ec), Some(Algorithm::ES256));
+        let mut claimed = ec.clone();
+        claimed.common.key_algorithm = Some(KeyAlgorithm::RS256);
+        assert_eq!(
+            algorithm_of(&claimed),
+            None,
+            "an alg that does not fit the key type"
+        );
+    }
+}

@@ -1,0 +1,202 @@
+//! What the redirect logins (oauth2 and oidc) share on the `Check` side:
+//! the session check, the connect headers, and starting a login.
+
+use std::sync::Arc;
+
+use oauth2::{CsrfToken, PkceCodeChallenge};
+
+use super::oauth2::{CookieSettings, cookie_value, is_navigation, scheme};
+use super::{AuthResult, Denial, Redirect};
+use crate::config::spec::ConnectSpec;
+use crate::connect::ConnectSigner;
+use crate::decision::{Reason, Status};
+use crate::request::RequestView;
+use crate::secret::Secret;
+use crate::session::{
+    Identity, LoginState, Purpose, Session, SessionKeys, now_secs, same_host_path,
+};
+
+/// How long a login may take at the provider.
+pub const LOGIN_TTL_SECS: u64 = 600;
+
+/// One registered client at one provider.
+#[derive(Debug)]
+pub struct LoginClient {
+    /// What sessions are bound to besides the client id (`github`, `oidc`, ...).
+    pub provider: String,
+    pub client_id: String,
+    client_secret: Secret,
+    redirect_url: Option<url::Url>,
+    allowed_emails: Vec<String>,
+    allowed_domains: Vec<String>,
+    pub connect: Option<ConnectSigner>,
+    pub keys: Arc<SessionKeys>,
+    pub cookies: Arc<CookieSettings>,
+}
+
+/// The parameters of one authorize redirect.
+pub struct AuthorizeParams<'a> {
+    pub client_id: &'a str,
+    pub redirect_uri: &'a str,
+    pub state: &'a str,
+    pub challenge: Option<&'a str>,
+    pub nonce: Option<&'a str>,
+}
+
+/// Settings of a login client, as the config gives them.
+pub struct ClientSettings<'a> {
+    pub provider: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub redirect_url: Option<url::Url>,
+    pub allowed_emails: &'a [String],
+    pub allowed_domains: &'a [String],
+    pub connect: Option<&'a ConnectSpec>,
+}
+
+impl LoginClient {
+    pub fn new(
+        s: ClientSettings<'_>,
+        keys: Arc<SessionKeys>,
+        cookies: Arc<CookieSettings>,
+    ) -> Result<Self, String> {
+        let connect = match s.connect {
+            Some(c) => ConnectSigner::from_spec(c)?,
+            None => None,
+        };
+        Ok(LoginClient {
+            provider: s.provider,
+            client_id: s.client_id,
+            client_secret: s.client_secret,
+            redirect_url: s.redirect_url,
+            allowed_emails: s
+                .allowed_emails
+                .iter()
+                .map(|e| e.to_ascii_lowercase())
+                .collect(),
+            allowed_domains: s
+                .allowed_domains
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect(),
+            connect,
+            keys,
+            cookies,
+        })
+    }
+
+    pub fn client_secret(&self) -> &str {
+        self.client_secret.expose()
+    }
+
+    /// Some(decision) when the request carries a valid session of this client.
+    pub fn session_result<'s>(&self, req: &RequestView<'_>) -> Option<AuthResult<'s>> {
+        let value = cookie_value(req.header("cookie")?, &self.cookies.name)?;
+        let session: Session = self.keys.open_json(Purpose::Session, value)?;
+        let valid = session.expires > now_secs()
+            && session.provider == self.provider
+            && session.client_id == self.client_id;
+        if !valid {
+            return None;
+        }
+        if !self.is_allowed(&session.identity) {
+            return Some(AuthResult::Deny(Denial::status(
+                Status::Forbidden,
+                Reason::NotAllowed,
+            )));
+        }
+        let mut upstream = Vec::new();
+        if let Some(signer) = &self.connect {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let signed = signer.token_for(value, &session.identity, now);
+            upstream.push(("x-connect-token", signed.token));
+            upstream.push(("x-connect-timestamp", signed.issued_ms.to_string()));
+        }
+        Some(AuthResult::Allow {
+            user: Some(session.identity.id),
+            upstream,
+        })
+    }
+
+    /// No session: a navigation goes to the provider, anything else gets 401.
+    pub fn login_or_401<'s>(
+        &self,
+        req: &RequestView<'_>,
+        route: &str,
+        pkce: bool,
+        nonce: bool,
+        authorize: impl FnOnce(&AuthorizeParams<'_>) -> String,
+    ) -> AuthResult<'s> {
+        if !is_navigation(req) {
+            return AuthResult::Deny(Denial::status(Status::Unauthorized, Reason::LoginRequired));
+        }
+        let redirect_uri = self.redirect_uri(req);
+        let state = CsrfToken::new_random_len(32).secret().clone();
+        let (challenge, verifier) = if pkce {
+            let (c, v) = PkceCodeChallenge::new_random_sha256();
+            (Some(c.as_str().to_string()), Some(v.secret().clone()))
+        } else {
+            (None, None)
+        };
+        let nonce = nonce.then(|| CsrfToken::new_random_len(32).secret().clone());
+        let login = LoginState {
+            state: state.clone(),
+            verifier,
+            nonce: nonce.clone(),
+            route: route.to_string(),
+            original: same_host_path(req.path).to_string(),
+            redirect_uri: redirect_uri.clone(),
+            expires: now_secs() + LOGIN_TTL_SECS,
+        };
+        let sealed = self.keys.seal_json(Purpose::LoginState, &login);
+        let secure = if scheme(req, self.cookies.trust_forwarded_proto) == "https" {
+            "; Secure"
+        } else {
+            ""
+        };
+        let set_cookie = format!(
+            "{}={sealed}; Path=/oauth2/; Max-Age={LOGIN_TTL_SECS}; HttpOnly; SameSite=Lax{secure}",
+            self.cookies.login_cookie(&state)
+        );
+        let location = authorize(&AuthorizeParams {
+            client_id: &self.client_id,
+            redirect_uri: &redirect_uri,
+            state: &state,
+            challenge: challenge.as_deref(),
+            nonce: nonce.as_deref(),
+        });
+        AuthResult::Deny(Denial::redirect(
+            Reason::LoginRedirect,
+            Redirect {
+                location,
+                set_cookie,
+            },
+        ))
+    }
+
+    pub fn is_allowed(&self, identity: &Identity) -> bool {
+        if self.allowed_emails.is_empty() && self.allowed_domains.is_empty() {
+            return true;
+        }
+        let email = identity.email.to_ascii_lowercase();
+        if email.is_empty() {
+            return false;
+        }
+        let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+        self.allowed_emails.contains(&email) || self.allowed_domains.iter().any(|d| d == domain)
+    }
+
+    /// The configured redirect_url, or `{scheme}://{host}/oauth2/callback`.
+    fn redirect_uri(&self, req: &RequestView<'_>) -> String {
+        match &self.redirect_url {
+            Some(u) => u.to_string(),
+            None => format!(
+                "{}://{}/oauth2/callback",
+                scheme(req, self.cookies.trust_forwarded_proto),
+                req.host
+            ),
+        }
+    }
+}
