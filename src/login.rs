@@ -121,7 +121,7 @@ async fn complete(
     let (client, provider) = match authenticator {
         Authenticator::OAuth2(o) => (&o.client, o.provider.kind.as_str().to_string()),
         Authenticator::Oidc(o) => match &o.client {
-            Some(c) => (c, format!("oidc:{}", o.discovery.issuer())),
+            Some(c) => (c, c.provider.clone()),
             None => return Err(stale()),
         },
         _ => return Err(stale()),

@@ -92,7 +92,8 @@ impl Oidc {
         let client = match &spec.client_id {
             Some(client_id) => Some(LoginClient::new(
                 ClientSettings {
-                    provider: "oidc".into(),
+                    // Sessions are bound to the issuer, not just "oidc".
+                    provider: format!("oidc:{issuer}"),
                     client_id: client_id.clone(),
                     client_secret: spec
                         .client_secret
@@ -125,6 +126,11 @@ impl Oidc {
     }
 
     pub fn authenticate(&self, req: &RequestView<'_>, route: &str) -> AuthResult<'_> {
+        // A session is ours to check: a provider that is down blocks new
+        // logins, not the users already logged in.
+        if let Some(result) = self.client.as_ref().and_then(|c| c.session_result(req)) {
+            return result;
+        }
         let Some(meta) = self.discovery.metadata() else {
             return AuthResult::Deny(Denial::status(
                 Status::ServiceUnavailable,
@@ -134,9 +140,6 @@ impl Oidc {
         let Some(client) = &self.client else {
             return self.check_bearer(req, &meta);
         };
-        if let Some(result) = client.session_result(req) {
-            return result;
-        }
         let scope = self.scopes.join(" ");
         client.login_or_401(req, route, true, true, |p| {
             let mut u = meta.authorization_endpoint.clone();
