@@ -24,8 +24,6 @@ pub struct Engine {
     pub files: Vec<std::path::PathBuf>,
     /// Session keys and cookie settings of the login flows.
     pub login: BuildContext,
-    /// True when some check may run a slow password hash.
-    may_block: bool,
     /// Warnings from loading (ignored keys and the like).
     pub warnings: Vec<Diagnostic>,
 }
@@ -154,21 +152,13 @@ impl Engine {
             return Err(errors);
         }
         let router = Router::new(rules, fallback);
-        let may_block = routes(&router).any(|r| {
-            matches!(&r.policy, Policy::Protected(a) if matches!(a.as_ref(), Authenticator::Basic(b) if b.has_hashed_users()))
-        });
         Ok(Engine {
             router,
             settings: spec.authz,
             files: spec.files,
             login,
-            may_block,
             warnings: Vec::new(),
         })
-    }
-
-    pub fn may_block(&self) -> bool {
-        self.may_block
     }
 
     pub fn router(&self) -> &Router {

@@ -8,7 +8,6 @@ use tonic::{Request, Response, Status as GrpcStatus};
 
 use crate::audit;
 use crate::decision::{Decision, Reason, Status};
-use crate::engine::Engine;
 use crate::negotiate::prefers_html;
 use crate::request::RequestView;
 use crate::response::to_check_response;
@@ -19,16 +18,6 @@ use crate::state::Shared;
 #[derive(Clone)]
 pub struct CheckService {
     shared: Arc<Shared>,
-}
-
-/// Decides on this thread, or — when a slow password hash may run — lets
-/// the runtime move other work away from it first.
-fn decide<'e>(engine: &'e Engine, req: &RequestView<'_>) -> Decision<'e> {
-    if engine.may_block() {
-        tokio::task::block_in_place(|| engine.decide(req))
-    } else {
-        engine.decide(req)
-    }
 }
 
 impl CheckService {
@@ -51,12 +40,12 @@ impl CheckService {
                 return to_check_response(&decision, false);
             }
         };
-        let mut decision = decide(&engine, &req);
+        let mut decision = engine.decide(&req);
         // An unknown signing key or missing OpenID metadata: fetch (single
         // flight, rate-limited) and decide once more.
         if let Some(fetcher) = engine.fetcher_for(&decision) {
             fetcher.run(&self.shared.http).await;
-            decision = decide(&engine, &req);
+            decision = engine.decide(&req);
         }
         audit::check(&req, &decision);
         let response = to_check_response(&decision, prefers_html(req.header("accept")));

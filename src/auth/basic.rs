@@ -163,10 +163,6 @@ impl Basic {
         })
     }
 
-    pub fn has_hashed_users(&self) -> bool {
-        self.users.values().any(Stored::is_hashed)
-    }
-
     pub fn challenge(&self) -> &str {
         &self.challenge
     }
@@ -190,7 +186,7 @@ impl Basic {
             .ok()
             .and_then(|name| self.users.get(name));
         let Some(stored) = stored else {
-            let _ = self.decoy.verify(password);
+            let _ = run_blocking(|| self.decoy.verify(password));
             return false;
         };
         if !stored.is_hashed() {
@@ -200,11 +196,22 @@ impl Basic {
         if self.cache.contains(&fingerprint) {
             return true;
         }
-        let ok = stored.verify(password);
+        let ok = run_blocking(|| stored.verify(password));
         if ok {
             self.cache.insert(fingerprint);
         }
         ok
+    }
+}
+
+/// Runs a slow password hash. On a multi-threaded runtime the worker first
+/// hands its other tasks to another thread, so one hash does not stall
+/// unrelated checks; elsewhere (tests, `explain`) it simply runs.
+fn run_blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
