@@ -13,6 +13,10 @@ use crate::request::RequestView;
 use crate::response::to_check_response;
 use crate::state::Shared;
 
+/// How long a check waits for an issuer fetch before answering without it
+/// (well inside the shipped Envoy config's 0.5 s ext_authz timeout).
+const FETCH_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Answers `Check` with the engine serving when the check starts; a reload
 /// never affects a check already running.
 #[derive(Clone)]
@@ -42,9 +46,13 @@ impl CheckService {
         };
         let mut decision = engine.decide(&req);
         // An unknown signing key or missing OpenID metadata: fetch (single
-        // flight, rate-limited) and decide once more.
+        // flight, rate-limited) and decide once more. The fetch runs on its
+        // own task and is waited for only briefly, so a hanging provider
+        // gets our 503 before Envoy's ext_authz timeout gives its own.
         if let Some(fetcher) = engine.fetcher_for(&decision) {
-            fetcher.run(&self.shared.http).await;
+            let http = self.shared.http.clone();
+            let fetch = tokio::spawn(async move { fetcher.run(&http).await });
+            let _ = tokio::time::timeout(FETCH_WAIT, fetch).await;
             decision = engine.decide(&req);
         }
         audit::check(&req, &decision);

@@ -101,10 +101,11 @@ impl Discovery {
         }
         match self.fetch(http).await {
             Ok(meta) => {
-                // The keys come with the metadata; fetch them now so the
-                // first login does not wait twice.
-                let _ = meta.jwks.refresh(http).await;
+                let jwks = meta.jwks.clone();
+                // Published before the keys are fetched: a login redirect
+                // needs no keys, and a hanging jwks_uri must not hold it up.
                 self.meta.store(Some(Arc::new(meta)));
+                let _ = jwks.refresh(http).await;
                 attempts.next_allowed = None;
                 attempts.backoff = FIRST_BACKOFF;
                 tracing::info!(issuer = %self.issuer, "OpenID discovery succeeded");
@@ -138,7 +139,13 @@ impl Discovery {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        if issuer.trim_end_matches('/') != self.issuer {
+        // Microsoft's multi-tenant endpoints (common, organizations,
+        // consumers) publish a template; tokens carry the tenant's own issuer.
+        let template = issuer.contains("{tenantid}")
+            && self
+                .issuer
+                .starts_with("https://login.microsoftonline.com/");
+        if issuer.trim_end_matches('/') != self.issuer && !template {
             return Err(format!(
                 "discovery document names issuer `{issuer}`, expected `{}`",
                 self.issuer

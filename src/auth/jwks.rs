@@ -16,6 +16,9 @@ use super::providers::ProviderHttp;
 
 /// At most one fetch per JWKS URL per window, however many unknown kids arrive.
 pub const REFRESH_WINDOW: Duration = Duration::from_secs(10);
+/// After a failed fetch, the next may come this soon (a JWKS that never
+/// loaded must not wait out a whole window once its issuer is back).
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 /// Bound on kept keys: a hostile or broken JWKS cannot grow memory.
 const MAX_KEYS: usize = 100;
 
@@ -35,8 +38,14 @@ struct KeySet {
 pub struct Jwks {
     url: Url,
     keys: ArcSwap<KeySet>,
-    /// Held while fetching (single flight); the last attempt's time.
-    fetch: tokio::sync::Mutex<Option<Instant>>,
+    /// Held while fetching (single flight).
+    fetch: tokio::sync::Mutex<Attempts>,
+}
+
+#[derive(Default)]
+struct Attempts {
+    last_success: Option<Instant>,
+    last_failure: Option<Instant>,
 }
 
 impl std::fmt::Debug for Jwks {
@@ -53,6 +62,9 @@ pub enum VerifyError {
     /// No key with the token's `kid` (yet): a refresh may help.
     #[error("no key for the token's kid")]
     UnknownKey,
+    /// The key set has never loaded: the issuer is unavailable.
+    #[error("the issuer's keys are not available")]
+    NoKeys,
     /// Malformed, bad signature, or a failed claim check.
     #[error("invalid token: {0}")]
     Invalid(String),
@@ -133,7 +145,7 @@ impl Jwks {
         Jwks {
             url,
             keys: ArcSwap::from_pointee(KeySet::default()),
-            fetch: tokio::sync::Mutex::new(None),
+            fetch: tokio::sync::Mutex::new(Attempts::default()),
         }
     }
 
@@ -161,9 +173,11 @@ impl Jwks {
     ) -> Result<T, VerifyError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| VerifyError::Invalid(kind(&e)))?;
-        let key = self
-            .find(header.kid.as_deref())
-            .ok_or(VerifyError::UnknownKey)?;
+        let key = match self.find(header.kid.as_deref()) {
+            Some(key) => key,
+            None if self.is_empty() => return Err(VerifyError::NoKeys),
+            None => return Err(VerifyError::UnknownKey),
+        };
         let mut validation = template.clone();
         validation.algorithms = vec![key.algorithm];
         jsonwebtoken::decode::<T>(token, &key.key, &validation)
@@ -171,19 +185,37 @@ impl Jwks {
             .map_err(|e| VerifyError::Invalid(kind(&e)))
     }
 
-    /// Fetches the set unless another caller is fetching (then waits for it)
-    /// or a fetch happened within [`REFRESH_WINDOW`]. A failed fetch keeps
-    /// the keys there were.
+    fn is_empty(&self) -> bool {
+        let set = self.keys.load();
+        set.by_kid.is_empty() && set.anonymous.is_empty()
+    }
+
+    /// Fetches the set unless another caller is fetching (then waits for it),
+    /// a fetch succeeded within [`REFRESH_WINDOW`], or one failed within
+    /// [`RETRY_AFTER_FAILURE`]. A failed fetch keeps the keys there were.
     pub async fn refresh(&self, http: &ProviderHttp) -> Result<(), String> {
-        let mut last = self.fetch.lock().await;
-        if last.is_some_and(|t| t.elapsed() < REFRESH_WINDOW) {
+        let mut attempts = self.fetch.lock().await;
+        let recent = |t: Option<Instant>, window: Duration| t.is_some_and(|t| t.elapsed() < window);
+        if recent(attempts.last_success, REFRESH_WINDOW)
+            || recent(attempts.last_failure, RETRY_AFTER_FAILURE)
+        {
             return Ok(());
         }
-        *last = Some(Instant::now());
-        let doc = http.get_json(&self.url).await?;
-        let set = parse_set(&doc)?;
-        self.keys.store(Arc::new(set));
-        Ok(())
+        let fetched = match http.get_json(&self.url).await {
+            Ok(doc) => parse_set(&doc),
+            Err(e) => Err(e),
+        };
+        match fetched {
+            Ok(set) => {
+                self.keys.store(Arc::new(set));
+                attempts.last_success = Some(Instant::now());
+                Ok(())
+            }
+            Err(e) => {
+                attempts.last_failure = Some(Instant::now());
+                Err(e)
+            }
+        }
     }
 }
 

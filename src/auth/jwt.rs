@@ -250,6 +250,10 @@ impl Jwt {
                 user: claims.sub,
                 upstream: Vec::new(),
             },
+            Err(VerifyError::NoKeys) => AuthResult::Deny(Denial::status(
+                crate::decision::Status::ServiceUnavailable,
+                crate::decision::Reason::IdpUnavailable,
+            )),
             Err(VerifyError::UnknownKey) => AuthResult::Deny(Denial {
                 reason: crate::decision::Reason::UnknownKey,
                 ..Denial::invalid(Some(CHALLENGE_INVALID))

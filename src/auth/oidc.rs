@@ -19,6 +19,29 @@ use crate::decision::{Reason, Status};
 use crate::request::RequestView;
 use crate::session::{Identity, LoginState, SessionKeys, now_secs};
 
+/// Sets the issuer check: exact, or for a `{tenantid}` template (Microsoft
+/// multi-tenant) checked after verification by [`issuer_holds`].
+fn expect_issuer(validation: &mut Validation, issuer: &str) {
+    if !issuer.contains("{tenantid}") {
+        validation.set_issuer(&[issuer]);
+    }
+}
+
+/// The token's `iss` fits a `{tenantid}` template with its own `tid`.
+fn issuer_holds(issuer: &str, claims: &Value) -> bool {
+    if !issuer.contains("{tenantid}") {
+        return true; // checked by the validation itself
+    }
+    let tid = claims
+        .get("tid")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    !tid.is_empty()
+        && tid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && claims.get("iss").and_then(Value::as_str)
+            == Some(issuer.replace("{tenantid}", tid).as_str())
+}
+
 /// Clock skew allowed on `exp`, `nbf` and `iat`.
 const LEEWAY_SECS: u64 = 60;
 
@@ -168,7 +191,7 @@ impl Oidc {
         let mut validation = Validation::new(jsonwebtoken::Algorithm::RS256);
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
-        validation.set_issuer(&[&meta.issuer]);
+        expect_issuer(&mut validation, &meta.issuer);
         let mut required = vec!["exp", "iss"];
         if self.audience.is_empty() {
             validation.validate_aud = false;
@@ -178,6 +201,9 @@ impl Oidc {
         }
         validation.set_required_spec_claims(&required);
         match meta.jwks.verify::<Value>(token, &validation) {
+            Ok(claims) if !issuer_holds(&meta.issuer, &claims) => {
+                AuthResult::Deny(Denial::invalid(Some(CHALLENGE_INVALID)))
+            }
             Ok(claims) if self.claims_hold(&claims) => AuthResult::Allow {
                 user: claims
                     .get("sub")
@@ -186,6 +212,10 @@ impl Oidc {
                 upstream: Vec::new(),
             },
             Ok(_) => AuthResult::Deny(Denial::status(Status::Forbidden, Reason::NotAllowed)),
+            Err(VerifyError::NoKeys) => AuthResult::Deny(Denial::status(
+                Status::ServiceUnavailable,
+                Reason::IdpUnavailable,
+            )),
             Err(VerifyError::UnknownKey) => AuthResult::Deny(Denial {
                 reason: Reason::UnknownKey,
                 ..Denial::invalid(Some(CHALLENGE_INVALID))
@@ -293,11 +323,11 @@ impl Oidc {
     ) -> Result<Value, OidcLoginError> {
         let mut validation = Validation::new(jsonwebtoken::Algorithm::RS256);
         validation.leeway = LEEWAY_SECS;
-        validation.set_issuer(&[&meta.issuer]);
+        expect_issuer(&mut validation, &meta.issuer);
         validation.set_audience(&[&client.client_id]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         let verified = match meta.jwks.verify::<Value>(id_token, &validation) {
-            Err(VerifyError::UnknownKey) => {
+            Err(VerifyError::UnknownKey | VerifyError::NoKeys) => {
                 // A key rotated at the provider: one refresh, then decide.
                 let _ = meta.jwks.refresh(http).await;
                 meta.jwks.verify::<Value>(id_token, &validation)
@@ -305,6 +335,11 @@ impl Oidc {
             other => other,
         };
         let claims = verified.map_err(|e| OidcLoginError::IdToken(e.to_string()))?;
+        if !issuer_holds(&meta.issuer, &claims) {
+            return Err(OidcLoginError::IdToken(
+                "iss does not fit the tenant".into(),
+            ));
+        }
         let iat = claims
             .get("iat")
             .and_then(Value::as_u64)
@@ -377,5 +412,26 @@ impl Oidc {
                 .unwrap_or_default();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_templates_take_the_tokens_own_tenant() {
+        let template = "https://login.microsoftonline.com/{tenantid}/v2.0";
+        let good = serde_json::json!({"tid": "abc-123", "iss": "https://login.microsoftonline.com/abc-123/v2.0"});
+        let other = serde_json::json!({"tid": "abc-123", "iss": "https://login.microsoftonline.com/evil/v2.0"});
+        let hostile = serde_json::json!({"tid": "../x", "iss": "https://login.microsoftonline.com/../x/v2.0"});
+        assert!(issuer_holds(template, &good));
+        assert!(!issuer_holds(template, &other));
+        assert!(!issuer_holds(template, &hostile));
+        assert!(!issuer_holds(template, &serde_json::json!({})));
+        assert!(
+            issuer_holds("https://exact.example", &other),
+            "exact issuers are checked by the validation"
+        );
     }
 }

@@ -11,6 +11,10 @@
 // check passed, 1 otherwise, with screenshots of the open pages in
 // SCREENSHOT_DIR (default target/browser-screenshots/).
 //
+// LOGIN_MODE=oidc (default `oauth2`): the route is `type: oidc` (by
+// discovery): the authorize URL must also carry a `nonce` (>= 128 bits) and
+// the `openid` scope. Everything else is checked the same way.
+//
 // Chromium is Debian's /usr/bin/chromium (CHROMIUM overrides): playwright-core
 // never downloads a browser. Each launch gets a fresh, empty profile. Requests
 // to any host other than the app and the provider are aborted (the provider's
@@ -37,6 +41,11 @@ const expectedEmail = process.env.LOGIN_EMAIL || 'alice@example.com';
 const screenshotDir = process.env.SCREENSHOT_DIR || resolve(here, '../../target/browser-screenshots');
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const overallTimeoutMs = Number(process.env.BROWSER_TEST_TIMEOUT_MS || 120_000);
+const loginMode = process.env.LOGIN_MODE || 'oauth2';
+if (!['oauth2', 'oidc'].includes(loginMode)) {
+  console.error(`LOGIN_MODE must be oauth2 or oidc, not ${loginMode}`);
+  process.exit(2);
+}
 
 const SESSION_COOKIE = 'ingress_authz';
 const LOGIN_COOKIE_PREFIX = 'ingress_authz_login_';
@@ -210,11 +219,16 @@ async function singleTab(browser) {
   check(q.get('redirect_uri') === `${app}/oauth2/callback`, 'authorize: redirect_uri on the app host', q.get('redirect_uri'));
   check((q.get('state') ?? '').length >= 22, 'authorize: state with >=128 bits', q.get('state'));
   check(q.get('code_challenge_method') === 'S256' && q.get('code_challenge'), 'authorize: PKCE S256', q.toString());
+  if (loginMode === 'oidc') {
+    check((q.get('nonce') ?? '').length >= 22, 'authorize (oidc): nonce with >=128 bits', q.get('nonce'));
+    check((q.get('scope') ?? '').split(' ').includes('openid'), 'authorize (oidc): scope includes openid', q.get('scope'));
+    check(q.get('nonce') !== q.get('state'), 'authorize (oidc): nonce is not the state', q.toString());
+  }
   const loginCookies = (await setCookies(first)).map(cookieAttrs).filter((c) => c.name.startsWith(LOGIN_COOKIE_PREFIX));
   check(loginCookies.length === 1, 'one login-state cookie set', await setCookies(first));
   const lc = loginCookies[0].attrs;
   check(lc.path === '/oauth2/' && 'httponly' in lc && (lc.samesite ?? '').toLowerCase() === 'lax', 'login-state cookie: Path=/oauth2/; HttpOnly; SameSite=Lax', loginCookies[0]);
-  ok('navigation without session: 302 to the provider (state, PKCE S256) with a login-state cookie');
+  ok(`navigation without session: 302 to the provider (state, PKCE S256${loginMode === 'oidc' ? ', nonce' : ''}) with a login-state cookie`);
 
   // 2. Sign in and consent at the provider; back on the original URL.
   const { response: landed, consented } = await signIn(page, target);
@@ -424,7 +438,7 @@ try {
       `--host-resolver-rules=MAP ${appHost} 127.0.0.1`,
     ],
   });
-  ok(`launched Chromium ${browser.version()}; app ${app}, provider ${provider}`);
+  ok(`launched Chromium ${browser.version()}; app ${app}, provider ${provider}, mode ${loginMode}`);
   await singleTab(browser);
   await twoTabs(browser);
   console.log('browser login flow: all checks passed');

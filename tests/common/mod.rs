@@ -15,6 +15,8 @@ pub mod configs;
 pub mod creds;
 pub mod envoy;
 pub mod expect;
+pub mod fake_oidc;
+pub mod idp;
 pub mod providers;
 pub mod secrets;
 pub mod upstream;
