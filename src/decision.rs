@@ -54,6 +54,9 @@ pub enum Reason {
     UnknownKey,
     /// OpenID discovery has not succeeded yet.
     IdpUnavailable,
+    /// A session whose tokens are due for a refresh at the provider (the
+    /// service refreshes and decides again; a failed refresh ends it).
+    SessionRefresh,
 }
 
 impl Reason {
@@ -72,6 +75,7 @@ impl Reason {
             Reason::NotAllowed => "not_allowed",
             Reason::UnknownKey => "unknown_key",
             Reason::IdpUnavailable => "idp_unavailable",
+            Reason::SessionRefresh => "session_refresh",
         }
     }
 }

@@ -240,6 +240,14 @@ impl Engine {
         }
     }
 
+    /// The authenticator of the route with this label.
+    pub fn authenticator_for(&self, label: &str) -> Option<Arc<Authenticator>> {
+        match &self.route_by_label(label)?.policy {
+            Policy::Protected(a) => Some(a.clone()),
+            Policy::Open(_) => None,
+        }
+    }
+
     /// The route with this label (`rules[0].paths[1]`), for the login callback.
     pub fn route_by_label(&self, label: &str) -> Option<&Route> {
         routes(&self.router).find(|r| r.label == label)

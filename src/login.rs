@@ -12,15 +12,11 @@ use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 use crate::auth::Authenticator;
-use crate::auth::login_client::LoginClient;
+use crate::auth::login_client::{LoginClient, Refresh};
 use crate::auth::oauth2::{CookieSettings, cookie_value};
 use crate::matching::Policy;
 use crate::session::{LoginState, Purpose, Session, now_secs, same_host_path};
 use crate::state::Shared;
-
-/// Browsers drop cookies over 4096 bytes (name, value and attributes):
-/// stay below with room for the attributes.
-const MAX_COOKIE_VALUE: usize = 3800;
 
 /// Why a callback failed: status, reason code, and what the user reads.
 struct Failure {
@@ -149,6 +145,7 @@ async fn complete(
         Authenticator::OAuth2(o) => o
             .finish_login(&shared.http, code, &login)
             .await
+            .map(|identity| (identity, None))
             .map_err(|e| (e.code(), e.to_string())),
         Authenticator::Oidc(o) => o
             .finish_login(&shared.http, code, &login)
@@ -159,8 +156,8 @@ async fn complete(
     shared
         .metrics
         .record_provider_call(&provider, result.is_ok(), started.elapsed().as_secs_f64());
-    let identity = match result {
-        Ok(identity) => identity,
+    let (identity, refresh) = match result {
+        Ok(done) => done,
         Err(("not_allowed", _)) => {
             return Err(fail(
                 StatusCode::FORBIDDEN,
@@ -185,7 +182,7 @@ async fn complete(
         ));
     }
     let user = identity.id.clone();
-    let set_cookie = session_cookie(client, identity, &login);
+    let set_cookie = session_cookie(client, identity, &login, refresh);
     Ok((set_cookie, login.original, provider, user))
 }
 
@@ -197,54 +194,31 @@ fn stale() -> Failure {
     )
 }
 
-/// Seals the session; trims the identity (avatar first) rather than make a
-/// cookie the browser would drop.
+/// The new session's `Set-Cookie`.
 fn session_cookie(
     client: &LoginClient,
     identity: crate::session::Identity,
     login: &LoginState,
+    tokens: Option<Refresh>,
 ) -> String {
     let issued = now_secs();
-    let mut session = Session {
+    let expires = issued + client.cookies.max_age;
+    let (refresh, renew_at) = match tokens {
+        Some(r) => (Some(r.token), (issued + r.renew_in).min(expires)),
+        None => (None, 0),
+    };
+    let session = Session {
         identity,
         provider: client.provider.clone(),
         client_id: client.client_id.clone(),
         issued,
-        expires: issued + client.cookies.max_age,
+        expires,
+        refresh,
+        renew_at,
     };
-    let mut sealed = client.keys.seal_json(Purpose::Session, &session);
-    for trim in [
-        |s: &mut Session| s.identity.avatar.clear(),
-        |s: &mut Session| truncate_at_char(&mut s.identity.nickname, 64),
-        |s: &mut Session| truncate_at_char(&mut s.identity.username, 64),
-        |s: &mut Session| truncate_at_char(&mut s.identity.email, 128),
-    ] {
-        if sealed.len() <= MAX_COOKIE_VALUE {
-            break;
-        }
-        trim(&mut session);
-        sealed = client.keys.seal_json(Purpose::Session, &session);
-    }
-    let secure = if login.redirect_uri.starts_with("https:") {
-        "; Secure"
-    } else {
-        ""
-    };
-    format!(
-        "{}={sealed}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
-        client.cookies.name, client.cookies.max_age
-    )
-}
-
-/// Cuts to at most `max` bytes without splitting a character.
-fn truncate_at_char(s: &mut String, max: usize) {
-    if s.len() > max {
-        let cut = (0..=max)
-            .rev()
-            .find(|i| s.is_char_boundary(*i))
-            .unwrap_or(0);
-        s.truncate(cut);
-    }
+    client
+        .seal_session(session, login.redirect_uri.starts_with("https:"))
+        .1
 }
 
 fn expire_cookie(name: &str, path: &str) -> String {
@@ -322,16 +296,6 @@ pub async fn logout(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn truncation_respects_characters() {
-        let mut s = "홍".repeat(30);
-        truncate_at_char(&mut s, 64);
-        assert_eq!(s, "홍".repeat(21));
-        let mut short = "abc".to_string();
-        truncate_at_char(&mut short, 64);
-        assert_eq!(short, "abc");
-    }
 
     #[test]
     fn escaping() {

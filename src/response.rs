@@ -155,6 +155,21 @@ fn deny(denial: &Denial<'_>, wants_html: bool) -> CheckResponse {
     }
 }
 
+/// Adds a `Set-Cookie` for the client (a refreshed or ended session) to an
+/// allow (as a response header) or a denial.
+pub fn add_set_cookie(response: &mut CheckResponse, cookie: &str) {
+    let h = header(
+        "set-cookie",
+        cookie,
+        HeaderAppendAction::AppendIfExistsOrAdd,
+    );
+    match &mut response.http_response {
+        Some(HttpResponse::OkResponse(ok)) => ok.response_headers_to_add.push(h),
+        Some(HttpResponse::DeniedResponse(denied)) => denied.headers.push(h),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,11 +7,19 @@ use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse}
 use tonic::{Request, Response, Status as GrpcStatus};
 
 use crate::audit;
-use crate::decision::{Decision, Reason, Status};
+use std::collections::HashMap;
+
+use crate::auth::Authenticator;
+use crate::auth::oauth2::{cookie_value, scheme};
+use crate::decision::{Decision, Reason, Status, Verdict};
+use crate::engine::Engine;
 use crate::negotiate::prefers_html;
 use crate::request::RequestView;
-use crate::response::to_check_response;
+use crate::response::{add_set_cookie, to_check_response};
 use crate::state::Shared;
+
+/// How long a check waits for a session refresh at the provider.
+const REFRESH_WAIT: std::time::Duration = std::time::Duration::from_millis(400);
 
 /// How long a check waits for an issuer fetch before answering without it
 /// (well inside the shipped Envoy config's 0.5 s ext_authz timeout).
@@ -55,6 +63,34 @@ impl CheckService {
             let _ = tokio::time::timeout(FETCH_WAIT, fetch).await;
             decision = engine.decide(&req);
         }
+        // A session due for a refresh at its provider.
+        if matches!(&decision.verdict, Verdict::Deny(d) if d.reason == Reason::SessionRefresh)
+            && let Some(outcome) = self.refresh(&engine, decision.route, &req).await
+        {
+            let (headers, cookie) = outcome;
+            let refreshed = RequestView {
+                headers: &headers,
+                ..req
+            };
+            let decision = engine.decide(&refreshed);
+            audit::check(&refreshed, &decision);
+            let mut response = to_check_response(&decision, prefers_html(req.header("accept")));
+            add_set_cookie(&mut response, &cookie);
+            self.shared
+                .metrics
+                .record_check(&decision, started.elapsed().as_secs_f64());
+            return response;
+        }
+        if matches!(&decision.verdict, Verdict::Deny(d) if d.reason == Reason::SessionRefresh) {
+            // The refresh is still running (its result is kept for the next
+            // request with this cookie): the provider is slow, say so.
+            decision = Decision::deny(
+                decision.route,
+                decision.kind,
+                Status::ServiceUnavailable,
+                Reason::IdpUnavailable,
+            );
+        }
         audit::check(&req, &decision);
         let response = to_check_response(&decision, prefers_html(req.header("accept")));
         self.shared
@@ -62,8 +98,59 @@ impl CheckService {
             .record_check(&decision, started.elapsed().as_secs_f64());
         response
     }
-}
 
+    /// Refreshes the request's session at its provider, waiting briefly.
+    /// Some((headers with the new or no session cookie, Set-Cookie)) when
+    /// the provider answered; None when it did not in time.
+    async fn refresh(
+        &self,
+        engine: &Engine,
+        route: Option<&str>,
+        req: &RequestView<'_>,
+    ) -> Option<(HashMap<String, String>, String)> {
+        let authenticator = engine.authenticator_for(route?)?;
+        let cookies = engine.login.cookies.clone();
+        let value = cookie_value(req.header("cookie")?, &cookies.name)?.to_string();
+        let secure = scheme(req, cookies.trust_forwarded_proto) == "https";
+        let http = self.shared.http.clone();
+        let old = value.clone();
+        let task = tokio::spawn(async move {
+            match authenticator.as_ref() {
+                Authenticator::Oidc(o) => o.refresh_session(&http, &old, secure).await,
+                _ => None,
+            }
+        });
+        let outcome = tokio::time::timeout(REFRESH_WAIT, task).await.ok()?.ok()?;
+        let mut headers = req.headers.clone();
+        let cookie_header = req.header("cookie").unwrap_or_default();
+        let (replacement, set_cookie) = match outcome {
+            Some((new_value, set_cookie)) => (format!("{}={new_value}", cookies.name), set_cookie),
+            // Refused: the session ends here.
+            None => (
+                String::new(),
+                format!(
+                    "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax",
+                    cookies.name
+                ),
+            ),
+        };
+        let rewritten: Vec<String> = cookie_header
+            .split(';')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                if p.split_once('=').is_some_and(|(n, _)| n == cookies.name) {
+                    replacement.clone()
+                } else {
+                    p.to_string()
+                }
+            })
+            .filter(|p| !p.is_empty())
+            .collect();
+        headers.insert("cookie".into(), rewritten.join("; "));
+        Some((headers, set_cookie))
+    }
+}
 #[tonic::async_trait]
 impl Authorization for CheckService {
     async fn check(

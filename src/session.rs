@@ -151,6 +151,16 @@ pub struct Session {
     pub issued: u64,
     #[serde(rename = "e")]
     pub expires: u64,
+    /// OpenID refresh token, when the provider gave one.
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<String>,
+    /// When to refresh (Unix seconds; 0: never). Until `expires` at most.
+    #[serde(rename = "n", default, skip_serializing_if = "is_zero")]
+    pub renew_at: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The login-state cookie's content, one per login in flight.

@@ -112,6 +112,10 @@ fn login_fields(issuer: &str, client_secret: &str, extra: &[&str]) -> Vec<String
         "scopes: [openid, email, profile]".to_owned(),
         format!("connect: {{ enabled: true, jwt: {{ secret: {CONNECT_SECRET} }} }}"),
     ];
+    // An extra `scopes:` replaces the default one.
+    if extra.iter().any(|l| l.starts_with("scopes:")) {
+        fields.retain(|f| !f.starts_with("scopes:"));
+    }
     fields.extend(extra.iter().map(|l| (*l).to_owned()));
     fields
 }
@@ -1871,14 +1875,19 @@ impl Real {
     /// `env` for the provider; the app rule (login, `allowed_domains:
     /// [example.com]`) plus `rules(issuer)`.
     async fn start(env: &[(&str, &str)], rules: impl Fn(&str) -> Vec<String>) -> Self {
+        Self::start_with(env, &["allowed_domains: [example.com]"], rules).await
+    }
+
+    /// As `start`, with `app` as the extra fields of the app rule.
+    async fn start_with(
+        env: &[(&str, &str)],
+        app: &[&str],
+        rules: impl Fn(&str) -> Vec<String>,
+    ) -> Self {
         let mut idp = Idp::spawn(env).await;
         let mut all = vec![oidc_rule(
             HOST,
-            &login_fields(
-                &idp.url,
-                IDP_CLIENT_SECRET,
-                &["allowed_domains: [example.com]"],
-            ),
+            &login_fields(&idp.url, IDP_CLIENT_SECRET, app),
         )];
         all.extend(rules(&idp.url));
         let stack = Stack::start(&config(&all)).await;
@@ -2231,4 +2240,74 @@ async fn real_provider_browser_login_in_headless_chromium() {
     );
     assert!(stdout.contains("all checks passed"), "{stdout}");
     println!("{stdout}");
+}
+
+/// A session with a refresh token is refreshed at the provider once its
+/// access token is due: many concurrent requests with the old cookie cause
+/// one refresh (so rotating refresh tokens cannot log the user out), all of
+/// them are allowed, the client gets the new session cookie, and the new
+/// session needs no refresh until it is due again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_provider_refresh_is_single_flight() {
+    let real = std::sync::Arc::new(
+        Real::start_with(
+            &[("IDP_ACCESS_TOKEN_TTL", "2")],
+            &[
+                "allowed_domains: [example.com]",
+                "scopes: [openid, email, profile, offline_access]",
+            ],
+            |_| Vec::new(),
+        )
+        .await,
+    );
+    let login = real.start_login(TARGET).await;
+    assert_eq!(
+        login.param("prompt"),
+        "consent",
+        "offline_access asks for consent"
+    );
+    let back = idp::at_provider(&real.idp, &login.authorize, AtProvider::SignIn("alice"), "").await;
+    let response = real.callback(&back, &login).await;
+    assert_eq!(response.status, 302, "{}\n{}", response.text(), real.logs());
+    let mut jar = Jar::default();
+    jar.update(&response);
+    let cookie = jar.header();
+
+    // Not yet due: served from the cookie alone.
+    let tokens = |stats: BTreeMap<String, u64>| stats.get("token").copied().unwrap_or(0);
+    let before = tokens(real.idp.stats().await);
+    let ok = real.app_get(TARGET, &[("cookie", &cookie)]).await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(tokens(real.idp.stats().await), before);
+
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (real, cookie) = (real.clone(), cookie.clone());
+        set.spawn(async move { real.app_get(TARGET, &[("cookie", &cookie)]).await });
+    }
+    let mut renewed = Vec::new();
+    while let Some(response) = set.join_next().await {
+        let response = response.unwrap();
+        assert_eq!(response.status, 200, "{}\n{}", response.text(), real.logs());
+        renewed.extend(new_session(&response));
+    }
+    assert_eq!(
+        tokens(real.idp.stats().await),
+        before + 1,
+        "one refresh for all concurrent requests"
+    );
+    assert!(!renewed.is_empty(), "the client gets the refreshed session");
+    let fresh = renewed[0].clone();
+    assert!(
+        renewed.iter().all(|c| c.value == fresh.value),
+        "one new session for all"
+    );
+    assert_ne!(fresh.value, jar.0[SESSION_COOKIE]);
+
+    let fresh_cookie = format!("{}={}", fresh.name, fresh.value);
+    let again = real.app_get(TARGET, &[("cookie", &fresh_cookie)]).await;
+    assert_eq!(again.status, 200);
+    assert!(new_session(&again).is_none(), "not due again yet");
+    assert_eq!(tokens(real.idp.stats().await), before + 1);
 }

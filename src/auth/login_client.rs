@@ -16,6 +16,17 @@ use crate::session::{
     Identity, LoginState, Purpose, Session, SessionKeys, now_secs, same_host_path,
 };
 
+/// Browsers drop cookies over 4096 bytes (name, value and attributes):
+/// stay below with room for the attributes.
+const MAX_COOKIE_VALUE: usize = 3800;
+
+/// A refresh token and when to use it (seconds from now).
+#[derive(Debug, Clone)]
+pub struct Refresh {
+    pub token: String,
+    pub renew_in: u64,
+}
+
 /// How long a login may take at the provider.
 pub const LOGIN_TTL_SECS: u64 = 600;
 
@@ -99,6 +110,13 @@ impl LoginClient {
         if !valid {
             return None;
         }
+        if session.refresh.is_some() && session.renew_at != 0 && session.renew_at <= now_secs() {
+            // Due: the service refreshes it at the provider, then decides again.
+            return Some(AuthResult::Deny(Denial::status(
+                Status::Unauthorized,
+                Reason::SessionRefresh,
+            )));
+        }
         if !self.is_allowed(&session.identity) {
             return Some(AuthResult::Deny(Denial::status(
                 Status::Forbidden,
@@ -176,6 +194,39 @@ impl LoginClient {
         ))
     }
 
+    /// Seals a session: (cookie value, `Set-Cookie`). Trims the identity
+    /// (avatar first) rather than make a cookie the browser would drop.
+    pub fn seal_session(&self, mut session: Session, secure: bool) -> (String, String) {
+        let mut sealed = self.keys.seal_json(Purpose::Session, &session);
+        for trim in [
+            |s: &mut Session| s.identity.avatar.clear(),
+            |s: &mut Session| truncate_at_char(&mut s.identity.nickname, 64),
+            |s: &mut Session| truncate_at_char(&mut s.identity.username, 64),
+            |s: &mut Session| truncate_at_char(&mut s.identity.email, 128),
+        ] {
+            if sealed.len() <= MAX_COOKIE_VALUE {
+                break;
+            }
+            trim(&mut session);
+            sealed = self.keys.seal_json(Purpose::Session, &session);
+        }
+        let max_age = session.expires.saturating_sub(now_secs());
+        let secure = if secure { "; Secure" } else { "" };
+        let set_cookie = format!(
+            "{}={sealed}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}",
+            self.cookies.name
+        );
+        (sealed, set_cookie)
+    }
+
+    /// The session in a request, valid or not (for a refresh).
+    pub fn open_session(&self, req: &RequestView<'_>) -> Option<(String, Session)> {
+        let value = cookie_value(req.header("cookie")?, &self.cookies.name)?;
+        let session: Session = self.keys.open_json(Purpose::Session, value)?;
+        (session.provider == self.provider && session.client_id == self.client_id)
+            .then(|| (value.to_string(), session))
+    }
+
     pub fn is_allowed(&self, identity: &Identity) -> bool {
         if self.allowed_emails.is_empty() && self.allowed_domains.is_empty() {
             return true;
@@ -198,5 +249,31 @@ impl LoginClient {
                 req.host
             ),
         }
+    }
+}
+
+/// Cuts to at most `max` bytes without splitting a character.
+fn truncate_at_char(s: &mut String, max: usize) {
+    if s.len() > max {
+        let cut = (0..=max)
+            .rev()
+            .find(|i| s.is_char_boundary(*i))
+            .unwrap_or(0);
+        s.truncate(cut);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_respects_characters() {
+        let mut s = "홍".repeat(30);
+        truncate_at_char(&mut s, 64);
+        assert_eq!(s, "홍".repeat(21));
+        let mut short = "abc".to_string();
+        truncate_at_char(&mut short, 64);
+        assert_eq!(short, "abc");
     }
 }

@@ -2,22 +2,25 @@
 //! ID token is fully validated, and API mode (bearer JWTs checked against the
 //! issuer's JWKS).
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use jsonwebtoken::Validation;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use super::bearer::{CHALLENGE, CHALLENGE_INVALID};
 use super::discovery::Discovery;
 use super::jwks::VerifyError;
-use super::login_client::{ClientSettings, LoginClient};
+use super::login_client::{ClientSettings, LoginClient, Refresh};
 use super::oauth2::CookieSettings;
 use super::providers::ProviderHttp;
 use super::{AuthResult, Denial};
 use crate::config::spec::OidcSpec;
 use crate::decision::{Reason, Status};
 use crate::request::RequestView;
-use crate::session::{Identity, LoginState, SessionKeys, now_secs};
+use crate::session::{Identity, LoginState, Purpose, Session, SessionKeys, now_secs};
 
 /// Sets the issuer check: exact, or for a `{tenantid}` template (Microsoft
 /// multi-tenant) checked after verification by [`issuer_holds`].
@@ -42,6 +45,28 @@ fn issuer_holds(issuer: &str, claims: &Value) -> bool {
             == Some(issuer.replace("{tenantid}", tid).as_str())
 }
 
+/// A refresh outcome is reused for requests still carrying the old cookie.
+const REFRESH_MEMORY: std::time::Duration = std::time::Duration::from_secs(60);
+/// When a token response has no `expires_in`.
+const DEFAULT_RENEW_SECS: u64 = 300;
+
+/// The refresh token of a token response, due shortly before the access
+/// token expires.
+fn refresh_of(tokens: &Value) -> Option<Refresh> {
+    let token = tokens
+        .get("refresh_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())?;
+    let expires_in = tokens
+        .get("expires_in")
+        .and_then(Value::as_u64)
+        .unwrap_or(DEFAULT_RENEW_SECS);
+    Some(Refresh {
+        token: token.to_string(),
+        renew_in: expires_in.saturating_sub(expires_in / 10).max(1),
+    })
+}
+
 /// Clock skew allowed on `exp`, `nbf` and `iat`.
 const LEEWAY_SECS: u64 = 60;
 
@@ -54,7 +79,14 @@ pub struct Oidc {
     audience: Vec<String>,
     /// Required claims: the claim equals the value or is an array holding it.
     claims: Vec<(String, String)>,
+    /// Refreshes in flight or just done, by session-cookie digest.
+    refreshes: std::sync::Mutex<RefreshMemory>,
 }
+
+/// One refresh's outcome: (cookie value, Set-Cookie), or None if refused.
+type RefreshCell = tokio::sync::OnceCell<Option<(String, String)>>;
+/// Refreshes by session-cookie digest, with when they started.
+type RefreshMemory = HashMap<[u8; 32], (Instant, Arc<RefreshCell>)>;
 
 /// Why an OpenID login failed after the provider sent the user back.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +177,7 @@ impl Oidc {
             scopes,
             audience: spec.audience.clone(),
             claims: spec.claims.clone(),
+            refreshes: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -164,6 +197,7 @@ impl Oidc {
             return self.check_bearer(req, &meta);
         };
         let scope = self.scopes.join(" ");
+        let offline = self.scopes.iter().any(|s| s == "offline_access");
         client.login_or_401(req, route, true, true, |p| {
             let mut u = meta.authorization_endpoint.clone();
             u.query_pairs_mut()
@@ -175,6 +209,10 @@ impl Oidc {
                 .append_pair("nonce", p.nonce.unwrap_or_default())
                 .append_pair("code_challenge", p.challenge.unwrap_or_default())
                 .append_pair("code_challenge_method", "S256");
+            if offline {
+                // OpenID Connect Core §11: offline_access needs prompt=consent.
+                u.query_pairs_mut().append_pair("prompt", "consent");
+            }
             u.to_string()
         })
     }
@@ -252,7 +290,7 @@ impl Oidc {
         http: &ProviderHttp,
         code: &str,
         login: &LoginState,
-    ) -> Result<Identity, OidcLoginError> {
+    ) -> Result<(Identity, Option<Refresh>), OidcLoginError> {
         let meta = self
             .discovery
             .metadata()
@@ -310,7 +348,81 @@ impl Oidc {
         if !self.claims_hold(&claims) {
             return Err(OidcLoginError::Claims);
         }
-        Ok(identity)
+        Ok((identity, refresh_of(&tokens)))
+    }
+
+    /// Refreshes a due session at the provider (single flight per session:
+    /// concurrent requests with the same cookie share one refresh, so a
+    /// provider that rotates refresh tokens does not log the user out).
+    /// Some((cookie value, Set-Cookie)) on success; None when the provider
+    /// refused (the session ends).
+    pub async fn refresh_session(
+        &self,
+        http: &ProviderHttp,
+        cookie: &str,
+        secure: bool,
+    ) -> Option<(String, String)> {
+        let client = self.client.as_ref()?;
+        let key: [u8; 32] = Sha256::digest(cookie.as_bytes()).into();
+        let cell = {
+            let mut inflight = self.refreshes.lock().unwrap_or_else(|e| e.into_inner());
+            inflight.retain(|_, (started, _)| started.elapsed() < REFRESH_MEMORY);
+            inflight
+                .entry(key)
+                .or_insert_with(|| (Instant::now(), Arc::new(tokio::sync::OnceCell::new())))
+                .1
+                .clone()
+        };
+        cell.get_or_init(|| self.refresh_once(http, client, cookie, secure))
+            .await
+            .clone()
+    }
+
+    async fn refresh_once(
+        &self,
+        http: &ProviderHttp,
+        client: &LoginClient,
+        cookie: &str,
+        secure: bool,
+    ) -> Option<(String, String)> {
+        let session: Session = client.keys.open_json(Purpose::Session, cookie)?;
+        let refresh_token = session.refresh.clone()?;
+        let meta = self.discovery.metadata()?;
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.as_str()),
+            ("client_id", client.client_id.as_str()),
+        ];
+        if !client.client_secret().is_empty() {
+            form.push(("client_secret", client.client_secret()));
+        }
+        let tokens = match http.post_form(&meta.token_endpoint, &form).await {
+            Ok(t) if t.get("error").is_none_or(Value::is_null) => t,
+            other => {
+                tracing::info!(target: "audit", event = "session_refresh_failed", user = %session.identity.id, ok = other.is_ok());
+                return None;
+            }
+        };
+        // A new ID token must be about the same user (no nonce on refresh).
+        if let Some(id_token) = tokens.get("id_token").and_then(Value::as_str) {
+            let mut validation = Validation::new(jsonwebtoken::Algorithm::RS256);
+            validation.leeway = LEEWAY_SECS;
+            expect_issuer(&mut validation, &meta.issuer);
+            validation.set_audience(&[&client.client_id]);
+            let claims = meta.jwks.verify::<Value>(id_token, &validation).ok()?;
+            if claims.get("sub").and_then(Value::as_str) != Some(session.identity.id.as_str()) {
+                return None;
+            }
+        }
+        let next = refresh_of(&tokens);
+        let now = now_secs();
+        let renewed = Session {
+            refresh: Some(next.as_ref().map_or(refresh_token, |r| r.token.clone())),
+            renew_at: (now + next.map_or(DEFAULT_RENEW_SECS, |r| r.renew_in)).min(session.expires),
+            ..session
+        };
+        tracing::info!(target: "audit", event = "session_refreshed", user = %renewed.identity.id);
+        Some(client.seal_session(renewed, secure))
     }
 
     async fn validate_id_token(
