@@ -240,6 +240,17 @@ impl Engine {
         }
     }
 
+    /// Every oidc authenticator of the config.
+    pub fn oidc_routes(&self) -> impl Iterator<Item = &crate::auth::oidc::Oidc> {
+        routes(&self.router).filter_map(|r| match &r.policy {
+            Policy::Protected(a) => match a.as_ref() {
+                Authenticator::Oidc(o) => Some(o.as_ref()),
+                _ => None,
+            },
+            Policy::Open(_) => None,
+        })
+    }
+
     /// The authenticator of the route with this label.
     pub fn authenticator_for(&self, label: &str) -> Option<Arc<Authenticator>> {
         match &self.route_by_label(label)?.policy {

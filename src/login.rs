@@ -282,15 +282,58 @@ fn html_escape(s: &str) -> String {
 pub async fn logout(
     State(shared): State<Arc<Shared>>,
     Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
     let engine = shared.engine();
     let target = same_host_path(query.get("rd").map_or("/", String::as_str)).to_string();
-    tracing::info!(target: "audit", event = "logout");
-    let mut r = (StatusCode::FOUND, [(header::LOCATION, target)]).into_response();
+    let at_provider = provider_logout(&engine, &headers, &target);
+    tracing::info!(target: "audit", event = "logout", at_provider = at_provider.is_some());
+    let location = at_provider.unwrap_or(target);
+    let mut r = (StatusCode::FOUND, [(header::LOCATION, location)]).into_response();
     append_cookie(&mut r, &expire_cookie(&engine.login.cookies.name, "/"));
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
+}
+
+/// RP-initiated logout: when the session came from an oidc route with
+/// `logout_at_provider: true` whose provider has an `end_session_endpoint`,
+/// the browser goes there and comes back to `target` on this host.
+fn provider_logout(
+    engine: &crate::engine::Engine,
+    headers: &HeaderMap,
+    target: &str,
+) -> Option<String> {
+    let header = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let cookie = cookie_value(header(header::COOKIE)?, &engine.login.cookies.name)?;
+    let session: Session = engine.login.keys.open_json(Purpose::Session, cookie)?;
+    let oidc = engine.oidc_routes().find(|o| {
+        o.logout_at_provider
+            && o.client
+                .as_ref()
+                .is_some_and(|c| c.provider == session.provider && c.client_id == session.client_id)
+    })?;
+    let meta = oidc.discovery.metadata()?;
+    let mut end = meta.end_session_endpoint.clone()?;
+    let host = header(header::HOST)?;
+    let forwarded = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok());
+    let scheme = match forwarded {
+        Some(p)
+            if engine.login.cookies.trust_forwarded_proto && p.eq_ignore_ascii_case("https") =>
+        {
+            "https"
+        }
+        _ => "http",
+    };
+    end.query_pairs_mut()
+        .append_pair("client_id", &session.client_id)
+        .append_pair(
+            "post_logout_redirect_uri",
+            &format!("{scheme}://{host}{target}"),
+        );
+    Some(end.to_string())
 }
 
 #[cfg(test)]

@@ -2311,3 +2311,43 @@ async fn real_provider_refresh_is_single_flight() {
     assert!(new_session(&again).is_none(), "not due again yet");
     assert_eq!(tokens(real.idp.stats().await), before + 1);
 }
+
+/// `logout_at_provider: true`: `/oauth2/logout` clears our session and sends
+/// the browser to the provider's end_session_endpoint (RP-initiated logout)
+/// with the client id and a return address on this host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_provider_rp_initiated_logout() {
+    let real = Real::start_with(
+        &[],
+        &["allowed_domains: [example.com]", "logout_at_provider: true"],
+        |_| Vec::new(),
+    )
+    .await;
+    let jar = real.log_in(TARGET, "alice").await;
+    let logout = real
+        .app_get(
+            "/oauth2/logout?rd=/bye",
+            &[NAVIGATE[0], ("cookie", &jar.header())],
+        )
+        .await;
+    assert_eq!(logout.status, 302, "{}", logout.text());
+    let location = Url::parse(logout.header("location").expect("Location")).unwrap();
+    assert_eq!(
+        &location[..url::Position::AfterPath],
+        format!("{}/session/end", real.idp.url),
+        "the discovered end_session_endpoint"
+    );
+    let query: BTreeMap<String, String> = location.query_pairs().into_owned().collect();
+    assert_eq!(query["client_id"], CLIENT_ID);
+    assert_eq!(
+        query["post_logout_redirect_uri"],
+        format!("http://{}/bye", real.app())
+    );
+    let mut after = jar.clone();
+    after.update(&logout);
+    assert!(after.names().is_empty(), "{:?}", set_cookies(&logout));
+
+    // Without a session there is nothing to end at the provider.
+    let plain = real.app_get("/oauth2/logout", &[NAVIGATE[0]]).await;
+    assert_eq!(plain.header("location"), Some("/"));
+}

@@ -79,6 +79,8 @@ pub struct Oidc {
     audience: Vec<String>,
     /// Required claims: the claim equals the value or is an array holding it.
     claims: Vec<(String, String)>,
+    /// `/oauth2/logout` also ends the session at the provider.
+    pub logout_at_provider: bool,
     /// Refreshes in flight or just done, by session-cookie digest.
     refreshes: std::sync::Mutex<RefreshMemory>,
 }
@@ -178,6 +180,7 @@ impl Oidc {
             audience: spec.audience.clone(),
             claims: spec.claims.clone(),
             refreshes: std::sync::Mutex::new(HashMap::new()),
+            logout_at_provider: spec.logout_at_provider,
         })
     }
 

@@ -194,4 +194,6 @@ pub struct OidcSpec {
     pub connect: Option<ConnectSpec>,
     /// Required claims (`claims: {groups: admins}`).
     pub claims: Vec<(String, String)>,
+    /// RP-initiated logout from `/oauth2/logout`.
+    pub logout_at_provider: bool,
 }

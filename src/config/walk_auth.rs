@@ -25,6 +25,7 @@ const CONNECT_ALGORITHMS: &[&str] = &["hs256", "hs384", "hs512", "rs256", "es256
 /// Fields of oidc's flat form (directly under `auth`, as the guide writes it).
 const OIDC_FLAT: &[&str] = &[
     "claims",
+    "logout_at_provider",
     "provider",
     "issuer",
     "base_url",
@@ -525,6 +526,10 @@ fn oidc_fields(w: &mut Walker<'_>, f: &mut Fields<'_>) -> Option<OidcSpec> {
         allowed_domains: strings(w, f, "allowed_domains").unwrap_or_default(),
         connect: f.take("connect").and_then(|(n, l)| connect(w, n, &l)),
         claims: required_claims(w, f),
+        logout_at_provider: f
+            .take("logout_at_provider")
+            .and_then(|(n, l)| w.bool(n, &l))
+            .unwrap_or(false),
         provider,
         issuer,
     };
