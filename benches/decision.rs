@@ -90,5 +90,88 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// API-mode checks (`jwt.jwks_url`) with the JWKS already cached: RS256
+/// and ES256 signatures, the algorithm fixed by the cached JWK.
+fn bench_jwks(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let fixture = |name: &str| {
+        std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(name),
+        )
+        .unwrap()
+    };
+    let keys = [
+        (
+            "rsa",
+            jsonwebtoken::Algorithm::RS256,
+            jsonwebtoken::EncodingKey::from_rsa_pem(fixture("rsa.key").as_bytes()).unwrap(),
+        ),
+        (
+            "ec",
+            jsonwebtoken::Algorithm::ES256,
+            jsonwebtoken::EncodingKey::from_ec_pem(fixture("ec256.key").as_bytes()).unwrap(),
+        ),
+    ];
+    let jwks: Vec<serde_json::Value> = keys
+        .iter()
+        .map(|(kid, alg, key)| {
+            let mut jwk =
+                serde_json::to_value(jsonwebtoken::jwk::Jwk::from_encoding_key(key, *alg).unwrap())
+                    .unwrap();
+            jwk["kid"] = serde_json::json!(kid);
+            jwk
+        })
+        .collect();
+    let body = serde_json::json!({ "keys": jwks }).to_string();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    runtime.spawn(async move {
+        let app =
+            axum::Router::new().route("/jwks", axum::routing::get(move || async move { body }));
+        axum::serve(listener, app).await.unwrap();
+    });
+    let config = format!(
+        "rules:\n  - host: api.example.com\n    backend:\n      service:\n        auth: {{type: jwt, jwt: {{jwks_url: 'http://{addr}/jwks', issuer: https://issuer.example, audience: api}}}}\n"
+    );
+    let engine = Engine::from_text(&config, "bench", &|_| None).unwrap();
+    let http = ingress_authz::auth::providers::ProviderHttp::default();
+    for fetcher in engine.fetchers() {
+        runtime.block_on(fetcher.run(&http));
+    }
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let mut group = c.benchmark_group("decide_jwks_cached");
+    for (kid, alg, key) in &keys {
+        let mut header = jsonwebtoken::Header::new(*alg);
+        header.kid = Some(kid.to_string());
+        let claims = serde_json::json!({"sub": "u", "exp": exp, "iss": "https://issuer.example", "aud": "api"});
+        let token = format!(
+            "Bearer {}",
+            jsonwebtoken::encode(&header, &claims, key).unwrap()
+        );
+        let headers: HashMap<String, String> = [("authorization".to_string(), token)].into();
+        let req = RequestView {
+            host: "api.example.com",
+            path: "/v1/items",
+            method: "GET",
+            scheme: "http",
+            headers: &headers,
+            client: None,
+        };
+        assert!(engine.decide(&req).is_allowed(), "{kid} must be allowed");
+        group.bench_with_input(BenchmarkId::new(format!("{alg:?}"), 1), &req, |b, req| {
+            b.iter(|| black_box(engine.decide(black_box(req))).is_allowed())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_jwks);
 criterion_main!(benches);

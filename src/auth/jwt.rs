@@ -7,6 +7,7 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 use super::bearer::{CHALLENGE, CHALLENGE_INVALID};
+use super::cache::VerifiedTokens;
 use super::jwks::{Jwks, VerifyError};
 use super::{AuthResult, Denial};
 use crate::config::error::{Diagnostic, Loc};
@@ -26,6 +27,7 @@ pub struct Jwt {
     validation: Validation,
     /// With a JWKS: the configured `algorithms`, if any (empty: any the JWKS keys fix).
     allowed: Vec<Algorithm>,
+    verified: VerifiedTokens,
 }
 
 impl std::fmt::Debug for Jwt {
@@ -47,6 +49,7 @@ impl std::fmt::Debug for Jwt {
 #[derive(Deserialize)]
 struct Claims {
     sub: Option<String>,
+    exp: Option<u64>,
 }
 
 /// The algorithms a key can verify: HMAC → HS*, RSA → RS*/PS*, an EC key →
@@ -166,6 +169,7 @@ impl Jwt {
             keys: Keys::Static(key),
             validation,
             allowed: Vec::new(),
+            verified: VerifiedTokens::default(),
         })
     }
 
@@ -215,6 +219,7 @@ impl Jwt {
             keys: Keys::Jwks(Arc::new(Jwks::new(url.clone()))),
             validation,
             allowed,
+            verified: VerifiedTokens::default(),
         })
     }
 
@@ -230,6 +235,13 @@ impl Jwt {
         let Some(token) = req.authorization("bearer") else {
             return AuthResult::Deny(Denial::missing(Some(CHALLENGE)));
         };
+        let cache_key = VerifiedTokens::key(token);
+        if let Some(user) = self.verified.get(&cache_key) {
+            return AuthResult::Allow {
+                user,
+                upstream: Vec::new(),
+            };
+        }
         let verified = match &self.keys {
             Keys::Static(key) => jsonwebtoken::decode::<Claims>(token, key, &self.validation)
                 .map(|d| d.claims)
@@ -246,10 +258,14 @@ impl Jwt {
             }
         };
         match verified {
-            Ok(claims) => AuthResult::Allow {
-                user: claims.sub,
-                upstream: Vec::new(),
-            },
+            Ok(claims) => {
+                self.verified
+                    .insert(cache_key, claims.exp, claims.sub.clone());
+                AuthResult::Allow {
+                    user: claims.sub,
+                    upstream: Vec::new(),
+                }
+            }
             Err(VerifyError::NoKeys) => AuthResult::Deny(Denial::status(
                 crate::decision::Status::ServiceUnavailable,
                 crate::decision::Reason::IdpUnavailable,

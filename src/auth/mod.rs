@@ -2,7 +2,7 @@
 
 pub mod basic;
 pub mod bearer;
-mod cache;
+pub mod cache;
 pub mod discovery;
 pub mod jwks;
 pub mod jwt;

@@ -79,6 +79,8 @@ pub struct Oidc {
     audience: Vec<String>,
     /// Required claims: the claim equals the value or is an array holding it.
     claims: Vec<(String, String)>,
+    /// API mode: bearer tokens that verified recently.
+    verified: super::cache::VerifiedTokens,
     /// `/oauth2/logout` also ends the session at the provider.
     pub logout_at_provider: bool,
     /// Refreshes in flight or just done, by session-cookie digest.
@@ -181,6 +183,7 @@ impl Oidc {
             claims: spec.claims.clone(),
             refreshes: std::sync::Mutex::new(HashMap::new()),
             logout_at_provider: spec.logout_at_provider,
+            verified: Default::default(),
         })
     }
 
@@ -241,17 +244,29 @@ impl Oidc {
             required.push("aud");
         }
         validation.set_required_spec_claims(&required);
+        let cache_key = super::cache::VerifiedTokens::key(token);
+        if let Some(user) = self.verified.get(&cache_key) {
+            return AuthResult::Allow {
+                user,
+                upstream: Vec::new(),
+            };
+        }
         match meta.jwks.verify::<Value>(token, &validation) {
             Ok(claims) if !issuer_holds(&meta.issuer, &claims) => {
                 AuthResult::Deny(Denial::invalid(Some(CHALLENGE_INVALID)))
             }
-            Ok(claims) if self.claims_hold(&claims) => AuthResult::Allow {
-                user: claims
+            Ok(claims) if self.claims_hold(&claims) => {
+                let user = claims
                     .get("sub")
                     .and_then(Value::as_str)
-                    .map(str::to_string),
-                upstream: Vec::new(),
-            },
+                    .map(str::to_string);
+                let exp = claims.get("exp").and_then(Value::as_u64);
+                self.verified.insert(cache_key, exp, user.clone());
+                AuthResult::Allow {
+                    user,
+                    upstream: Vec::new(),
+                }
+            }
             Ok(_) => AuthResult::Deny(Denial::status(Status::Forbidden, Reason::NotAllowed)),
             Err(VerifyError::NoKeys) => AuthResult::Deny(Denial::status(
                 Status::ServiceUnavailable,
