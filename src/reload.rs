@@ -17,7 +17,9 @@ const DEBOUNCE: Duration = Duration::from_millis(150);
 
 /// Runs until the process ends. Watching is best effort: if it cannot be
 /// set up, SIGHUP and the admin `Reload` still work.
-pub async fn run(shared: Arc<Shared>) {
+/// `hup` is installed by the caller before the server announces itself, so
+/// a SIGHUP right after start reloads instead of killing the process.
+pub async fn run(shared: Arc<Shared>, mut hup: Hangup) {
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let mut watcher = match notify::recommended_watcher(
         move |event: notify::Result<notify::Event>| {
@@ -36,7 +38,6 @@ pub async fn run(shared: Arc<Shared>) {
     if let Some(w) = watcher.as_mut() {
         watch_dirs(w, &shared, &mut watched);
     }
-    let mut hup = hangup_signal();
     loop {
         let force = tokio::select! {
             Some(()) = rx.recv() => false,
@@ -84,11 +85,11 @@ fn parent_dir(file: &Path) -> PathBuf {
 }
 
 #[cfg(unix)]
-type Hangup = Option<tokio::signal::unix::Signal>;
+pub type Hangup = Option<tokio::signal::unix::Signal>;
 #[cfg(not(unix))]
-type Hangup = Option<()>;
+pub type Hangup = Option<()>;
 
-fn hangup_signal() -> Hangup {
+pub fn hangup_signal() -> Hangup {
     #[cfg(unix)]
     {
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()

@@ -58,6 +58,11 @@ pub async fn serve(shared: Arc<Shared>, addrs: Addrs) -> std::io::Result<()> {
     let http = axum::serve(http_listener, crate::sidecar::router(shared.clone()))
         .with_graceful_shutdown(stopped(stop_rx));
 
+    // Signal handlers before the announcement: from then on SIGHUP reloads
+    // and SIGTERM drains, even a moment after start.
+    let hup = crate::reload::hangup_signal();
+    let shutdown = shutdown_signal();
+
     // The one line tests and scripts read to learn the bound ports.
     println!("listening grpc={grpc_addr} http={http_addr} admin={admin_addr}");
     use std::io::Write as _;
@@ -68,9 +73,9 @@ pub async fn serve(shared: Arc<Shared>, addrs: Addrs) -> std::io::Result<()> {
     let admin_task = tokio::spawn(admin);
     let http_task = tokio::spawn(async move { http.await });
     let refresher = tokio::spawn(crate::state::keep_fresh(shared.clone()));
-    let reloader = tokio::spawn(crate::reload::run(shared));
+    let reloader = tokio::spawn(crate::reload::run(shared, hup));
 
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!("shutting down: draining in-flight requests");
     health_reporter
         .set_not_serving::<AuthorizationServer<CheckService>>()
@@ -93,19 +98,19 @@ async fn stopped(mut rx: tokio::sync::watch::Receiver<()>) {
     while rx.changed().await.is_ok() {}
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Installs the SIGINT/SIGTERM handlers now; the future resolves on either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("install SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
         }
-    }
-    #[cfg(not(unix))]
-    {
+        #[cfg(not(unix))]
         let _ = ctrl_c.await;
     }
 }
