@@ -42,17 +42,16 @@ pub async fn serve(shared: Arc<Shared>, addrs: Addrs) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
     let grpc = tonic::transport::Server::builder()
         .http2_adaptive_window(Some(true))
-        .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(AuthorizationServer::new(CheckService::new(shared.clone())))
         .serve_with_incoming_shutdown(
-            TcpListenerStream::new(grpc_listener),
+            no_delay(grpc_listener),
             stopped(stop_rx.clone()),
         );
     let admin = tonic::transport::Server::builder()
         .add_service(AdminServer::new(AdminService::new(shared.clone())))
         .serve_with_incoming_shutdown(
-            TcpListenerStream::new(admin_listener),
+            no_delay(admin_listener),
             stopped(stop_rx.clone()),
         );
     let http = axum::serve(http_listener, crate::sidecar::router(shared.clone()))
@@ -91,6 +90,20 @@ pub async fn serve(shared: Arc<Shared>, addrs: Addrs) -> std::io::Result<()> {
     h.map_err(std::io::Error::other)??;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Accepted connections with Nagle's algorithm off. A custom incoming
+/// stream bypasses tonic's own `tcp_nodelay`, and without it small HTTP/2
+/// frames wait for delayed ACKs (~40 ms tails).
+fn no_delay(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt as _;
+    TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        conn.set_nodelay(true)?;
+        Ok(conn)
+    })
 }
 
 /// Resolves when the stop sender is dropped.
