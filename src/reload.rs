@@ -15,46 +15,72 @@ use crate::state::Shared;
 /// Editors and ConfigMap updates write in several steps: wait for quiet.
 const DEBOUNCE: Duration = Duration::from_millis(150);
 
-/// Runs until the process ends. Watching is best effort: if it cannot be
-/// set up, SIGHUP and the admin `Reload` still work.
-/// `hup` is installed by the caller before the server announces itself, so
-/// a SIGHUP right after start reloads instead of killing the process.
-pub async fn run(shared: Arc<Shared>, mut hup: Hangup) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
-    let mut watcher = match notify::recommended_watcher(
-        move |event: notify::Result<notify::Event>| {
-            if event.is_ok_and(|e| !e.kind.is_access()) {
-                let _ = tx.send(());
+/// The file watcher and SIGHUP handler, set up before the server
+/// announces itself: a change or signal right after start is not missed.
+pub struct Reloader {
+    shared: Arc<Shared>,
+    hup: Hangup,
+    rx: mpsc::UnboundedReceiver<()>,
+    watcher: Option<notify::RecommendedWatcher>,
+    watched: HashSet<PathBuf>,
+}
+
+impl Reloader {
+    /// Watching is best effort: if it cannot be set up, SIGHUP and the admin
+    /// `Reload` still work.
+    pub fn prepare(shared: Arc<Shared>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel::<()>();
+        let mut watcher = match notify::recommended_watcher(
+            move |event: notify::Result<notify::Event>| {
+                if event.is_ok_and(|e| !e.kind.is_access()) {
+                    let _ = tx.send(());
+                }
+            },
+        ) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch the config for changes; SIGHUP still reloads");
+                None
             }
-        },
-    ) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch the config for changes; SIGHUP still reloads");
-            None
-        }
-    };
-    let mut watched = HashSet::new();
-    if let Some(w) = watcher.as_mut() {
-        watch_dirs(w, &shared, &mut watched);
-    }
-    loop {
-        let force = tokio::select! {
-            Some(()) = rx.recv() => false,
-            () = recv_signal(&mut hup) => true,
         };
-        if !force {
-            tokio::time::sleep(DEBOUNCE).await;
-            while rx.try_recv().is_ok() {}
-        }
-        if force {
-            tracing::info!("SIGHUP: reloading config");
-        }
-        let s = shared.clone();
-        // Loading reads files and parses hashes: off the async threads.
-        let _ = tokio::task::spawn_blocking(move || s.reload(force)).await;
+        let mut watched = HashSet::new();
         if let Some(w) = watcher.as_mut() {
             watch_dirs(w, &shared, &mut watched);
+        }
+        Reloader {
+            shared,
+            hup: hangup_signal(),
+            rx,
+            watcher,
+            watched,
+        }
+    }
+
+    /// Runs until the process ends.
+    pub async fn run(mut self) {
+        // A change between loading the config and watching it: catch up.
+        self.reload(false).await;
+        loop {
+            let force = tokio::select! {
+                Some(()) = self.rx.recv() => false,
+                () = recv_signal(&mut self.hup) => true,
+            };
+            if force {
+                tracing::info!("SIGHUP: reloading config");
+            } else {
+                tokio::time::sleep(DEBOUNCE).await;
+                while self.rx.try_recv().is_ok() {}
+            }
+            self.reload(force).await;
+        }
+    }
+
+    async fn reload(&mut self, force: bool) {
+        let s = self.shared.clone();
+        // Loading reads files and parses hashes: off the async threads.
+        let _ = tokio::task::spawn_blocking(move || s.reload(force)).await;
+        if let Some(w) = self.watcher.as_mut() {
+            watch_dirs(w, &self.shared, &mut self.watched);
         }
     }
 }
@@ -85,11 +111,11 @@ fn parent_dir(file: &Path) -> PathBuf {
 }
 
 #[cfg(unix)]
-pub type Hangup = Option<tokio::signal::unix::Signal>;
+type Hangup = Option<tokio::signal::unix::Signal>;
 #[cfg(not(unix))]
-pub type Hangup = Option<()>;
+type Hangup = Option<()>;
 
-pub fn hangup_signal() -> Hangup {
+fn hangup_signal() -> Hangup {
     #[cfg(unix)]
     {
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()

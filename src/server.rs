@@ -44,22 +44,16 @@ pub async fn serve(shared: Arc<Shared>, addrs: Addrs) -> std::io::Result<()> {
         .http2_adaptive_window(Some(true))
         .add_service(health_service)
         .add_service(AuthorizationServer::new(CheckService::new(shared.clone())))
-        .serve_with_incoming_shutdown(
-            no_delay(grpc_listener),
-            stopped(stop_rx.clone()),
-        );
+        .serve_with_incoming_shutdown(no_delay(grpc_listener), stopped(stop_rx.clone()));
     let admin = tonic::transport::Server::builder()
         .add_service(AdminServer::new(AdminService::new(shared.clone())))
-        .serve_with_incoming_shutdown(
-            no_delay(admin_listener),
-            stopped(stop_rx.clone()),
-        );
+        .serve_with_incoming_shutdown(no_delay(admin_listener), stopped(stop_rx.clone()));
     let http = axum::serve(http_listener, crate::sidecar::router(shared.clone()))
         .with_graceful_shutdown(stopped(stop_rx));
 
-    // Signal handlers before the announcement: from then on SIGHUP reloads
-    // and SIGTERM drains, even a moment after start.
-    let hup = crate::reload::hangup_signal();
+    // File watches and signal handlers before the announcement: from then
+    // on a change reloads and SIGTERM drains, even a moment after start.
+    let reloader = crate::reload::Reloader::prepare(shared.clone());
     let shutdown = shutdown_signal();
 
     // The one line tests and scripts read to learn the bound ports.
@@ -72,7 +66,7 @@ pub async fn serve(shared: Arc<Shared>, addrs: Addrs) -> std::io::Result<()> {
     let admin_task = tokio::spawn(admin);
     let http_task = tokio::spawn(async move { http.await });
     let refresher = tokio::spawn(crate::state::keep_fresh(shared.clone()));
-    let reloader = tokio::spawn(crate::reload::run(shared, hup));
+    let reloader = tokio::spawn(reloader.run());
 
     shutdown.await;
     tracing::info!("shutting down: draining in-flight requests");
