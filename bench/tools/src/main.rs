@@ -1,0 +1,90 @@
+//! `bench-tools`: credentials for the benchmark, made with ingress-authz's
+//! own code so they are exactly what the service accepts.
+//!
+//! ```text
+//! bench-tools session --secret S --provider P --client-id C [--ttl SECS]
+//!     a sealed session cookie value (the `ingress_authz` cookie)
+//! bench-tools argon2 PASSWORD
+//!     an argon2id PHC string (argon2 crate defaults)
+//! bench-tools load --addr HOST:PORT --body FILE --rate RPS [--duration SECS]
+//!     [--connections N] [--warmup N]
+//!     open-loop Check load at a fixed rate; one JSON line of latency
+//!     percentiles (see load.rs)
+//! ```
+
+mod load;
+
+use std::process::ExitCode;
+
+use ingress_authz::secret::Secret;
+use ingress_authz::session::{Purpose, Session, SessionKeys, now_secs};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("bench-tools: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<String, String> {
+    match args.first().map(String::as_str) {
+        Some("session") => session(&args[1..]),
+        Some("load") => load::run(&args[1..]),
+        Some("argon2") => {
+            use argon2::PasswordHasher;
+            let password = args.get(1).ok_or("argon2 needs a password")?;
+            argon2::Argon2::default()
+                .hash_password(password.as_bytes())
+                .map(|h| h.to_string())
+                .map_err(|e| e.to_string())
+        }
+        _ => Err(
+            "usage: bench-tools session --secret S --provider P --client-id C [--ttl SECS] \
+                  | argon2 PASSWORD | load --addr HOST:PORT --body FILE --rate RPS ..."
+                .into(),
+        ),
+    }
+}
+
+fn session(args: &[String]) -> Result<String, String> {
+    let (mut secret, mut provider, mut client_id, mut ttl) = (None, None, None, 86_400u64);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--secret" => secret = Some(value.clone()),
+            "--provider" => provider = Some(value.clone()),
+            "--client-id" => client_id = Some(value.clone()),
+            "--ttl" => ttl = value.parse().map_err(|_| "--ttl takes seconds")?,
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+    }
+    let keys = SessionKeys::from_secrets(&[Secret::new(secret.ok_or("--secret is required")?)]);
+    let issued = now_secs();
+    // Built as JSON in the cookie's own format (its serde names) rather
+    // than as a struct literal, so fields ingress-authz adds with defaults
+    // do not break this tool; parsing it back as a `Session` checks it.
+    let session = serde_json::json!({
+        "u": {
+            "id": "42",
+            "username": "bench",
+            "email": "bench@example.com",
+            "nickname": "Bench User",
+            "avatar": "",
+        },
+        "p": provider.ok_or("--provider is required")?,
+        "c": client_id.ok_or("--client-id is required")?,
+        "i": issued,
+        "e": issued + ttl,
+    });
+    serde_json::from_value::<Session>(session.clone())
+        .map_err(|e| format!("not a valid ingress-authz session: {e}"))?;
+    Ok(keys.seal_json(Purpose::Session, &session))
+}
