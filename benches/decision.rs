@@ -173,5 +173,56 @@ fn bench_jwks(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, bench_jwks);
+/// A valid oauth2 session cookie: decrypt, check, connect token (cached).
+fn bench_session(c: &mut Criterion) {
+    use ingress_authz::secret::Secret;
+    use ingress_authz::session::{Identity, Purpose, Session, SessionKeys};
+    let secret = "bench-session-secret-0123456789abcdef";
+    let config = format!(
+        "authz:\n  session: {{secret: {secret}}}\nrules:\n  - host: app.example.com\n    backend:\n      service:\n        auth:\n          type: oauth2\n          oauth2: {{provider: github, client_id: cid, client_secret: cs, connect: {{enabled: true, jwt: {{secret: shared}}}}}}\n"
+    );
+    let engine = Engine::from_text(&config, "bench", &|_| None).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let session = Session {
+        identity: Identity {
+            id: "583231".into(),
+            username: "octocat".into(),
+            email: "octocat@github.com".into(),
+            nickname: "The Octocat".into(),
+            avatar: "https://avatars.githubusercontent.com/u/583231?v=4".into(),
+        },
+        provider: "github".into(),
+        client_id: "cid".into(),
+        issued: now,
+        expires: now + 3600,
+        refresh: None,
+        renew_at: 0,
+    };
+    let keys = SessionKeys::from_secrets(&[Secret::new(secret.into())]);
+    let cookie = format!(
+        "theme=dark; ingress_authz={}",
+        keys.seal_json(Purpose::Session, &session)
+    );
+    let headers: HashMap<String, String> = [("cookie".to_string(), cookie)].into();
+    let req = RequestView {
+        host: "app.example.com",
+        path: "/dashboard",
+        method: "GET",
+        scheme: "http",
+        headers: &headers,
+        client: None,
+    };
+    assert!(
+        engine.decide(&req).is_allowed(),
+        "the session must be valid"
+    );
+    c.bench_function("decide/oauth2_session_connect", |b| {
+        b.iter(|| black_box(engine.decide(black_box(&req))).is_allowed())
+    });
+}
+
+criterion_group!(benches, bench, bench_jwks, bench_session);
 criterion_main!(benches);
