@@ -41,8 +41,6 @@ pub enum Reason {
     BadRequest,
     MissingCredentials,
     InvalidCredentials,
-    /// oauth2/oidc login is not available in this version.
-    LoginUnavailable,
     /// A browser navigation without a session: sent to the provider.
     LoginRedirect,
     /// A non-navigation without a session: 401, never a redirect.
@@ -69,7 +67,6 @@ impl Reason {
             Reason::BadRequest => "bad_request",
             Reason::MissingCredentials => "missing_credentials",
             Reason::InvalidCredentials => "invalid_credentials",
-            Reason::LoginUnavailable => "login_unavailable",
             Reason::LoginRedirect => "login_redirect",
             Reason::LoginRequired => "login_required",
             Reason::NotAllowed => "not_allowed",

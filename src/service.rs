@@ -63,36 +63,32 @@ impl CheckService {
             let _ = tokio::time::timeout(FETCH_WAIT, fetch).await;
             decision = engine.decide(&req);
         }
-        // A session due for a refresh at its provider.
-        if matches!(&decision.verdict, Verdict::Deny(d) if d.reason == Reason::SessionRefresh)
-            && let Some(outcome) = self.refresh(&engine, decision.route, &req).await
-        {
-            let (headers, cookie) = outcome;
-            let refreshed = RequestView {
-                headers: &headers,
-                ..req
-            };
-            let decision = engine.decide(&refreshed);
-            audit::check(&refreshed, &decision);
-            let mut response = to_check_response(&decision, prefers_html(req.header("accept")));
-            add_set_cookie(&mut response, &cookie);
-            self.shared
-                .metrics
-                .record_check(&decision, started.elapsed().as_secs_f64());
-            return response;
-        }
+        // A session due for a refresh at its provider: decide again with the
+        // refreshed (or ended) session, and send the client its new cookie.
+        // If the provider has not answered in time, say it is slow; the
+        // refresh completes and is kept for the next request.
+        let mut refreshed = None;
         if matches!(&decision.verdict, Verdict::Deny(d) if d.reason == Reason::SessionRefresh) {
-            // The refresh is still running (its result is kept for the next
-            // request with this cookie): the provider is slow, say so.
-            decision = Decision::deny(
-                decision.route,
-                decision.kind,
-                Status::ServiceUnavailable,
-                Reason::IdpUnavailable,
-            );
+            refreshed = self.refresh(&engine, decision.route, &req).await;
+            decision = match &refreshed {
+                Some((headers, _)) => engine.decide(&RequestView { headers, ..req }),
+                None => Decision::deny(
+                    decision.route,
+                    decision.kind,
+                    Status::ServiceUnavailable,
+                    Reason::IdpUnavailable,
+                ),
+            };
         }
-        audit::check(&req, &decision);
-        let response = to_check_response(&decision, prefers_html(req.header("accept")));
+        let seen = match &refreshed {
+            Some((headers, _)) => RequestView { headers, ..req },
+            None => req,
+        };
+        audit::check(&seen, &decision);
+        let mut response = to_check_response(&decision, prefers_html(req.header("accept")));
+        if let Some((_, cookie)) = &refreshed {
+            add_set_cookie(&mut response, cookie);
+        }
         self.shared
             .metrics
             .record_check(&decision, started.elapsed().as_secs_f64());

@@ -16,6 +16,7 @@ use crate::config::spec::BasicSpec;
 use crate::request::RequestView;
 
 /// A stored password, in the form it can be checked in.
+#[derive(Clone)]
 enum Stored {
     /// SHA-256 of a plaintext password: compared in constant time.
     Plain([u8; 32]),
@@ -149,11 +150,7 @@ impl Basic {
         let decoy = users
             .values()
             .find(|s| s.is_hashed())
-            .map(|s| match s {
-                Stored::Bcrypt(h) => Stored::Bcrypt(h.clone()),
-                Stored::Argon2(h) => Stored::Argon2(h.clone()),
-                Stored::Plain(d) => Stored::Plain(*d),
-            })
+            .cloned()
             .unwrap_or(Stored::Plain([0; 32]));
         Ok(Basic {
             users,

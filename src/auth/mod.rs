@@ -92,10 +92,6 @@ impl<'a> Denial<'a> {
         }
     }
 
-    pub fn login_unavailable() -> Self {
-        Self::status(Status::Unauthorized, Reason::LoginUnavailable)
-    }
-
     pub fn redirect(reason: Reason, redirect: Redirect) -> Self {
         Denial {
             redirect: Some(redirect),

@@ -156,19 +156,6 @@ fn basic(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<BasicSpec> {
         }
         None => "Restricted".to_string(),
     };
-    if users.is_empty()
-        && users_file.is_none()
-        && !w
-            .diags
-            .errors
-            .iter()
-            .any(|e| e.loc.path.starts_with(&loc.path))
-    {
-        w.diags.error(
-            &loc,
-            "basic needs at least one user (`users` or `users_file`)",
-        );
-    }
     f.finish(w, &[]);
     Some(BasicSpec {
         loc,
