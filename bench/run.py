@@ -56,6 +56,8 @@ SESSION_PROVIDER, SESSION_CLIENT_ID = "github", "bench-client"
 SESSION_COOKIE = "ingress_authz"
 
 
+PHASES = ("envoy", "direct", "memory")
+
 # A fixed-rate run whose generator was this late (p99) was starved of CPU.
 LAG_LIMIT_MS = 2.0
 
@@ -585,7 +587,9 @@ def rules_config(total, workdir):
 # ------------------------------------------------------------------ phases
 
 
-def phase_envoy(args, procs, workdir, bins, creds, authz, noop, out):
+def phase_envoy(args, procs, workdir, bins, creds, authz, noop, out, load=True):
+    """Checks every case through Envoy and, with `load`, runs wrk on each.
+    Returns the captured CheckRequest (the direct and memory phases' body)."""
     all_cases = cases(creds)
     capture_file = workdir / "check-request.bin"
     capture_file.unlink(missing_ok=True)
@@ -608,6 +612,9 @@ def phase_envoy(args, procs, workdir, bins, creds, authz, noop, out):
     for case in all_cases:
         check_case(case)
     print(f"bench: all {len(all_cases)} cases authorise as expected", flush=True)
+    if not load:
+        procs.stop(envoy)
+        return capture_file
 
     before = decisions(authz["http"])
     runs = {case.key: [] for case in all_cases}
@@ -772,123 +779,131 @@ def report(results):
         "",
     ]
 
+    targets = []
     # Through Envoy.
-    env = results["envoy"]
-    by_key = {c["key"]: c for c in env["cases"]}
-    rps = {k: mean([r["rps"] for r in c["runs"]]) for k, c in by_key.items()}
-    floor, open_ = rps["d"], rps["a"]
-    lines += [
-        "## Through Envoy (wrk)", "",
-        f"`wrk -t {p['threads']} -c {p['connections']} -d {p['duration']}s --latency`, "
-        f"HTTP/1.1 keep-alive, Envoy `direct_response` 200. Each case {p['rounds']}×, interleaved; "
-        "req/s is the mean of the rounds, p50/p99 the mean of the rounds' wrk percentiles. "
-        "CPU is ms of process CPU time (/proc utime+stime) per 1,000 requests.",
-        "",
-        "| case | req/s | rounds | p50 ms | p99 ms | × floor (d) | × no auth (a) | authorizer CPU ms/1k | Envoy CPU ms/1k |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for k, c in by_key.items():
-        runs = c["runs"]
-        authz_cpu = [r.get("authz_cpu_ms_per_1k") for r in runs]
-        lines.append(
-            f"| {k}. {c['name']} | {fmt(rps[k])} | {' / '.join(fmt(r['rps']) for r in runs)} "
-            f"| {fmt(mean([r['p50_ms'] for r in runs]), 2)} | {fmt(mean([r['p99_ms'] for r in runs]), 2)} "
-            f"| {rps[k] / floor:.2f} | {rps[k] / open_:.2f} "
-            f"| {fmt(mean(authz_cpu), 1) if authz_cpu[0] is not None else '–'} "
-            f"| {fmt(mean([r['envoy_cpu_ms_per_1k'] for r in runs]), 1)} |")
-    if env["errors"]:
-        lines += ["", f"Errors under load: {', '.join(env['errors'])}."]
-    lines.append("")
+    if "envoy" in results:
+        env = results["envoy"]
+        by_key = {c["key"]: c for c in env["cases"]}
+        rps = {k: mean([r["rps"] for r in c["runs"]]) for k, c in by_key.items()}
+        floor, open_ = rps["d"], rps["a"]
+        lines += [
+            "## Through Envoy (wrk)", "",
+            f"`wrk -t {p['threads']} -c {p['connections']} -d {p['duration']}s --latency`, "
+            f"HTTP/1.1 keep-alive, Envoy `direct_response` 200. Each case {p['rounds']}×, interleaved; "
+            "req/s is the mean of the rounds, p50/p99 the mean of the rounds' wrk percentiles. "
+            "CPU is ms of process CPU time (/proc utime+stime) per 1,000 requests.",
+            "",
+            "| case | req/s | rounds | p50 ms | p99 ms | × floor (d) | × no auth (a) | authorizer CPU ms/1k | Envoy CPU ms/1k |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for k, c in by_key.items():
+            runs = c["runs"]
+            authz_cpu = [r.get("authz_cpu_ms_per_1k") for r in runs]
+            lines.append(
+                f"| {k}. {c['name']} | {fmt(rps[k])} | {' / '.join(fmt(r['rps']) for r in runs)} "
+                f"| {fmt(mean([r['p50_ms'] for r in runs]), 2)} | {fmt(mean([r['p99_ms'] for r in runs]), 2)} "
+                f"| {rps[k] / floor:.2f} | {rps[k] / open_:.2f} "
+                f"| {fmt(mean(authz_cpu), 1) if authz_cpu[0] is not None else '–'} "
+                f"| {fmt(mean([r['envoy_cpu_ms_per_1k'] for r in runs]), 1)} |")
+        if env["errors"]:
+            lines += ["", f"Errors under load: {', '.join(env['errors'])}."]
+        lines.append("")
+
+        cpu_env = {k: mean([r["authz_cpu_ms_per_1k"] for r in c["runs"]]) for k, c in by_key.items()
+                   if c["runs"][0].get("authz_cpu_ms_per_1k") is not None}
+        targets += [
+            ("basic ≥ 0.95× floor req/s (Envoy)", rps["e"] / floor, 0.95, "ge", "{:.2f}×"),
+            ("bearer ≥ 0.95× floor req/s (Envoy)", rps["f"] / floor, 0.95, "ge", "{:.2f}×"),
+            ("jwt ≥ 0.9× floor req/s (Envoy)", rps["g"] / floor, 0.9, "ge", "{:.2f}×"),
+            ("oauth2 session ≥ 0.9× floor req/s (Envoy)", rps["h"] / floor, 0.9, "ge", "{:.2f}×"),
+            ("argon2id basic ≥ 0.9× plaintext basic req/s (Envoy)", rps["i"] / rps["e"], 0.9, "ge", "{:.2f}×"),
+            ("CPU per check ≤ 1.3× floor (through Envoy, basic)", cpu_env["e"] / cpu_env["d"], 1.3, "le", "{:.2f}×"),
+        ]
 
     # Direct.
-    d = results["direct"]
-    sat = d["saturated"]
-    lines += [
-        "## Direct Check (h2load)", "",
-        "The body is the basic case's CheckRequest as Envoy sent it (captured by a no-op server), "
-        "gRPC-framed, posted with `h2load` over h2c. ingress-authz answers it with OK (basic user "
-        "verified); the floor reads one header and answers OK.",
-        "",
-        f"Saturated: `-c {p['h2_clients']} -m {p['h2_streams']} -t {p['threads']} -D {p['duration']}`.",
-        "",
-        "| target | checks/s | × floor | CPU ms per 1k checks | × floor |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    f_sat = sat["no-op floor"]
-    for label, r in sat.items():
-        lines.append(f"| {label} | {fmt(r['rps'])} | {r['rps'] / f_sat['rps']:.2f} "
-                     f"| {fmt(r['cpu_ms_per_1k'], 1)} | {r['cpu_ms_per_1k'] / f_sat['cpu_ms_per_1k']:.2f} |")
-    lines += [
-        "",
-        f"Fixed rates: open-loop `bench-tools load` ({p['rate_connections']} HTTP/2 connections, "
-        f"{p['duration']} s per rate; h2load's `--rps` mode holds each request until its next "
-        "10 ms tick, so it cannot time sub-millisecond checks). Latency runs from issuing a "
-        "check to the end of its response; lag p99 is how late the generator itself issued "
-        "checks (1 ms timer). CPU per 1k at low rates includes the server's idle wake-ups.",
-        "",
-        "| target | rate | achieved/s | p50 ms | p99 ms | p99.9 ms | max ms | CPU ms per 1k | lag p99 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    starved = False
-    for r in d["fixed"]:
-        late = r["lag_p99_ms"] > LAG_LIMIT_MS
-        starved |= late
-        lines.append(f"| {r['target']} | {fmt(r['rate'])} | {fmt(r['achieved_rps'])} | {fmt(r['p50_ms'], 3)} "
-                     f"| {fmt(r['p99_ms'], 3)} | {fmt(r['p999_ms'], 3)} | {fmt(r['max_ms'], 2)} "
-                     f"| {fmt(r['cpu_ms_per_1k'], 1)} | {fmt(r['lag_p99_ms'], 2)}{' ⚠' if late else ''} |")
-    if starved:
-        lines += ["", f"⚠ The generator issued checks late (lag p99 > {LAG_LIMIT_MS} ms): the machine was "
-                  "short of CPU during that run, so its tail latencies are not the server's alone."]
-    lines.append("")
+    if "direct" in results:
+        d = results["direct"]
+        sat = d["saturated"]
+        lines += [
+            "## Direct Check (h2load)", "",
+            "The body is the basic case's CheckRequest as Envoy sent it (captured by a no-op server), "
+            "gRPC-framed, posted with `h2load` over h2c. ingress-authz answers it with OK (basic user "
+            "verified); the floor reads one header and answers OK.",
+            "",
+            f"Saturated: `-c {p['h2_clients']} -m {p['h2_streams']} -t {p['threads']} -D {p['duration']}`.",
+            "",
+            "| target | checks/s | × floor | CPU ms per 1k checks | × floor |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        f_sat = sat["no-op floor"]
+        for label, r in sat.items():
+            lines.append(f"| {label} | {fmt(r['rps'])} | {r['rps'] / f_sat['rps']:.2f} "
+                         f"| {fmt(r['cpu_ms_per_1k'], 1)} | {r['cpu_ms_per_1k'] / f_sat['cpu_ms_per_1k']:.2f} |")
+        lines += [
+            "",
+            f"Fixed rates: open-loop `bench-tools load` ({p['rate_connections']} HTTP/2 connections, "
+            f"{p['duration']} s per rate; h2load's `--rps` mode holds each request until its next "
+            "10 ms tick, so it cannot time sub-millisecond checks). Latency runs from issuing a "
+            "check to the end of its response; lag p99 is how late the generator itself issued "
+            "checks (1 ms timer). CPU per 1k at low rates includes the server's idle wake-ups.",
+            "",
+            "| target | rate | achieved/s | p50 ms | p99 ms | p99.9 ms | max ms | CPU ms per 1k | lag p99 ms |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        starved = False
+        for r in d["fixed"]:
+            late = r["lag_p99_ms"] > LAG_LIMIT_MS
+            starved |= late
+            lines.append(f"| {r['target']} | {fmt(r['rate'])} | {fmt(r['achieved_rps'])} | {fmt(r['p50_ms'], 3)} "
+                         f"| {fmt(r['p99_ms'], 3)} | {fmt(r['p999_ms'], 3)} | {fmt(r['max_ms'], 2)} "
+                         f"| {fmt(r['cpu_ms_per_1k'], 1)} | {fmt(r['lag_p99_ms'], 2)}{' ⚠' if late else ''} |")
+        if starved:
+            lines += ["", f"⚠ The generator issued checks late (lag p99 > {LAG_LIMIT_MS} ms): the machine was "
+                      "short of CPU during that run, so its tail latencies are not the server's alone."]
+        lines.append("")
+
+        fixed5k = {r["target"]: r for r in d["fixed"] if r["rate"] == 5000}
+        targets += [
+            ("CPU per check ≤ 1.3× floor (direct, saturated)",
+             sat["ingress-authz"]["cpu_ms_per_1k"] / f_sat["cpu_ms_per_1k"], 1.3, "le", "{:.2f}×"),
+            ("direct saturated ≥ 0.9× floor checks/s", sat["ingress-authz"]["rps"] / f_sat["rps"], 0.9, "ge", "{:.2f}×"),
+        ]
+        if "ingress-authz" in fixed5k:
+            targets.append(("direct p99 < 1 ms at 5k rps", fixed5k["ingress-authz"]["p99_ms"], 1.0, "lt", "{:.3f} ms"))
 
     # Memory.
-    mem = results["memory"]
-    lines += [
-        "## Memory and rule count", "",
-        "ingress-authz started with bench/authz.yaml plus filler rules in front of it "
-        "(exact hosts, every tenth a wildcard, every third with a path rule; basic, bearer and "
-        "jwt in turn). RSS is VmRSS from /proc: idle after start, then after "
-        f"{fmt(p['warmup'])} checks.",
-        "",
-        "| rules | start to listening s | RSS idle MiB | RSS warm MiB | saturated checks/s | CPU ms per 1k |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
-    for e in mem.values():
-        lines.append(f"| {fmt(e['rules'])} | {e['startup_s']:.2f} | {e['rss_idle_kib'] / 1024:.1f} "
-                     f"| {e['rss_warm_kib'] / 1024:.1f} | {fmt(e['saturated_rps'])} | {fmt(e['cpu_ms_per_1k'], 1)} |")
-    lr = mem["10"]["long_run"]
-    lines += [
-        "",
-        f"Long run (10 rules): {fmt(lr['checks'])} checks at {fmt(lr['rps'])}/s, RSS "
-        f"{lr['rss_before_kib'] / 1024:.1f} → {lr['rss_after_kib'] / 1024:.1f} MiB "
-        f"({lr['growth_pct']:+.1f} %).",
-        "",
-    ]
+    if "memory" in results:
+        mem = results["memory"]
+        lines += [
+            "## Memory and rule count", "",
+            "ingress-authz started with bench/authz.yaml plus filler rules in front of it "
+            "(exact hosts, every tenth a wildcard, every third with a path rule; basic, bearer and "
+            "jwt in turn). RSS is VmRSS from /proc: idle after start, then after "
+            f"{fmt(p['warmup'])} checks.",
+            "",
+            "| rules | start to listening s | RSS idle MiB | RSS warm MiB | saturated checks/s | CPU ms per 1k |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        for e in mem.values():
+            lines.append(f"| {fmt(e['rules'])} | {e['startup_s']:.2f} | {e['rss_idle_kib'] / 1024:.1f} "
+                         f"| {e['rss_warm_kib'] / 1024:.1f} | {fmt(e['saturated_rps'])} | {fmt(e['cpu_ms_per_1k'], 1)} |")
+        lr = mem["10"]["long_run"]
+        lines += [
+            "",
+            f"Long run (10 rules): {fmt(lr['checks'])} checks at {fmt(lr['rps'])}/s, RSS "
+            f"{lr['rss_before_kib'] / 1024:.1f} → {lr['rss_after_kib'] / 1024:.1f} MiB "
+            f"({lr['growth_pct']:+.1f} %).",
+            "",
+        ]
 
-    # Targets.
-    cpu_env = {k: mean([r["authz_cpu_ms_per_1k"] for r in c["runs"]]) for k, c in by_key.items()
-               if c["runs"][0].get("authz_cpu_ms_per_1k") is not None}
-    fixed5k = {r["target"]: r for r in d["fixed"] if r["rate"] == 5000}
-    many = mem[str(p["many_rules"])]
-    targets = [
-        ("basic ≥ 0.95× floor req/s (Envoy)", rps["e"] / floor, 0.95, "ge", "{:.2f}×"),
-        ("bearer ≥ 0.95× floor req/s (Envoy)", rps["f"] / floor, 0.95, "ge", "{:.2f}×"),
-        ("jwt ≥ 0.9× floor req/s (Envoy)", rps["g"] / floor, 0.9, "ge", "{:.2f}×"),
-        ("oauth2 session ≥ 0.9× floor req/s (Envoy)", rps["h"] / floor, 0.9, "ge", "{:.2f}×"),
-        ("argon2id basic ≥ 0.9× plaintext basic req/s (Envoy)", rps["i"] / rps["e"], 0.9, "ge", "{:.2f}×"),
-        ("CPU per check ≤ 1.3× floor (direct, saturated)",
-         sat["ingress-authz"]["cpu_ms_per_1k"] / f_sat["cpu_ms_per_1k"], 1.3, "le", "{:.2f}×"),
-        ("CPU per check ≤ 1.3× floor (through Envoy, basic)", cpu_env["e"] / cpu_env["d"], 1.3, "le", "{:.2f}×"),
-        ("direct saturated ≥ 0.9× floor checks/s", sat["ingress-authz"]["rps"] / f_sat["rps"], 0.9, "ge", "{:.2f}×"),
-    ]
-    if "ingress-authz" in fixed5k:
-        targets.append(("direct p99 < 1 ms at 5k rps", fixed5k["ingress-authz"]["p99_ms"], 1.0, "lt", "{:.3f} ms"))
-    targets += [
-        (f"RSS ≤ 30 MB with {fmt(p['many_rules'])} rules (warm)", many["rss_warm_kib"] * 1024 / 1e6, 30, "le", "{:.1f} MB"),
-        (f"RSS growth < 5 % over {fmt(lr['checks'])} checks", lr["growth_pct"], 5, "lt", "{:+.1f} %"),
-        (f"{fmt(p['many_rules'])} rules vs 10: saturated checks/s (criterion's 1.2× cost target is per decision)",
-         mem["10"]["saturated_rps"] / many["saturated_rps"], 1.2, "le", "{:.2f}× the cost"),
-    ]
+        many = mem[str(p["many_rules"])]
+        targets += [
+            (f"RSS ≤ 30 MB with {fmt(p['many_rules'])} rules (warm)", many["rss_warm_kib"] * 1024 / 1e6, 30, "le", "{:.1f} MB"),
+            (f"RSS growth < 5 % over {fmt(lr['checks'])} checks", lr["growth_pct"], 5, "lt", "{:+.1f} %"),
+            (f"{fmt(p['many_rules'])} rules vs 10: saturated checks/s (criterion's 1.2× cost target is per decision)",
+             mem["10"]["saturated_rps"] / many["saturated_rps"], 1.2, "le", "{:.2f}× the cost"),
+        ]
+
     lines += ["## Issue 6 targets (this run)", "", "| target | measured | met |", "|---|---:|---|"]
     for name, value, bar, op, form in targets:
         ok = {"ge": value >= bar, "le": value <= bar, "lt": value < bar}[op]
@@ -916,6 +931,8 @@ def main():
     ap.add_argument("--many-rules", type=int, default=10000)
     ap.add_argument("--long-checks", type=int, help="checks in the RSS growth run (default 1,000,000, smoke 20,000)")
     ap.add_argument("--warmup", type=int, help="warm-up checks (default 100,000, smoke 2,000)")
+    ap.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES),
+                    help="run only these phases (a partial run does not update latest.md)")
     ap.add_argument("--out", type=Path, help="results directory (default bench/results, smoke bench/results/tmp)")
     args = ap.parse_args()
     args.duration = args.duration or (1 if args.smoke else 10)
@@ -955,11 +972,14 @@ def main():
         authz = {"pid": authz_proc.pid, "grpc": grpc, "http": http_addr}
         noop_proc, noop_grpc = start_noop(procs, "noop", bins["noop"])
         noop = {"pid": noop_proc.pid, "grpc": noop_grpc}
-        body = phase_envoy(args, procs, workdir, bins, creds, authz, noop, results)
-        phase_direct(args, procs, bins, body, authz, noop, results)
+        body = phase_envoy(args, procs, workdir, bins, creds, authz, noop, results,
+                           load="envoy" in args.phases)
+        if "direct" in args.phases:
+            phase_direct(args, procs, bins, body, authz, noop, results)
         procs.stop(authz_proc)
         procs.stop(noop_proc)
-        phase_memory(args, procs, workdir, bins, body, results)
+        if "memory" in args.phases:
+            phase_memory(args, procs, workdir, bins, body, results)
     except HarnessError as e:
         print(f"bench: FAILED: {e}\nbench: logs in {workdir}", file=sys.stderr)
         return 1
@@ -976,7 +996,7 @@ def main():
         stem = "smoke"
     (args.out / f"{stem}.md").write_text(text)
     (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
-    if not args.smoke:
+    if not args.smoke and args.phases == list(PHASES):
         (args.out / "latest.md").write_text(text)
     print(text)
     print(f"bench: results in {args.out / (stem + '.md')}", flush=True)

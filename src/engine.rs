@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use regex::Regex;
 
 use crate::auth::oauth2::CookieSettings;
 use crate::auth::{AuthKind, AuthResult, Authenticator, BuildContext};
@@ -13,6 +12,7 @@ use crate::config::{self, ConfigError, Diagnostic};
 use crate::decision::{Decision, Reason, Status, Verdict};
 use crate::matching::host::HostPattern;
 use crate::matching::path::normalize;
+use crate::matching::path_pattern::PathPattern;
 use crate::matching::{OpenReason, PathRoute, Policy, Route, RouteMatch, Router, Rule};
 use crate::request::RequestView;
 
@@ -36,7 +36,12 @@ impl Engine {
             file: file.clone(),
             source,
         })?;
-        Self::from_text(&text, &file, &config::process_env)
+        let loaded = Self::from_text(&text, &file, &config::process_env);
+        drop(text);
+        // Loading a large config allocates several times the engine's size
+        // (YAML tree, spec, positions); give that back to the system.
+        crate::memory::release_free_heap();
+        loaded
     }
 
     pub fn from_text(
@@ -101,15 +106,12 @@ impl Engine {
             let rule_policy = policy(&rule_spec.backend, None, &login, &mut errors);
             let mut paths = Vec::with_capacity(rule_spec.paths.len());
             for (j, path_spec) in rule_spec.paths.iter().enumerate() {
-                let regex = match Regex::new(&format!("^(?:{})", path_spec.path)) {
-                    Ok(r) => Some(r),
-                    Err(e) => {
+                let matcher = match PathPattern::compile(&path_spec.path) {
+                    Ok(m) => Some(m),
+                    Err(message) => {
                         errors.push(Diagnostic {
                             loc: path_spec.path_loc.clone(),
-                            message: format!(
-                                "invalid path regex: {}",
-                                e.to_string().lines().last().unwrap_or_default().trim()
-                            ),
+                            message,
                         });
                         None
                     }
@@ -118,10 +120,10 @@ impl Engine {
                     && path_spec.backend.auth.is_none();
                 let path_policy =
                     policy(&path_spec.backend, Some(&rule_policy), &login, &mut errors);
-                if let Some(regex) = regex {
+                if let Some(matcher) = matcher {
                     paths.push(PathRoute {
                         pattern: path_spec.path.clone(),
-                        regex,
+                        matcher,
                         route: Route {
                             label: format!("{label}.paths[{j}]"),
                             policy: path_policy,

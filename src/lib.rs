@@ -13,8 +13,9 @@
 //!   and the as-written [`config::spec`] types.
 //! * [`engine`] — compiles a spec into matchers and authenticators, and
 //!   decides one request ([`engine::Engine::decide`]).
-//! * [`matching`] — host patterns and normalisation, path normalisation,
-//!   the rule router and route policies (SPEC §4).
+//! * [`matching`] — host patterns and normalisation (wildcards without
+//!   regexes), path normalisation, path patterns (plain prefixes without
+//!   regexes), the rule router and route policies (SPEC §4).
 //! * [`auth`] — the closed [`auth::Authenticator`] enum: `basic`, `bearer`,
 //!   `jwt`, `oauth2`, `oidc`, one file each.
 //! * [`request`] — the validated view of an Envoy `CheckRequest`.
@@ -30,6 +31,7 @@
 //!   HTTP side (`/healthz`, `/readyz`, `/metrics`).
 //! * [`explain`] — `ingress-authz explain`.
 //! * [`secret`] — redacted, zeroized secret strings.
+//! * [`memory`] — returning the heap a config load freed to the system.
 
 pub mod admin;
 pub mod audit;
@@ -42,6 +44,7 @@ pub mod engine;
 pub mod explain;
 pub mod login;
 pub mod matching;
+pub mod memory;
 pub mod metrics;
 pub mod negotiate;
 pub mod reload;

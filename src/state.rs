@@ -77,7 +77,9 @@ impl Shared {
                 for w in &engine.warnings {
                     tracing::warn!(location = %w.loc, "{}", w.message);
                 }
+                // The old engine is freed here unless a check still holds it.
                 self.engine.store(Arc::new(engine));
+                crate::memory::release_free_heap();
                 let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
                 self.metrics.record_reload(true, generation);
                 self.reloaded.notify_waiters();

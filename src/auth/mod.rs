@@ -21,10 +21,11 @@ use crate::session::SessionKeys;
 
 #[derive(Debug)]
 pub enum Authenticator {
-    Basic(basic::Basic),
+    /// Boxed, like every variant larger than a few words: a config can hold
+    /// thousands of authenticators, each as large as the largest variant.
+    Basic(Box<basic::Basic>),
     Bearer(bearer::Bearer),
-    Jwt(jwt::Jwt),
-    /// Boxed: far larger than the others.
+    Jwt(Box<jwt::Jwt>),
     OAuth2(Box<oauth2::OAuth2>),
     Oidc(Box<oidc::Oidc>),
 }
@@ -160,9 +161,9 @@ impl Authenticator {
 
     pub fn build(spec: &MethodSpec, ctx: &BuildContext) -> Result<Self, Vec<Diagnostic>> {
         Ok(match spec {
-            MethodSpec::Basic(s) => Authenticator::Basic(basic::Basic::build(s)?),
+            MethodSpec::Basic(s) => Authenticator::Basic(Box::new(basic::Basic::build(s)?)),
             MethodSpec::Bearer(s) => Authenticator::Bearer(bearer::Bearer::build(s)?),
-            MethodSpec::Jwt(s) => Authenticator::Jwt(jwt::Jwt::build(s)?),
+            MethodSpec::Jwt(s) => Authenticator::Jwt(Box::new(jwt::Jwt::build(s)?)),
             MethodSpec::OAuth2(s) => Authenticator::OAuth2(Box::new(
                 oauth2::OAuth2::build(s, ctx.keys.clone(), ctx.cookies.clone()).map_err(
                     |message| {

@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use regex::Regex;
 
+use super::wildcard::Wildcard;
 use crate::config::spec::HostType;
 
 /// A compiled `rules[].host`.
@@ -12,7 +13,7 @@ pub enum HostPattern {
     /// Lower-cased host; looked up in a hash map.
     Exact(String),
     /// `*` matches one or more characters, across labels.
-    Wildcard(Regex),
+    Wildcard(Wildcard),
     /// Anchored to the whole host, case-insensitive.
     Regex(Regex),
 }
@@ -32,12 +33,10 @@ impl HostPattern {
             HostType::Regex => Regex::new(&format!("(?i)^(?:{host})$"))
                 .map(HostPattern::Regex)
                 .map_err(|e| format!("invalid host regex: {}", first_line(&e.to_string()))),
-            HostType::Wildcard => {
-                let parts: Vec<String> = host.split('*').map(regex::escape).collect();
-                Regex::new(&format!("(?i)^{}$", parts.join(".+")))
-                    .map(HostPattern::Wildcard)
-                    .map_err(|e| format!("invalid wildcard host: {e}"))
+            HostType::Wildcard if host.contains('*') => {
+                Ok(HostPattern::Wildcard(Wildcard::new(host)))
             }
+            HostType::Wildcard => Ok(HostPattern::Exact(host.to_ascii_lowercase())),
             _ => {
                 if host.contains(':') && !host.starts_with('[') {
                     return Err(
@@ -55,7 +54,8 @@ impl HostPattern {
     pub fn matches(&self, host: &str) -> bool {
         match self {
             HostPattern::Exact(h) => h == host,
-            HostPattern::Wildcard(re) | HostPattern::Regex(re) => re.is_match(host),
+            HostPattern::Wildcard(w) => w.matches(host),
+            HostPattern::Regex(re) => re.is_match(host),
         }
     }
 

@@ -2,6 +2,8 @@
 
 pub mod host;
 pub mod path;
+pub mod path_pattern;
 mod router;
+pub mod wildcard;
 
 pub use router::{OpenReason, PathRoute, Policy, Route, RouteMatch, Router, Rule};

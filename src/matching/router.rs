@@ -1,11 +1,11 @@
-//! Rules compiled for lookup: exact hosts in a hash map, patterns in order.
+//! Rules compiled for lookup: exact hosts in a hash map, wildcard hosts
+//! indexed by the labels after their last `*`, the rest tried in order.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use regex::Regex;
-
 use super::host::{HostPattern, normalize_host};
+use super::path_pattern::PathPattern;
 use crate::auth::Authenticator;
 
 /// Why a route needs no authentication.
@@ -47,8 +47,9 @@ pub struct Route {
 
 #[derive(Debug)]
 pub struct PathRoute {
+    /// As written in the config.
     pub pattern: String,
-    pub regex: Regex,
+    pub matcher: PathPattern,
     pub route: Route,
 }
 
@@ -61,9 +62,9 @@ pub struct Rule {
 }
 
 impl Rule {
-    /// The first path rule whose regex matches a prefix of `path`.
+    /// The first path rule whose pattern matches a prefix of `path`.
     pub fn path_for(&self, path: &str) -> Option<&PathRoute> {
-        self.paths.iter().find(|p| p.regex.is_match(path))
+        self.paths.iter().find(|p| p.matcher.matches(path))
     }
 }
 
@@ -92,27 +93,35 @@ pub struct Router {
     rules: Vec<Rule>,
     /// Lower-cased exact host → index of the first rule with it.
     exact: HashMap<String, usize>,
-    /// Indexes of wildcard and regex rules, in config order.
-    patterns: Vec<usize>,
+    /// Wildcard rules whose text after the last `*` starts with a dot
+    /// (`*.example.com` → `.example.com`), by that text; indexes ascending.
+    by_tail: HashMap<Box<str>, Vec<usize>>,
+    /// Every other wildcard and regex rule, in config order.
+    scanned: Vec<usize>,
     fallback: Option<Route>,
 }
 
 impl Router {
     pub fn new(rules: Vec<Rule>, fallback: Option<Route>) -> Self {
         let mut exact = HashMap::new();
-        let mut patterns = Vec::new();
+        let mut by_tail: HashMap<Box<str>, Vec<usize>> = HashMap::new();
+        let mut scanned = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
             match &rule.host_pattern {
                 HostPattern::Exact(h) => {
                     exact.entry(h.clone()).or_insert(i);
                 }
-                _ => patterns.push(i),
+                HostPattern::Wildcard(w) if w.tail().starts_with('.') => {
+                    by_tail.entry(w.tail().into()).or_default().push(i);
+                }
+                _ => scanned.push(i),
             }
         }
         Router {
             rules,
             exact,
-            patterns,
+            by_tail,
+            scanned,
             fallback,
         }
     }
@@ -130,14 +139,26 @@ impl Router {
         let host = normalize_host(raw_host);
         let exact = self.exact.get(host.as_ref()).copied();
         // A pattern rule wins only if it comes before the exact one.
-        let limit = exact.unwrap_or(usize::MAX);
-        let pattern = self
-            .patterns
-            .iter()
-            .copied()
-            .take_while(|i| *i < limit)
-            .find(|i| self.rules[*i].host_pattern.matches(&host));
-        pattern.or(exact).map(|i| &self.rules[i])
+        let mut first = exact.unwrap_or(usize::MAX);
+        let mut consider = |candidates: &[usize]| {
+            if let Some(i) = candidates
+                .iter()
+                .copied()
+                .take_while(|i| *i < first)
+                .find(|i| self.rules[*i].host_pattern.matches(&host))
+            {
+                first = i;
+            }
+        };
+        // Only the wildcards whose tail is one of the host's dot suffixes
+        // can match it: a few hash lookups, however many rules there are.
+        for (at, _) in host.match_indices('.') {
+            if let Some(candidates) = self.by_tail.get(&host[at..]) {
+                consider(candidates);
+            }
+        }
+        consider(&self.scanned);
+        self.rules.get(first)
     }
 
     /// Rule and path for a host and an already normalised path.
@@ -151,6 +172,88 @@ impl Router {
                 Some(route) => RouteMatch::Fallback(route),
                 None => RouteMatch::NoRoute,
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::spec::HostType;
+
+    fn router(hosts: &[&str]) -> Router {
+        let rules = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, host)| Rule {
+                host: host.to_string(),
+                host_pattern: HostPattern::compile(host, HostType::Auto).unwrap(),
+                route: Route {
+                    label: format!("rules[{i}]"),
+                    policy: Policy::Open(OpenReason::NotConfigured),
+                    inherited: false,
+                },
+                paths: Vec::new(),
+            })
+            .collect();
+        Router::new(rules, None)
+    }
+
+    fn first(router: &Router, host: &str) -> Option<String> {
+        router.rule_for(host).map(|r| r.host.clone())
+    }
+
+    /// The first matching rule in config order wins, whichever index
+    /// (exact map, wildcard tails, scanned list) holds it.
+    #[test]
+    fn config_order_wins_across_indexes() {
+        let r = router(&[
+            "*.b.example.com",
+            "x.b.example.com",
+            "*.example.com",
+            "*example.org",
+            "(a|b)\\.example\\.net",
+            "a.example.net",
+            "*.com",
+        ]);
+        for (host, want) in [
+            ("x.b.example.com", Some("*.b.example.com")),
+            ("y.b.example.com", Some("*.b.example.com")),
+            ("b.example.com", Some("*.example.com")),
+            ("Q.Example.COM:8443", Some("*.example.com")),
+            ("example.com", Some("*.com")),
+            ("www.example.org", Some("*example.org")),
+            ("example.org", None),
+            ("a.example.net", Some("(a|b)\\.example\\.net")),
+            ("c.example.net", None),
+            ("other.com", Some("*.com")),
+        ] {
+            assert_eq!(first(&r, host).as_deref(), want, "{host}");
+        }
+    }
+
+    #[test]
+    fn an_exact_rule_before_a_wildcard_wins() {
+        let r = router(&["a.example.com", "*.example.com", "*.a.example.com"]);
+        assert_eq!(first(&r, "a.example.com").as_deref(), Some("a.example.com"));
+        assert_eq!(first(&r, "z.a.example.com").as_deref(), Some("*.example.com"));
+    }
+
+    proptest::proptest! {
+        /// The indexes answer as trying every rule in order would.
+        #[test]
+        fn same_answer_as_a_linear_scan(
+            hosts in proptest::collection::vec("(\\*\\.)?[ab]{1,2}(\\.[ab]{1,2}){0,2}|\\*[ab]{1,2}", 1..12),
+            host in "[ab]{1,2}(\\.[ab]{1,2}){0,3}",
+        ) {
+            let refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
+            let r = router(&refs);
+            let normalized = normalize_host(&host);
+            let linear = r.rules().iter().find(|rule| rule.host_pattern.matches(&normalized));
+            proptest::prop_assert_eq!(
+                r.rule_for(&host).map(|x| x.route.label.clone()),
+                linear.map(|x| x.route.label.clone())
+            );
         }
     }
 }
