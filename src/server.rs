@@ -41,7 +41,6 @@ pub async fn serve(shared: Arc<Shared>, addrs: Addrs) -> std::io::Result<()> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
     let grpc = tonic::transport::Server::builder()
-        .http2_adaptive_window(Some(true))
         .add_service(health_service)
         .add_service(AuthorizationServer::new(CheckService::new(shared.clone())))
         .serve_with_incoming_shutdown(no_delay(grpc_listener), stopped(stop_rx.clone()));

@@ -2,7 +2,6 @@
 //! bcrypt passwords, from the config and/or an htpasswd file.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 use base64::Engine as _;
@@ -156,7 +155,7 @@ impl Basic {
             users,
             decoy,
             challenge: format!("Basic realm=\"{}\", charset=\"UTF-8\"", spec.realm),
-            cache: VerifiedCache::new(Duration::from_secs(60), 10_000),
+            cache: VerifiedCache::new(10_000),
         })
     }
 
@@ -193,11 +192,10 @@ impl Basic {
         if self.cache.contains(&fingerprint) {
             return true;
         }
-        let ok = run_blocking(|| stored.verify(password));
-        if ok {
-            self.cache.insert(fingerprint);
-        }
-        ok
+        run_blocking(|| {
+            self.cache
+                .get_or_verify(fingerprint, || stored.verify(password))
+        })
     }
 }
 

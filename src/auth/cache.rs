@@ -1,33 +1,41 @@
-//! A bounded, short-lived cache of successful hashed-password checks.
+//! Caches of successful credential checks.
 //!
-//! argon2id and bcrypt cost milliseconds by design; without this cache every
-//! request of a hashed user would pay it. Keys are a keyed hash of the
-//! credential (the key is random per process), so the cache holds no
-//! password and its keys cannot be checked offline.
+//! argon2id and bcrypt cost milliseconds by design; without
+//! [`VerifiedCache`] every request of a hashed user would pay it. Keys are a
+//! keyed hash of the credential (the key is random per process), so the
+//! cache holds no password and its keys cannot be checked offline.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+/// Credentials that matched a stored hash. A stored hash never changes
+/// while its engine serves (a changed user list is a new engine with an
+/// empty cache), so an entry stays true until the engine is replaced: no
+/// expiry, and so no moment when every client pays the hash at once.
+/// Concurrent first checks of one credential share a single hash
+/// computation.
 pub struct VerifiedCache {
     key: [u8; 32],
-    ttl: Duration,
     capacity: usize,
-    entries: Mutex<HashMap<[u8; 32], Instant>>,
+    /// Read on every check of a hashed user, written once per credential.
+    verified: RwLock<HashSet<[u8; 32]>>,
+    /// Hash computations in flight, by fingerprint.
+    in_flight: Mutex<HashMap<[u8; 32], Arc<OnceLock<bool>>>>,
 }
 
 impl VerifiedCache {
-    pub fn new(ttl: Duration, capacity: usize) -> Self {
+    pub fn new(capacity: usize) -> Self {
         let mut key = [0u8; 32];
         rand::fill(&mut key);
         VerifiedCache {
             key,
-            ttl,
             capacity,
-            entries: Mutex::new(HashMap::new()),
+            verified: RwLock::new(HashSet::new()),
+            in_flight: Mutex::new(HashMap::new()),
         }
     }
 
@@ -40,30 +48,51 @@ impl VerifiedCache {
     }
 
     pub fn contains(&self, fingerprint: &[u8; 32]) -> bool {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
-            .get(fingerprint)
-            .is_some_and(|expiry| *expiry > Instant::now())
+        let verified = self.verified.read().unwrap_or_else(|e| e.into_inner());
+        verified.contains(fingerprint)
     }
 
-    pub fn insert(&self, fingerprint: [u8; 32]) {
-        let now = Instant::now();
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= self.capacity {
-            entries.retain(|_, expiry| *expiry > now);
-            if entries.len() >= self.capacity {
-                // Still full of live entries: start over rather than grow.
-                entries.clear();
-            }
+    /// The cached result, or `verify()` run once for all concurrent callers
+    /// with this fingerprint (the others wait for its answer). `verify` may
+    /// block: call this where blocking is allowed.
+    pub fn get_or_verify(&self, fingerprint: [u8; 32], verify: impl FnOnce() -> bool) -> bool {
+        if self.contains(&fingerprint) {
+            return true;
         }
-        entries.insert(fingerprint, now + self.ttl);
+        let flight = {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            in_flight.entry(fingerprint).or_default().clone()
+        };
+        let mut ran = false;
+        let ok = *flight.get_or_init(|| {
+            ran = true;
+            verify()
+        });
+        if ran {
+            if ok {
+                self.insert(fingerprint);
+            }
+            // Cached first, then no longer in flight: a later caller finds one.
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            in_flight.remove(&fingerprint);
+        }
+        ok
+    }
+
+    fn insert(&self, fingerprint: [u8; 32]) {
+        let mut verified = self.verified.write().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= self.capacity {
+            // Full: start over rather than grow (only credentials that
+            // matched get here, so filling it takes that many real ones).
+            verified.clear();
+        }
+        verified.insert(fingerprint);
     }
 }
 
 impl std::fmt::Debug for VerifiedCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VerifiedCache")
-            .field("ttl", &self.ttl)
             .field("capacity", &self.capacity)
             .finish_non_exhaustive()
     }
@@ -155,21 +184,50 @@ mod tests {
     }
 
     #[test]
-    fn hits_expire_and_capacity_is_bounded() {
-        let cache = VerifiedCache::new(Duration::from_millis(50), 2);
+    fn fingerprints_separate_user_and_password() {
+        let cache = VerifiedCache::new(2);
         let a = cache.fingerprint(b"u", b"p");
         assert_ne!(a, cache.fingerprint(b"u", b"q"));
         assert_ne!(
             cache.fingerprint(b"ab", b"c"),
             cache.fingerprint(b"a", b"bc")
         );
-        assert!(!cache.contains(&a));
-        cache.insert(a);
-        assert!(cache.contains(&a));
-        cache.insert([1; 32]);
-        cache.insert([2; 32]);
-        assert!(cache.entries.lock().unwrap().len() <= 2);
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(!cache.contains(&[2; 32]));
+    }
+
+    #[test]
+    fn only_successes_are_kept_and_capacity_is_bounded() {
+        let cache = VerifiedCache::new(2);
+        assert!(!cache.get_or_verify([9; 32], || false));
+        assert!(!cache.contains(&[9; 32]), "a failure is not cached");
+        assert!(cache.get_or_verify([1; 32], || true));
+        assert!(cache.get_or_verify([1; 32], || panic!("cached: not verified again")));
+        cache.get_or_verify([2; 32], || true);
+        cache.get_or_verify([3; 32], || true);
+        assert!(cache.verified.read().unwrap().len() <= 2);
+        assert!(cache.in_flight.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn concurrent_first_checks_share_one_verification() {
+        let cache = Arc::new(VerifiedCache::new(10));
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, runs, barrier) = (cache.clone(), runs.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    cache.get_or_verify([7; 32], || {
+                        runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(100));
+                        true
+                    })
+                })
+            })
+            .collect();
+        for t in threads {
+            assert!(t.join().unwrap());
+        }
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }
