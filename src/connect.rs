@@ -1,20 +1,17 @@
 //! `X-Connect-Token` / `X-Connect-Timestamp` (SPEC §8): the logged-in
-//! identity, signed for upstreams. Tokens are cached per session until
-//! shortly before they expire rather than signed on every request.
+//! identity, signed for upstreams. A token is kept with its opened session
+//! ([`crate::auth::open_sessions`]) and reused while [`ConnectSigner::is_fresh`],
+//! rather than signed on every request.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::config::spec::ConnectSpec;
 use crate::session::Identity;
 
 pub const ISSUER: &str = "ingress-authz";
-const CACHE_CAPACITY: usize = 10_000;
 
 #[derive(Serialize)]
 struct Claims<'a> {
@@ -30,18 +27,27 @@ struct Claims<'a> {
 }
 
 /// A signed token and when it was issued (Unix ms) and expires (Unix s).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Signed {
     pub token: String,
     pub issued_ms: u64,
     expires: u64,
 }
 
+/// The token is a credential upstreams trust: never printed.
+impl std::fmt::Debug for Signed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signed")
+            .field("issued_ms", &self.issued_ms)
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
+}
+
 pub struct ConnectSigner {
     key: EncodingKey,
     algorithm: Algorithm,
     expires_in: u64,
-    cache: Mutex<HashMap<[u8; 32], Signed>>,
 }
 
 impl std::fmt::Debug for ConnectSigner {
@@ -79,37 +85,17 @@ impl ConnectSigner {
             key,
             algorithm,
             expires_in: spec.expires_in.as_secs().max(1),
-            cache: Mutex::new(HashMap::new()),
         }))
     }
 
-    /// The token for a session (identified by its cookie value), from the
-    /// cache while it has more than a fifth of its life (at most 30 s) left.
-    pub fn token_for(&self, session_cookie: &str, identity: &Identity, now: Duration) -> Signed {
-        let key: [u8; 32] = Sha256::digest(session_cookie.as_bytes()).into();
-        let now_s = now.as_secs();
+    /// Whether a token can still be sent: more than a fifth of its life
+    /// (at most 30 s) left, so it does not expire on its way upstream.
+    pub fn is_fresh(&self, signed: &Signed, now: Duration) -> bool {
         let margin = (self.expires_in / 5).min(30);
-        {
-            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(s) = cache.get(&key)
-                && s.expires > now_s + margin
-            {
-                return s.clone();
-            }
-        }
-        let signed = self.sign(identity, now);
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= CACHE_CAPACITY {
-            cache.retain(|_, s| s.expires > now_s + margin);
-            if cache.len() >= CACHE_CAPACITY {
-                cache.clear();
-            }
-        }
-        cache.insert(key, signed.clone());
-        signed
+        signed.expires > now.as_secs() + margin
     }
 
-    fn sign(&self, identity: &Identity, now: Duration) -> Signed {
+    pub fn sign(&self, identity: &Identity, now: Duration) -> Signed {
         let iat = now.as_secs();
         let claims = Claims {
             id: &identity.id,
@@ -150,7 +136,7 @@ mod tests {
     }
 
     #[test]
-    fn tokens_verify_and_are_cached_until_near_expiry() {
+    fn tokens_verify_and_stay_fresh_until_near_expiry() {
         let s = signer(300);
         let id = Identity {
             id: "42".into(),
@@ -158,15 +144,12 @@ mod tests {
             ..Default::default()
         };
         let t0 = Duration::from_secs(1_000_000);
-        let a = s.token_for("cookie-a", &id, t0);
-        let b = s.token_for("cookie-a", &id, t0 + Duration::from_secs(100));
-        assert_eq!(a.token, b.token, "cached");
-        let c = s.token_for("cookie-a", &id, t0 + Duration::from_secs(290));
-        assert_ne!(a.token, c.token, "re-signed near expiry");
-        assert_ne!(
-            a.token,
-            s.token_for("cookie-b", &id, t0 + Duration::from_secs(1))
-                .token
+        let a = s.sign(&id, t0);
+        assert!(s.is_fresh(&a, t0 + Duration::from_secs(100)));
+        assert!(s.is_fresh(&a, t0 + Duration::from_secs(269)));
+        assert!(
+            !s.is_fresh(&a, t0 + Duration::from_secs(270)),
+            "30 s margin"
         );
         let mut v = jsonwebtoken::Validation::new(Algorithm::HS256);
         v.validate_exp = false;
@@ -181,5 +164,14 @@ mod tests {
         assert_eq!(claims["iss"], ISSUER);
         assert_eq!(claims["exp"], 1_000_300);
         assert_eq!(a.issued_ms, 1_000_000_000);
+    }
+
+    #[test]
+    fn short_lived_tokens_keep_a_fifth_of_their_life() {
+        let s = signer(10);
+        let t0 = Duration::from_secs(1_000);
+        let a = s.sign(&Identity::default(), t0);
+        assert!(s.is_fresh(&a, t0 + Duration::from_secs(7)));
+        assert!(!s.is_fresh(&a, t0 + Duration::from_secs(8)));
     }
 }

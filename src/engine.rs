@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::sync::Arc;
 
-
 use crate::auth::oauth2::CookieSettings;
 use crate::auth::{AuthKind, AuthResult, Authenticator, BuildContext};
 use crate::config::spec::{AuthSpec, AuthzSpec, BackendKind, BackendSpec, ConfigSpec};

@@ -126,6 +126,21 @@ impl SessionKeys {
     }
 }
 
+/// The refresh token is a credential: never printed.
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("identity", &self.identity)
+            .field("provider", &self.provider)
+            .field("client_id", &self.client_id)
+            .field("issued", &self.issued)
+            .field("expires", &self.expires)
+            .field("refresh", &self.refresh.as_ref().map(|_| "<redacted>"))
+            .field("renew_at", &self.renew_at)
+            .finish()
+    }
+}
+
 /// Who logged in, as the provider said (SPEC §7's mapping).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
@@ -137,7 +152,7 @@ pub struct Identity {
 }
 
 /// The session cookie's content.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     #[serde(rename = "u")]
     pub identity: Identity,

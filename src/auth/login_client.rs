@@ -6,6 +6,7 @@ use std::sync::Arc;
 use oauth2::{CsrfToken, PkceCodeChallenge};
 
 use super::oauth2::{CookieSettings, cookie_value, is_navigation, scheme};
+use super::open_sessions::OpenSessions;
 use super::{AuthResult, Denial, Redirect};
 use crate::config::spec::ConnectSpec;
 use crate::connect::ConnectSigner;
@@ -43,6 +44,8 @@ pub struct LoginClient {
     pub connect: Option<ConnectSigner>,
     pub keys: Arc<SessionKeys>,
     pub cookies: Arc<CookieSettings>,
+    /// Cookies of this client already decrypted, with their connect tokens.
+    opened: OpenSessions,
 }
 
 /// The parameters of one authorize redirect.
@@ -93,6 +96,7 @@ impl LoginClient {
             connect,
             keys,
             cookies,
+            opened: OpenSessions::default(),
         })
     }
 
@@ -103,11 +107,9 @@ impl LoginClient {
     /// Some(decision) when the request carries a valid session of this client.
     pub fn session_result<'s>(&self, req: &RequestView<'_>) -> Option<AuthResult<'s>> {
         let value = cookie_value(req.header("cookie")?, &self.cookies.name)?;
-        let session: Session = self.keys.open_json(Purpose::Session, value)?;
-        let valid = session.expires > now_secs()
-            && session.provider == self.provider
-            && session.client_id == self.client_id;
-        if !valid {
+        let opened = self.opened.get_or_open(value, || self.open_cookie(value))?;
+        let session = &opened.session;
+        if session.expires <= now_secs() {
             return None;
         }
         if session.refresh.is_some() && session.renew_at != 0 && session.renew_at <= now_secs() {
@@ -128,12 +130,21 @@ impl LoginClient {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default();
-            let signed = signer.token_for(value, &session.identity, now);
-            upstream.push(("x-connect-token", signed.token));
+            let signed = match opened.connect.load_full() {
+                Some(signed) if signer.is_fresh(&signed, now) => signed,
+                // None yet, or near expiry: sign (two requests racing here
+                // both sign; either token is valid).
+                _ => {
+                    let signed = Arc::new(signer.sign(&session.identity, now));
+                    opened.connect.store(Some(signed.clone()));
+                    signed
+                }
+            };
+            upstream.push(("x-connect-token", signed.token.clone()));
             upstream.push(("x-connect-timestamp", signed.issued_ms.to_string()));
         }
         Some(AuthResult::Allow {
-            user: Some(session.identity.id),
+            user: Some(session.identity.id.clone()),
             upstream,
         })
     }
@@ -222,9 +233,14 @@ impl LoginClient {
     /// The session in a request, valid or not (for a refresh).
     pub fn open_session(&self, req: &RequestView<'_>) -> Option<(String, Session)> {
         let value = cookie_value(req.header("cookie")?, &self.cookies.name)?;
+        self.open_cookie(value).map(|s| (value.to_string(), s))
+    }
+
+    /// Decrypts a session cookie; None unless it is a session of this client.
+    fn open_cookie(&self, value: &str) -> Option<Session> {
         let session: Session = self.keys.open_json(Purpose::Session, value)?;
         (session.provider == self.provider && session.client_id == self.client_id)
-            .then(|| (value.to_string(), session))
+            .then_some(session)
     }
 
     pub fn is_allowed(&self, identity: &Identity) -> bool {

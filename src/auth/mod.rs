@@ -9,6 +9,7 @@ pub mod jwt;
 pub mod login_client;
 pub mod oauth2;
 pub mod oidc;
+pub mod open_sessions;
 pub mod providers;
 
 use std::sync::Arc;

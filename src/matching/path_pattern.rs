@@ -49,10 +49,22 @@ mod tests {
 
     #[test]
     fn plain_paths_are_prefixes_and_regexes_stay_regexes() {
-        assert!(matches!(PathPattern::compile("/api").unwrap(), PathPattern::Prefix(_)));
-        assert!(matches!(PathPattern::compile("/my-app_v1~x").unwrap(), PathPattern::Prefix(_)));
-        assert!(matches!(PathPattern::compile("/v1.0").unwrap(), PathPattern::Regex(_)));
-        assert!(matches!(PathPattern::compile("/api$").unwrap(), PathPattern::Regex(_)));
+        assert!(matches!(
+            PathPattern::compile("/api").unwrap(),
+            PathPattern::Prefix(_)
+        ));
+        assert!(matches!(
+            PathPattern::compile("/my-app_v1~x").unwrap(),
+            PathPattern::Prefix(_)
+        ));
+        assert!(matches!(
+            PathPattern::compile("/v1.0").unwrap(),
+            PathPattern::Regex(_)
+        ));
+        assert!(matches!(
+            PathPattern::compile("/api$").unwrap(),
+            PathPattern::Regex(_)
+        ));
         assert!(PathPattern::compile("/a(").is_err());
     }
 

@@ -236,7 +236,10 @@ mod tests {
     fn an_exact_rule_before_a_wildcard_wins() {
         let r = router(&["a.example.com", "*.example.com", "*.a.example.com"]);
         assert_eq!(first(&r, "a.example.com").as_deref(), Some("a.example.com"));
-        assert_eq!(first(&r, "z.a.example.com").as_deref(), Some("*.example.com"));
+        assert_eq!(
+            first(&r, "z.a.example.com").as_deref(),
+            Some("*.example.com")
+        );
     }
 
     proptest::proptest! {

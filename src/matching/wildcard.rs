@@ -95,7 +95,11 @@ mod tests {
             ("*.*", "a.b", true),
             ("*.*", "a.", false),
         ] {
-            assert_eq!(Wildcard::new(pattern).matches(host), want, "{pattern} vs {host}");
+            assert_eq!(
+                Wildcard::new(pattern).matches(host),
+                want,
+                "{pattern} vs {host}"
+            );
         }
     }
 

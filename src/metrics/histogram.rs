@@ -47,7 +47,11 @@ impl AtomicHistogram {
     /// Records one duration in seconds (negative and NaN count as 0).
     pub fn observe(&self, seconds: f64) {
         let h = &*self.inner;
-        let seconds = if seconds.is_nan() { 0.0 } else { seconds.max(0.0) };
+        let seconds = if seconds.is_nan() {
+            0.0
+        } else {
+            seconds.max(0.0)
+        };
         let bucket = h.bounds.partition_point(|bound| *bound < seconds);
         h.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         h.count.fetch_add(1, Ordering::Relaxed);
