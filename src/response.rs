@@ -68,12 +68,16 @@ fn header(key: &str, value: &str, action: HeaderAppendAction) -> HeaderValueOpti
     }
 }
 
-pub fn to_check_response(decision: &Decision<'_>, wants_html: bool) -> CheckResponse {
+/// `wants_html` is asked only for a denial (an allow has no body).
+pub fn to_check_response(
+    decision: &Decision<'_>,
+    wants_html: impl FnOnce() -> bool,
+) -> CheckResponse {
     match &decision.verdict {
         Verdict::Allow {
             upstream, remove, ..
         } => allow(upstream, remove),
-        Verdict::Deny(denial) => deny(denial, wants_html),
+        Verdict::Deny(denial) => deny(denial, wants_html()),
     }
 }
 

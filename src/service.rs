@@ -40,7 +40,9 @@ impl CheckService {
     /// The decision and its wire form for one CheckRequest.
     pub async fn check_one(&self, check: &CheckRequest) -> CheckResponse {
         let started = Instant::now();
-        let engine = self.shared.engine_arc();
+        // A guard, not an Arc clone: no shared reference count to bounce
+        // between workers on every check.
+        let engine = self.shared.engine();
         let req = match RequestView::try_from(check) {
             Ok(req) => req,
             Err(e) => {
@@ -49,7 +51,7 @@ impl CheckService {
                 self.shared
                     .metrics
                     .record_check(&decision, started.elapsed().as_secs_f64());
-                return to_check_response(&decision, false);
+                return to_check_response(&decision, || false);
             }
         };
         let mut decision = engine.decide(&req);
@@ -85,7 +87,7 @@ impl CheckService {
             None => req,
         };
         audit::check(&seen, &decision);
-        let mut response = to_check_response(&decision, prefers_html(req.header("accept")));
+        let mut response = to_check_response(&decision, || prefers_html(req.header("accept")));
         if let Some((_, cookie)) = &refreshed {
             add_set_cookie(&mut response, cookie);
         }
