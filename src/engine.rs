@@ -35,12 +35,7 @@ impl Engine {
             file: file.clone(),
             source,
         })?;
-        let loaded = Self::from_text(&text, &file, &config::process_env);
-        drop(text);
-        // Loading a large config allocates several times the engine's size
-        // (YAML tree, spec, positions); give that back to the system.
-        crate::memory::release_free_heap();
-        loaded
+        Self::from_text(&text, &file, &config::process_env)
     }
 
     pub fn from_text(

@@ -120,6 +120,9 @@ pub fn run(cli: Cli) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            // Before the runtime starts: loading freed several times the
+            // engine's size, which need not stay resident.
+            memory::release_free_heap();
             for w in &engine.warnings {
                 tracing::warn!(location = %w.loc, "{}", w.message);
             }
