@@ -60,7 +60,7 @@ impl OpenSessions {
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    fn cached(&self) -> usize {
         self.read().len()
     }
 }
@@ -95,7 +95,7 @@ mod tests {
             .unwrap();
         assert!(Arc::ptr_eq(&a, &again));
         assert!(cache.get_or_open("forged", || None).is_none());
-        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.cached(), 1);
         let b = cache
             .get_or_open("cookie-b", || Some(session("b")))
             .unwrap();
@@ -108,6 +108,6 @@ mod tests {
         for i in 0..CAPACITY + 10 {
             cache.get_or_open(&format!("c{i}"), || Some(session("x")));
         }
-        assert!(cache.len() <= CAPACITY);
+        assert!(cache.cached() <= CAPACITY);
     }
 }
