@@ -292,4 +292,67 @@ mod tests {
         truncate_at_char(&mut short, 64);
         assert_eq!(short, "abc");
     }
+
+    fn client(client_id: &str, keys: &Arc<SessionKeys>) -> LoginClient {
+        let settings = ClientSettings {
+            provider: "github".into(),
+            client_id: client_id.into(),
+            client_secret: Secret::new("s".into()),
+            redirect_url: None,
+            allowed_emails: &[],
+            allowed_domains: &[],
+            connect: None,
+        };
+        let cookies = Arc::new(CookieSettings {
+            name: "ingress_authz".into(),
+            max_age: 3600,
+            trust_forwarded_proto: false,
+        });
+        LoginClient::new(settings, keys.clone(), cookies).unwrap()
+    }
+
+    fn allowed(client: &LoginClient, cookie: &str) -> bool {
+        let headers = std::collections::HashMap::from([(
+            "cookie".to_string(),
+            format!("ingress_authz={cookie}"),
+        )]);
+        let req = RequestView {
+            host: "app.example.com",
+            path: "/",
+            method: "GET",
+            scheme: "https",
+            headers: &headers,
+            client: None,
+        };
+        matches!(client.session_result(&req), Some(AuthResult::Allow { .. }))
+    }
+
+    /// The opened-session cache saves decryption only: expiry is still
+    /// checked on every request, and a cookie of another client is refused.
+    #[test]
+    fn a_cached_session_still_expires_and_stays_bound_to_its_client() {
+        let keys = Arc::new(SessionKeys::from_secrets(&[Secret::new(
+            "a-session-secret-of-enough-length".into(),
+        )]));
+        let ours = client("ours", &keys);
+        let theirs = client("theirs", &keys);
+        let session = Session {
+            identity: Identity {
+                id: "42".into(),
+                ..Default::default()
+            },
+            provider: "github".into(),
+            client_id: "ours".into(),
+            issued: now_secs(),
+            expires: now_secs() + 1,
+            refresh: None,
+            renew_at: 0,
+        };
+        let cookie = keys.seal_json(Purpose::Session, &session);
+        assert!(allowed(&ours, &cookie));
+        assert!(allowed(&ours, &cookie), "again, from the cache");
+        assert!(!allowed(&theirs, &cookie));
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert!(!allowed(&ours, &cookie), "expired while cached");
+    }
 }
