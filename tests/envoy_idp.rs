@@ -17,33 +17,25 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use common::Stack;
-use common::client::{self, Request, Response};
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::mpsc;
+use common::client::Response;
+use common::idp::{
+    AtProvider, IDP_CLIENT_ID as CLIENT_ID, IDP_CLIENT_SECRET as CLIENT_SECRET, Idp, Jar,
+    LOGIN_COOKIE_PREFIX, NAVIGATE, SESSION_COOKIE, SetCookie, at_provider, node, repo, set_cookies,
+    verify_with_jose,
+};
+use tokio::process::Command;
 use url::Url;
 
 const APP_HOST: &str = "app.example.com";
-const CLIENT_ID: &str = "authz-test";
-const CLIENT_SECRET: &str = "idp-client-secret-3f9a1c7e5b";
 const CONNECT_SECRET: &str = "connect-shared-secret-8d2e6b4a0c9f1e3d";
 const SESSION_SECRET: &str = "session-secret-7c1e9a3f5b2d8e4a6c0f1b3d5e7a9c2e";
-const SESSION_COOKIE: &str = "ingress_authz";
-const LOGIN_COOKIE_PREFIX: &str = "ingress_authz_login_";
 
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(240);
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// The ingress config: everything on `app.example.com` needs a login at the
 /// provider; only example.com addresses are let in (bob@example.org is not).
@@ -78,130 +70,6 @@ rules:
     )
 }
 
-// ------------------------------------------------------------------ provider
-
-/// `node tests/idp/server.mjs` on an ephemeral port; killed on drop.
-struct Idp {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::UnboundedReceiver<String>,
-    url: String,
-    addr: SocketAddr,
-    log_path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Idp {
-    /// Starts the provider; it answers 503 until [`Idp::configure`] gives it
-    /// the client's redirect URIs (which name Envoy's port).
-    async fn spawn() -> Self {
-        let script = repo().join("tests/idp/server.mjs");
-        assert!(
-            repo().join("tests/idp/node_modules/oidc-provider").is_dir(),
-            "tests/idp/node_modules is missing: run scripts/install-deps"
-        );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log_path = dir.path().join("idp.log");
-        let mut child = Command::new(node())
-            .arg(&script)
-            .arg("0")
-            .env("IDP_CLIENT_ID", CLIENT_ID)
-            .env("IDP_CLIENT_SECRET", CLIENT_SECRET)
-            .env("IDP_TOKEN_AUTH_METHOD", "client_secret_post")
-            .env("IDP_PKCE_REQUIRED", "true")
-            .env_remove("IDP_REDIRECT_URIS")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log_path).expect("create idp log"))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn node (Node.js >= 20 must be on PATH)");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut stdout = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = stdout.next_line().await {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut idp = Self {
-            stdin: child.stdin.take(),
-            child,
-            lines,
-            url: String::new(),
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            log_path,
-            _dir: dir,
-        };
-        let line = idp.next_line("`listening http://127.0.0.1:PORT`").await;
-        idp.url = line
-            .strip_prefix("listening ")
-            .unwrap_or_else(|| idp.fail(&format!("unexpected first line {line:?}")))
-            .to_owned();
-        idp.addr = Url::parse(&idp.url)
-            .ok()
-            .and_then(|u| u.socket_addrs(|| None).ok())
-            .and_then(|a| a.first().copied())
-            .unwrap_or_else(|| idp.fail(&format!("bad issuer {:?}", idp.url)));
-        idp
-    }
-
-    async fn configure(&mut self, redirect_uris: &[String]) {
-        let mut stdin = self.stdin.take().expect("configure once");
-        stdin
-            .write_all(format!("{}\n", redirect_uris.join(",")).as_bytes())
-            .await
-            .expect("write redirect URIs to the provider");
-        stdin.flush().await.expect("flush");
-        let line = self.next_line("`ready`").await;
-        if line != "ready" {
-            self.fail(&format!("expected `ready`, got {line:?}"));
-        }
-    }
-
-    async fn next_line(&mut self, what: &str) -> String {
-        match tokio::time::timeout(STARTUP_TIMEOUT, self.lines.recv()).await {
-            Ok(Some(line)) => line,
-            Ok(None) => {
-                let status = self.child.try_wait();
-                self.fail(&format!("provider exited ({status:?}) before {what}"))
-            }
-            Err(_) => self.fail(&format!("timed out waiting for the provider's {what}")),
-        }
-    }
-
-    fn host(&self) -> String {
-        self.addr.to_string()
-    }
-
-    /// GET /__test/stats: requests served per endpoint (`authorization`,
-    /// `token`, `userinfo`, ...).
-    async fn stats(&self) -> BTreeMap<String, u64> {
-        let response = self.send(Request::get(&self.host(), "/__test/stats")).await;
-        serde_json::from_slice(&response.body).expect("stats JSON")
-    }
-
-    async fn send(&self, request: Request) -> Response {
-        client::send(self.addr, &request)
-            .await
-            .unwrap_or_else(|e| self.fail(&format!("{request:?} to the provider: {e}")))
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    fn fail(&self, message: &str) -> ! {
-        panic!("{message}\n--- provider log:\n{}", self.logs())
-    }
-}
-
-fn node() -> PathBuf {
-    std::env::var_os("NODE").map_or_else(|| PathBuf::from("node"), PathBuf::from)
-}
-
 /// Provider + Stack, wired: the provider's client accepts
 /// `http://app.example.com:<envoy port>/oauth2/callback`.
 struct World {
@@ -211,7 +79,7 @@ struct World {
 
 impl World {
     async fn start() -> Self {
-        let mut idp = Idp::spawn().await;
+        let mut idp = Idp::spawn(&[]).await;
         let stack = Stack::start(&config(&idp.url)).await;
         idp.configure(&[format!("http://{}/oauth2/callback", app_authority(&stack))])
             .await;
@@ -226,6 +94,11 @@ impl World {
 
     async fn app_get(&self, target: &str, headers: &[(&str, &str)]) -> Response {
         self.stack.get(&self.app(), target, headers).await
+    }
+
+    /// Follows the provider's pages from `authorize` back to the app.
+    async fn at_provider(&self, authorize: &Url, action: AtProvider) -> Url {
+        at_provider(&self.idp, authorize, action, &self.stack.debug_logs()).await
     }
 
     /// Everything a failed assertion should show.
@@ -243,216 +116,7 @@ fn app_authority(stack: &Stack) -> String {
     format!("{APP_HOST}:{}", stack.envoy.addr().port())
 }
 
-// ------------------------------------------------------------------ cookies
-
-/// A minimal cookie jar for one site: name -> value, honouring deletions
-/// (empty value, `Max-Age=0`, an `Expires` in the past). Paths are ignored:
-/// each jar is used for one host, and the flows never set one name twice.
-#[derive(Default, Debug)]
-struct Jar(BTreeMap<String, String>);
-
-impl Jar {
-    fn update(&mut self, response: &Response) {
-        for cookie in set_cookies(response) {
-            if cookie.deletes() {
-                self.0.remove(&cookie.name);
-            } else {
-                self.0.insert(cookie.name, cookie.value);
-            }
-        }
-    }
-
-    fn header(&self) -> String {
-        let pairs: Vec<String> = self.0.iter().map(|(n, v)| format!("{n}={v}")).collect();
-        pairs.join("; ")
-    }
-
-    fn names(&self) -> Vec<&str> {
-        self.0.keys().map(String::as_str).collect()
-    }
-}
-
-#[derive(Debug, Clone)]
-struct SetCookie {
-    name: String,
-    value: String,
-    /// Attribute names lower-cased -> value ("" for flags).
-    attrs: BTreeMap<String, String>,
-}
-
-impl SetCookie {
-    fn parse(header: &str) -> Self {
-        let mut parts = header.split(';').map(str::trim);
-        let (name, value) = parts
-            .next()
-            .and_then(|p| p.split_once('='))
-            .unwrap_or_else(|| panic!("bad Set-Cookie {header:?}"));
-        let attrs = parts
-            .map(|a| match a.split_once('=') {
-                Some((k, v)) => (k.trim().to_ascii_lowercase(), v.trim().to_owned()),
-                None => (a.to_ascii_lowercase(), String::new()),
-            })
-            .collect();
-        Self {
-            name: name.trim().to_owned(),
-            value: value.trim().to_owned(),
-            attrs,
-        }
-    }
-
-    fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs.get(name).map(String::as_str)
-    }
-
-    fn deletes(&self) -> bool {
-        self.value.is_empty()
-            || self.attr("max-age") == Some("0")
-            || self.attr("expires").is_some_and(|e| e.contains("1970"))
-    }
-
-    /// `HttpOnly; SameSite=Lax; Path=<path>`, host-only (no Domain).
-    #[track_caller]
-    fn assert_protected(&self, path: &str) {
-        assert_eq!(self.attr("path"), Some(path), "{self:?}");
-        assert!(self.attrs.contains_key("httponly"), "{self:?}");
-        assert!(
-            self.attr("samesite")
-                .is_some_and(|s| s.eq_ignore_ascii_case("lax")),
-            "{self:?}"
-        );
-        assert!(!self.attrs.contains_key("domain"), "host-only: {self:?}");
-    }
-}
-
-fn set_cookies(response: &Response) -> Vec<SetCookie> {
-    response
-        .headers
-        .iter()
-        .filter(|(n, _)| n == "set-cookie")
-        .map(|(_, v)| SetCookie::parse(v))
-        .collect()
-}
-
-// ------------------------------------------------------- the provider's pages
-
-/// The login or consent form of oidc-provider's development interactions.
-struct Form {
-    action: String,
-    prompt: String,
-    abort: Option<String>,
-}
-
-fn parse_form(html: &str) -> Option<Form> {
-    let attr = |pattern: &str| {
-        regex::Regex::new(pattern)
-            .unwrap()
-            .captures(html)
-            .map(|c| html_unescape(&c[1]))
-    };
-    Some(Form {
-        action: attr(r#"<form[^>]*\baction="([^"]+)""#)?,
-        prompt: attr(r#"<input[^>]*name="prompt"[^>]*value="([^"]+)""#)?,
-        abort: attr(r#"<a href="([^"]+)">\[ Cancel \]</a>"#),
-    })
-}
-
-fn html_unescape(s: &str) -> String {
-    s.replace("&#x2F;", "/")
-        .replace("&#39;", "'")
-        .replace("&quot;", "\"")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-fn form_body(fields: &[(&str, &str)]) -> String {
-    url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(fields)
-        .finish()
-}
-
-/// What a user does at the provider's pages.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum AtProvider {
-    /// Sign in as this account and consent.
-    SignIn(&'static str),
-    /// Press "Cancel" on the login page.
-    Cancel,
-}
-
-/// Follows the provider's redirects and fills its forms like a browser (with
-/// its own cookie jar for the provider), starting at the authorize URL, until
-/// the provider sends the browser back to the app. Returns that URL.
-async fn at_provider(world: &World, authorize: &Url, action: AtProvider) -> Url {
-    let idp = &world.idp;
-    let base = Url::parse(&idp.url).unwrap();
-    let mut jar = Jar::default();
-    let mut next = (authorize.clone(), None::<String>);
-    for _ in 0..16 {
-        let (url, body) = next;
-        assert_eq!(url.origin(), base.origin(), "left the provider for {url}");
-        let target = &url[url::Position::BeforePath..];
-        let request = match &body {
-            Some(form) => Request::new("POST", &idp.host(), target)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(form.clone()),
-            None => Request::get(&idp.host(), target),
-        };
-        let request = request.header("accept", "text/html");
-        let request = match jar.header() {
-            cookies if cookies.is_empty() => request,
-            cookies => request.header("cookie", &cookies),
-        };
-        let response = idp.send(request).await;
-        jar.update(&response);
-        match response.status {
-            302 | 303 => {
-                let location = response.header("location").unwrap_or_default();
-                let location = url.join(location).unwrap();
-                if location.origin() != base.origin() {
-                    return location;
-                }
-                next = (location, None);
-            }
-            200 => {
-                let html = response.text();
-                let form = parse_form(&html).unwrap_or_else(|| {
-                    panic!("no interaction form at {url}: {html}\n{}", world.logs())
-                });
-                let action_url = url.join(&form.action).unwrap();
-                next = match (form.prompt.as_str(), action) {
-                    ("login", AtProvider::Cancel) => {
-                        (url.join(&form.abort.expect("a Cancel link")).unwrap(), None)
-                    }
-                    ("login", AtProvider::SignIn(login)) => {
-                        let fields = [
-                            ("prompt", "login"),
-                            ("login", login),
-                            ("password", "any-password"),
-                        ];
-                        (action_url, Some(form_body(&fields)))
-                    }
-                    ("consent", _) => (action_url, Some(form_body(&[("prompt", "consent")]))),
-                    (other, _) => panic!("unexpected prompt {other:?} at {url}"),
-                };
-            }
-            status => panic!(
-                "provider answered {status} at {url}: {}\n{}",
-                response.text(),
-                world.logs()
-            ),
-        }
-    }
-    panic!("no redirect back to the app after 16 provider pages")
-}
-
 // ------------------------------------------------------------------ the flow
-
-const NAVIGATE: &[(&str, &str)] = &[
-    ("accept", "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"),
-    ("sec-fetch-mode", "navigate"),
-    ("sec-fetch-dest", "document"),
-];
 
 /// A navigation to `target` without a session: the 302 to the provider, its
 /// authorize URL, and the login-state cookie, all checked.
@@ -528,7 +192,9 @@ async fn log_in(world: &World, target: &str, account: &'static str) -> Jar {
     let (authorize, login_cookie) = start_login(world, target).await;
     let mut jar = Jar::default();
     jar.0.insert(login_cookie.name.clone(), login_cookie.value);
-    let back = at_provider(world, &authorize, AtProvider::SignIn(account)).await;
+    let back = world
+        .at_provider(&authorize, AtProvider::SignIn(account))
+        .await;
     let query: BTreeMap<String, String> = back.query_pairs().into_owned().collect();
     assert_eq!(
         query.get("state"),
@@ -578,25 +244,6 @@ async fn log_in(world: &World, target: &str, account: &'static str) -> Jar {
     jar.update(&response);
     assert_eq!(jar.names(), [SESSION_COOKIE]);
     jar
-}
-
-/// Verifies `token` with jose (tests/idp/verify-jwt.mjs): HS256, the shared
-/// secret, `iss`, `iat`, `exp`. Returns the verified payload.
-fn verify_with_jose(token: &str, secret: &str) -> Value {
-    let output = std::process::Command::new(node())
-        .arg(repo().join("tests/idp/verify-jwt.mjs"))
-        .env("JWT", token)
-        .env("JWT_SECRET", secret)
-        .output()
-        .expect("run node tests/idp/verify-jwt.mjs");
-    assert!(
-        output.status.success(),
-        "jose rejected the X-Connect-Token: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let verified: Value = serde_json::from_slice(&output.stdout).expect("verify-jwt JSON");
-    assert_eq!(verified["header"]["alg"], "HS256", "{verified}");
-    verified["payload"].clone()
 }
 
 fn cookie_header(jar: &Jar, extra: &str) -> String {
@@ -749,7 +396,7 @@ async fn failed_logins_at_a_real_provider_never_make_a_session() {
     let (authorize, login_cookie) = start_login(&world, "/cancelled").await;
     let mut jar = Jar::default();
     jar.0.insert(login_cookie.name.clone(), login_cookie.value);
-    let back = at_provider(&world, &authorize, AtProvider::Cancel).await;
+    let back = world.at_provider(&authorize, AtProvider::Cancel).await;
     assert!(
         back.query_pairs()
             .any(|(k, v)| k == "error" && v == "access_denied"),
@@ -764,7 +411,9 @@ async fn failed_logins_at_a_real_provider_never_make_a_session() {
     let (authorize, login_cookie) = start_login(&world, "/forged-state").await;
     let mut jar = Jar::default();
     jar.0.insert(login_cookie.name.clone(), login_cookie.value);
-    let back = at_provider(&world, &authorize, AtProvider::SignIn("alice")).await;
+    let back = world
+        .at_provider(&authorize, AtProvider::SignIn("alice"))
+        .await;
     let mut forged = back.clone();
     let pairs: Vec<(String, String)> = back
         .query_pairs()
@@ -812,7 +461,9 @@ async fn failed_logins_at_a_real_provider_never_make_a_session() {
     let (authorize, login_cookie) = start_login(&world, "/bob").await;
     let mut jar = Jar::default();
     jar.0.insert(login_cookie.name.clone(), login_cookie.value);
-    let back = at_provider(&world, &authorize, AtProvider::SignIn("bob")).await;
+    let back = world
+        .at_provider(&authorize, AtProvider::SignIn("bob"))
+        .await;
     let response = callback(&world, &back, &jar).await;
     assert_eq!(response.status, 403, "{}", response.text());
     no_session(&response);
@@ -866,7 +517,11 @@ async fn logins_in_flight_at_once_complete_in_any_order() {
     // callbacks in the reverse order, with both login cookies in the jar.
     let mut backs = Vec::new();
     for (_, authorize, _) in &logins {
-        backs.push(at_provider(&world, authorize, AtProvider::SignIn("alice")).await);
+        backs.push(
+            world
+                .at_provider(authorize, AtProvider::SignIn("alice"))
+                .await,
+        );
     }
     for ((target, _, login_cookie), back) in logins.iter().zip(&backs).rev() {
         let response = callback(&world, back, &browser).await;

@@ -4,8 +4,8 @@
 //! a minimal cookie jar, and verification of tokens with `jose` (a JavaScript
 //! JWT library, tests/idp/verify-jwt.mjs), not with our Rust code.
 //!
-//! The same machinery as tests/envoy_idp.rs, made independent of one config
-//! so that tests/envoy_oidc.rs can drive the provider with its own.
+//! Independent of any one config: tests/envoy_idp.rs (OAuth2 against the
+//! provider) and tests/envoy_oidc.rs (OIDC) drive it with their own.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
