@@ -31,7 +31,8 @@
 //!   HTTP side (`/healthz`, `/readyz`, `/metrics`).
 //! * [`explain`] — `ingress-authz explain`.
 //! * [`secret`] — redacted, zeroized secret strings.
-//! * [`memory`] — returning the heap a config load freed to the system.
+//! * [`memory`] — the allocator (mimalloc), and returning the heap a config
+//!   load freed to the system.
 
 pub mod admin;
 pub mod audit;

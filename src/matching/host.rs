@@ -32,7 +32,7 @@ impl HostPattern {
         match kind {
             HostType::Regex => Regex::new(&format!("(?i)^(?:{host})$"))
                 .map(HostPattern::Regex)
-                .map_err(|e| format!("invalid host regex: {}", first_line(&e.to_string()))),
+                .map_err(|e| format!("invalid host regex: {}", regex_error_detail(&e))),
             HostType::Wildcard if host.contains('*') => {
                 Ok(HostPattern::Wildcard(Wildcard::new(host)))
             }
@@ -68,8 +68,11 @@ impl HostPattern {
     }
 }
 
-fn first_line(s: &str) -> String {
-    s.lines().last().unwrap_or(s).trim().to_string()
+/// The last line of a regex syntax error (the one that says what is
+/// wrong; the lines above repeat the pattern with a caret).
+pub(super) fn regex_error_detail(error: &regex::Error) -> String {
+    let text = error.to_string();
+    text.lines().last().unwrap_or(&text).trim().to_string()
 }
 
 /// Strips the port (and IPv6 brackets) and a trailing dot; lower-cases.

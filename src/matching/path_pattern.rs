@@ -4,6 +4,8 @@
 
 use regex::Regex;
 
+use super::host::regex_error_detail;
+
 /// Characters that give a path a regex meaning. Outside a character class
 /// (and without the `x` flag, which a pattern would have to turn on with
 /// `(?x)`, itself caught here) every other character matches itself.
@@ -26,13 +28,7 @@ impl PathPattern {
         }
         Regex::new(&format!("^(?:{pattern})"))
             .map(PathPattern::Regex)
-            .map_err(|e| {
-                let detail = e.to_string();
-                format!(
-                    "invalid path regex: {}",
-                    detail.lines().last().unwrap_or_default().trim()
-                )
-            })
+            .map_err(|e| format!("invalid path regex: {}", regex_error_detail(&e)))
     }
 
     pub fn matches(&self, path: &str) -> bool {
