@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use crate::explain::explain_request;
-use crate::matching::{Policy, Route};
+use crate::matching::{Route, RouteAuth};
 use crate::request::RequestView;
 use crate::state::{Reloaded, Shared};
 
@@ -29,8 +29,8 @@ impl AdminService {
 
 fn auth_summary(route: &Route) -> String {
     match &route.policy {
-        Policy::Open(reason) => format!("none: {}", reason.describe()),
-        Policy::Protected(a) => a.kind().as_str().to_string(),
+        RouteAuth::Open(reason) => format!("none: {}", reason.describe()),
+        RouteAuth::Protected(p) => p.authenticator.kind().as_str().to_string(),
     }
 }
 

@@ -6,16 +6,17 @@ use crate::decision::{Decision, Verdict};
 use crate::request::{RequestError, RequestView};
 
 pub fn check(req: &RequestView<'_>, decision: &Decision<'_>) {
-    let route = decision.route.unwrap_or("-");
+    let route = decision.label.unwrap_or("-");
     let kind = decision.kind.map_or("-", |k| k.as_str());
     // The query may carry tokens: never logged.
     let path = crate::matching::path::strip_query(req.path);
     match &decision.verdict {
-        Verdict::Deny(denial) => tracing::info!(
+        Verdict::Deny(denial) | Verdict::Pending { then: denial, .. } => tracing::info!(
             target: "audit",
             event = "denied",
             status = denial.status.code(),
             reason = denial.reason.code(),
+            condition = denial.condition.map_or("-", |c| c.key()),
             rule = route,
             auth = kind,
             host = req.host,

@@ -9,17 +9,57 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
 
 use crate::config::spec::ConnectSpec;
-use crate::session::Identity;
+use crate::identity::TokenIdentity;
+use crate::session::Session;
 
 pub const ISSUER: &str = "ingress-authz";
 
+/// What a connect token says about the user, and for whom (`aud`).
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct ConnectClaims<'a> {
+    pub id: &'a str,
+    pub username: &'a str,
+    pub email: &'a str,
+    pub nickname: &'a str,
+    pub avatar: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<&'a [String]>,
+    /// The host the token is for, so one upstream cannot replay it to another.
+    pub aud: &'a str,
+}
+
+impl<'a> ConnectClaims<'a> {
+    pub fn of_session(session: &'a Session, aud: &'a str) -> Self {
+        let p = &session.identity;
+        ConnectClaims {
+            id: &p.id,
+            username: &p.username,
+            email: &p.email,
+            nickname: &p.nickname,
+            avatar: &p.avatar,
+            groups: session.attrs.groups.as_deref(),
+            aud,
+        }
+    }
+
+    /// oidc API mode: the identity from the token's claims.
+    pub fn of_token(t: &'a TokenIdentity, aud: &'a str) -> Self {
+        ConnectClaims {
+            id: t.sub.as_deref().unwrap_or_default(),
+            username: &t.username,
+            email: t.email.as_deref().unwrap_or_default(),
+            nickname: &t.name,
+            avatar: &t.picture,
+            groups: t.groups.as_deref(),
+            aud,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Claims<'a> {
-    id: &'a str,
-    username: &'a str,
-    email: &'a str,
-    nickname: &'a str,
-    avatar: &'a str,
+    #[serde(flatten)]
+    user: &'a ConnectClaims<'a>,
     iat: u64,
     exp: u64,
     iss: &'static str,
@@ -32,6 +72,8 @@ pub struct Signed {
     pub token: String,
     pub issued_ms: u64,
     expires: u64,
+    /// The `aud` it was signed for.
+    pub audience: Box<str>,
 }
 
 /// The token is a credential upstreams trust: never printed.
@@ -48,6 +90,8 @@ pub struct ConnectSigner {
     key: EncodingKey,
     algorithm: Algorithm,
     expires_in: u64,
+    /// `connect.jwt.audience`; None: the request's host.
+    audience: Option<String>,
 }
 
 impl std::fmt::Debug for ConnectSigner {
@@ -85,6 +129,7 @@ impl ConnectSigner {
             key,
             algorithm,
             expires_in: spec.expires_in.as_secs().max(1),
+            audience: spec.audience.clone(),
         }))
     }
 
@@ -95,18 +140,22 @@ impl ConnectSigner {
         signed.expires > now.as_secs() + margin
     }
 
-    pub fn sign(&self, identity: &Identity, now: Duration) -> Signed {
+    /// The configured audience, or the request's host without its port.
+    pub fn audience_for<'h>(&'h self, host: &'h str) -> std::borrow::Cow<'h, str> {
+        match &self.audience {
+            Some(a) => std::borrow::Cow::Borrowed(a),
+            None => crate::matching::host::normalize_host(host),
+        }
+    }
+
+    pub fn sign(&self, user: &ConnectClaims<'_>, now: Duration) -> Signed {
         let iat = now.as_secs();
         let claims = Claims {
-            id: &identity.id,
-            username: &identity.username,
-            email: &identity.email,
-            nickname: &identity.nickname,
-            avatar: &identity.avatar,
+            user,
             iat,
             exp: iat + self.expires_in,
             iss: ISSUER,
-            sub: &identity.id,
+            sub: user.id,
         };
         let token = jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.key)
             .expect("signing with a validated key cannot fail");
@@ -114,6 +163,7 @@ impl ConnectSigner {
             token,
             issued_ms: now.as_millis() as u64,
             expires: iat + self.expires_in,
+            audience: user.aud.into(),
         }
     }
 }
@@ -130,6 +180,7 @@ mod tests {
             secret: Some(Secret::new("shared-secret".into())),
             algorithm: "hs256".into(),
             expires_in: Duration::from_secs(expires),
+            audience: None,
         })
         .unwrap()
         .unwrap()
@@ -138,10 +189,15 @@ mod tests {
     #[test]
     fn tokens_verify_and_stay_fresh_until_near_expiry() {
         let s = signer(300);
-        let id = Identity {
-            id: "42".into(),
-            username: "octo".into(),
-            ..Default::default()
+        let groups = vec!["admins".to_string()];
+        let id = ConnectClaims {
+            id: "42",
+            username: "octo",
+            email: "",
+            nickname: "",
+            avatar: "",
+            groups: Some(&groups),
+            aud: "app.example.com",
         };
         let t0 = Duration::from_secs(1_000_000);
         let a = s.sign(&id, t0);
@@ -161,6 +217,8 @@ mod tests {
         .unwrap()
         .claims;
         assert_eq!(claims["sub"], "42");
+        assert_eq!(claims["aud"], "app.example.com");
+        assert_eq!(claims["groups"], serde_json::json!(["admins"]));
         assert_eq!(claims["iss"], ISSUER);
         assert_eq!(claims["exp"], 1_000_300);
         assert_eq!(a.issued_ms, 1_000_000_000);
@@ -170,7 +228,16 @@ mod tests {
     fn short_lived_tokens_keep_a_fifth_of_their_life() {
         let s = signer(10);
         let t0 = Duration::from_secs(1_000);
-        let a = s.sign(&Identity::default(), t0);
+        let nobody = ConnectClaims {
+            id: "",
+            username: "",
+            email: "",
+            nickname: "",
+            avatar: "",
+            groups: None,
+            aud: "h",
+        };
+        let a = s.sign(&nobody, t0);
         assert!(s.is_fresh(&a, t0 + Duration::from_secs(7)));
         assert!(!s.is_fresh(&a, t0 + Duration::from_secs(8)));
     }

@@ -1,6 +1,6 @@
-//! What the authorizer decided, before it is put on the wire.
-
-use crate::auth::{AuthKind, Denial};
+//! What the authorizer decided, before it is put on the wire: the leaf
+//! vocabulary every stage speaks (`auth`, `policy`, `engine`, `response`).
+//! It imports nothing of theirs.
 
 /// HTTP statuses a denial can carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,16 +45,12 @@ pub enum Reason {
     LoginRedirect,
     /// A non-navigation without a session: 401, never a redirect.
     LoginRequired,
-    /// Logged in, but not in `allowed_emails` / `allowed_domains`, or a
-    /// required claim is missing.
+    /// A verified identity that the route's `allow` policy refuses.
     NotAllowed,
     /// The token's `kid` is not in the issuer's JWKS (even after a refresh).
     UnknownKey,
     /// OpenID discovery has not succeeded yet.
     IdpUnavailable,
-    /// A session whose tokens are due for a refresh at the provider (the
-    /// service refreshes and decides again; a failed refresh ends it).
-    SessionRefresh,
 }
 
 impl Reason {
@@ -72,9 +68,152 @@ impl Reason {
             Reason::NotAllowed => "not_allowed",
             Reason::UnknownKey => "unknown_key",
             Reason::IdpUnavailable => "idp_unavailable",
-            Reason::SessionRefresh => "session_refresh",
         }
     }
+}
+
+/// The kinds of condition an `allow` policy can hold (SPEC §13.1). A
+/// denial names the kind that failed, never the value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Condition {
+    Users,
+    Logins,
+    Emails,
+    Domains,
+    Groups,
+    Claims,
+}
+
+impl Condition {
+    pub const ALL: [Condition; 6] = [
+        Condition::Users,
+        Condition::Logins,
+        Condition::Emails,
+        Condition::Domains,
+        Condition::Groups,
+        Condition::Claims,
+    ];
+
+    /// The key under `allow:`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Condition::Users => "users",
+            Condition::Logins => "logins",
+            Condition::Emails => "emails",
+            Condition::Domains => "domains",
+            Condition::Groups => "groups",
+            Condition::Claims => "claims",
+        }
+    }
+}
+
+/// The auth type, as named in the config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AuthKind {
+    Basic,
+    Bearer,
+    Jwt,
+    OAuth2,
+    Oidc,
+}
+
+impl AuthKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthKind::Basic => "basic",
+            AuthKind::Bearer => "bearer",
+            AuthKind::Jwt => "jwt",
+            AuthKind::OAuth2 => "oauth2",
+            AuthKind::Oidc => "oidc",
+        }
+    }
+
+    /// Methods whose users log in through a browser (a 403 page offers
+    /// to switch account).
+    pub fn is_login(self) -> bool {
+        matches!(self, AuthKind::OAuth2 | AuthKind::Oidc)
+    }
+}
+
+/// A redirect to an identity provider, with its login-state cookie.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Redirect {
+    pub location: String,
+    pub set_cookie: String,
+}
+
+/// A denial: status, why, the `WWW-Authenticate` challenge if any, and for
+/// a login the redirect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Denial<'a> {
+    pub status: Status,
+    pub reason: Reason,
+    pub challenge: Option<&'a str>,
+    pub redirect: Option<Redirect>,
+    /// For `not_allowed`: the kind of condition that failed.
+    pub condition: Option<Condition>,
+    /// For `not_allowed` on a login route: the page links to
+    /// `/oauth2/logout`, so the user can sign in as someone else.
+    pub switch_account: bool,
+}
+
+impl<'a> Denial<'a> {
+    pub fn status(status: Status, reason: Reason) -> Self {
+        Denial {
+            status,
+            reason,
+            challenge: None,
+            redirect: None,
+            condition: None,
+            switch_account: false,
+        }
+    }
+
+    pub fn missing(challenge: Option<&'a str>) -> Self {
+        Denial {
+            challenge,
+            ..Self::status(Status::Unauthorized, Reason::MissingCredentials)
+        }
+    }
+
+    pub fn invalid(challenge: Option<&'a str>) -> Self {
+        Denial {
+            challenge,
+            ..Self::status(Status::Unauthorized, Reason::InvalidCredentials)
+        }
+    }
+
+    pub fn redirect(reason: Reason, redirect: Redirect) -> Self {
+        Denial {
+            redirect: Some(redirect),
+            ..Self::status(Status::Found, reason)
+        }
+    }
+
+    /// 403: a verified identity the policy refuses.
+    pub fn not_allowed(condition: Condition, kind: AuthKind) -> Self {
+        Denial {
+            condition: Some(condition),
+            switch_account: kind.is_login(),
+            ..Self::status(Status::Forbidden, Reason::NotAllowed)
+        }
+    }
+}
+
+/// Headers to set on the request that goes upstream.
+pub type UpstreamHeaders = Vec<(&'static str, String)>;
+
+/// Work a decision needs before it can be made; the service runs it under
+/// the check's time budget and decides once more (never a denial reason
+/// callers must recognise).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pending {
+    /// The issuer's metadata or keys are missing or lack the token's `kid`:
+    /// fetch them (single flight, rate-limited).
+    FetchKeys,
+    /// The session's tokens, or the groups and claims a policy uses, are
+    /// due: refresh them at the provider.
+    RefreshSession,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -83,37 +222,52 @@ pub enum Verdict<'a> {
         reason: Reason,
         user: Option<String>,
         /// Headers to set upstream (connect headers, the rewritten cookie).
-        upstream: crate::auth::UpstreamHeaders,
+        upstream: UpstreamHeaders,
         /// Headers to remove upstream.
         remove: Vec<&'static str>,
     },
     Deny(Denial<'a>),
+    /// Not a decision yet; `then` is the answer if the work cannot be done.
+    Pending {
+        work: Pending,
+        then: Denial<'a>,
+    },
 }
+
+/// A route's place in the engine's route table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RouteId(pub u32);
 
 /// A decision and where it was made.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Decision<'a> {
+    /// Which route decided; None when nothing matched.
+    pub route: Option<RouteId>,
     /// e.g. `rules[0].paths[1]`, `fallback`; None when nothing matched.
-    pub route: Option<&'a str>,
+    pub label: Option<&'a str>,
     pub kind: Option<AuthKind>,
     pub verdict: Verdict<'a>,
 }
 
 impl<'a> Decision<'a> {
-    pub fn deny(
-        route: Option<&'a str>,
-        kind: Option<AuthKind>,
-        status: Status,
-        reason: Reason,
-    ) -> Self {
+    pub fn unrouted(status: Status, reason: Reason) -> Self {
         Decision {
-            route,
-            kind,
+            route: None,
+            label: None,
+            kind: None,
             verdict: Verdict::Deny(Denial::status(status, reason)),
         }
     }
 
     pub fn is_allowed(&self) -> bool {
         matches!(self.verdict, Verdict::Allow { .. })
+    }
+
+    /// The denial this decision amounts to, if it is not an allow.
+    pub fn denial(&self) -> Option<&Denial<'a>> {
+        match &self.verdict {
+            Verdict::Deny(d) | Verdict::Pending { then: d, .. } => Some(d),
+            Verdict::Allow { .. } => None,
+        }
     }
 }

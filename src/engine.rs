@@ -5,19 +5,24 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::auth::oauth2::CookieSettings;
-use crate::auth::{AuthKind, AuthResult, Authenticator, BuildContext};
-use crate::config::spec::{AuthSpec, AuthzSpec, BackendKind, BackendSpec, ConfigSpec};
+use crate::auth::{AuthKind, AuthResult, Authenticator, BuildContext, PolicyNeeds};
+use crate::config::spec::{AuthSpec, AuthzSpec, BackendKind, BackendSpec, ConfigSpec, MethodSpec};
 use crate::config::{self, ConfigError, Diagnostic};
-use crate::decision::{Decision, Reason, Status, Verdict};
+use crate::decision::{Decision, Denial, Reason, RouteId, Status, Verdict};
 use crate::matching::host::HostPattern;
 use crate::matching::path::normalize;
 use crate::matching::path_pattern::PathPattern;
-use crate::matching::{OpenReason, PathRoute, Policy, Route, RouteMatch, Router, Rule};
+use crate::matching::{
+    OpenReason, PathRoute, Protected, Route, RouteAuth, RouteMatch, Router, Rule,
+};
+use crate::policy::Policy;
 use crate::request::RequestView;
 
 #[derive(Debug)]
 pub struct Engine {
     router: Router,
+    /// Where each [`RouteId`] lives in the router.
+    slots: Vec<Slot>,
     pub settings: AuthzSpec,
     /// Files the config reads besides itself (watched for reload).
     pub files: Vec<std::path::PathBuf>,
@@ -69,10 +74,11 @@ impl Engine {
         }
     }
 
-    /// Compiles host and path patterns and authenticators.
+    /// Compiles host and path patterns, authenticators and policies.
     pub fn build(spec: ConfigSpec) -> Result<Engine, Vec<Diagnostic>> {
         let mut errors = Vec::new();
         let session = spec.authz.session.as_ref();
+        let (policy_claims, any_groups) = policy_needs(&spec);
         let login = BuildContext {
             keys: Arc::new(crate::session::SessionKeys::from_secrets(
                 session.map_or(&[][..], |s| &s.secrets),
@@ -83,6 +89,13 @@ impl Engine {
                 max_age: session.map_or(24 * 3600, |s| s.max_age.as_secs()),
                 trust_forwarded_proto: spec.authz.trust_forwarded_proto,
             }),
+            policy_claims: policy_claims.into(),
+        };
+        let mut b = Builder {
+            login: &login,
+            any_groups,
+            errors: &mut errors,
+            slots: Vec::new(),
         };
         let mut rules = Vec::with_capacity(spec.rules.len());
         for (i, rule_spec) in spec.rules.iter().enumerate() {
@@ -90,40 +103,38 @@ impl Engine {
             let host_pattern = match HostPattern::compile(&rule_spec.host, rule_spec.host_type) {
                 Ok(p) => Some(p),
                 Err(message) => {
-                    errors.push(Diagnostic {
-                        loc: rule_spec.host_loc.clone(),
-                        message,
-                    });
+                    b.errors.push(Diagnostic::at(&rule_spec.host_loc, message));
                     None
                 }
             };
-            let rule_policy = policy(&rule_spec.backend, None, &login, &mut errors);
+            let rule_id = b.slot(Slot::Rule(i));
+            let rule_policy = b.policy(&rule_spec.backend, None);
             let mut paths = Vec::with_capacity(rule_spec.paths.len());
             for (j, path_spec) in rule_spec.paths.iter().enumerate() {
                 let matcher = match PathPattern::compile(&path_spec.path) {
                     Ok(m) => Some(m),
                     Err(message) => {
-                        errors.push(Diagnostic {
-                            loc: path_spec.path_loc.clone(),
-                            message,
-                        });
+                        b.errors.push(Diagnostic::at(&path_spec.path_loc, message));
                         None
                     }
                 };
                 let inherited = path_spec.backend.kind == BackendKind::Service
                     && path_spec.backend.auth.is_none();
-                let path_policy =
-                    policy(&path_spec.backend, Some(&rule_policy), &login, &mut errors);
+                let id = b.slot(Slot::Path(i, paths.len()));
+                let path_policy = b.policy(&path_spec.backend, Some(&rule_policy));
                 if let Some(matcher) = matcher {
                     paths.push(PathRoute {
                         pattern: path_spec.path.clone(),
                         matcher,
                         route: Route {
+                            id,
                             label: format!("{label}.paths[{j}]"),
                             policy: path_policy,
                             inherited,
                         },
                     });
+                } else {
+                    b.slots.pop();
                 }
             }
             if let Some(host_pattern) = host_pattern {
@@ -131,6 +142,7 @@ impl Engine {
                     host: rule_spec.host.clone(),
                     host_pattern,
                     route: Route {
+                        id: rule_id,
                         label,
                         policy: rule_policy,
                         inherited: false,
@@ -139,17 +151,23 @@ impl Engine {
                 });
             }
         }
-        let fallback = spec.fallback.as_ref().map(|b| Route {
-            label: "fallback".into(),
-            policy: policy(b, None, &login, &mut errors),
-            inherited: false,
+        let fallback = spec.fallback.as_ref().map(|backend| {
+            let id = b.slot(Slot::Fallback);
+            Route {
+                id,
+                label: "fallback".into(),
+                policy: b.policy(backend, None),
+                inherited: false,
+            }
         });
+        let slots = std::mem::take(&mut b.slots);
         if !errors.is_empty() {
             return Err(errors);
         }
         let router = Router::new(rules, fallback);
         Ok(Engine {
             router,
+            slots,
             settings: spec.authz,
             files: spec.files,
             login,
@@ -165,11 +183,11 @@ impl Engine {
     pub fn decide<'e>(&'e self, req: &RequestView<'_>) -> Decision<'e> {
         let path = match normalize(req.path) {
             Ok(p) => p,
-            Err(_) => return Decision::deny(None, None, Status::BadRequest, Reason::BadPath),
+            Err(_) => return Decision::unrouted(Status::BadRequest, Reason::BadPath),
         };
         let found = self.router.find(req.host, &path);
         let Some(route) = found.route() else {
-            return Decision::deny(None, None, Status::Forbidden, Reason::NoRoute);
+            return Decision::unrouted(Status::Forbidden, Reason::NoRoute);
         };
         let mut decision = decide_route(route, req);
         if let Verdict::Allow {
@@ -215,43 +233,46 @@ impl Engine {
     pub fn fetchers(&self) -> Vec<crate::auth::Fetcher> {
         routes(&self.router)
             .filter_map(|r| match &r.policy {
-                Policy::Protected(a) => a.fetcher(),
-                Policy::Open(_) => None,
+                RouteAuth::Protected(p) => p.authenticator.fetcher(),
+                RouteAuth::Open(_) => None,
             })
             .collect()
     }
 
-    /// The fetcher to run before deciding again, when a decision was a
-    /// denial that fresh metadata or keys could turn around.
-    pub fn fetcher_for(&self, decision: &Decision<'_>) -> Option<crate::auth::Fetcher> {
-        let Verdict::Deny(denial) = &decision.verdict else {
-            return None;
-        };
-        if !matches!(denial.reason, Reason::UnknownKey | Reason::IdpUnavailable) {
-            return None;
+    /// The fetcher of a route whose decision is pending on keys or metadata.
+    pub fn fetcher_for(&self, route: RouteId) -> Option<crate::auth::Fetcher> {
+        match &self.route(route)?.policy {
+            RouteAuth::Protected(p) => p.authenticator.fetcher(),
+            RouteAuth::Open(_) => None,
         }
-        match &self.route_by_label(decision.route?)?.policy {
-            Policy::Protected(a) => a.fetcher(),
-            Policy::Open(_) => None,
+    }
+
+    /// The route with this id.
+    pub fn route(&self, id: RouteId) -> Option<&Route> {
+        let rules = self.router.rules();
+        match *self.slots.get(id.0 as usize)? {
+            Slot::Rule(i) => rules.get(i).map(|r| &r.route),
+            Slot::Path(i, j) => rules.get(i)?.paths.get(j).map(|p| &p.route),
+            Slot::Fallback => self.router.fallback(),
         }
     }
 
     /// Every oidc authenticator of the config.
     pub fn oidc_routes(&self) -> impl Iterator<Item = &crate::auth::oidc::Oidc> {
         routes(&self.router).filter_map(|r| match &r.policy {
-            Policy::Protected(a) => match a.as_ref() {
+            RouteAuth::Protected(p) => match &p.authenticator {
                 Authenticator::Oidc(o) => Some(o.as_ref()),
                 _ => None,
             },
-            Policy::Open(_) => None,
+            RouteAuth::Open(_) => None,
         })
     }
 
-    /// The authenticator of the route with this label.
-    pub fn authenticator_for(&self, label: &str) -> Option<Arc<Authenticator>> {
-        match &self.route_by_label(label)?.policy {
-            Policy::Protected(a) => Some(a.clone()),
-            Policy::Open(_) => None,
+    /// The protection of the route with this id.
+    pub fn protected(&self, route: RouteId) -> Option<Arc<Protected>> {
+        match &self.route(route)?.policy {
+            RouteAuth::Protected(p) => Some(p.clone()),
+            RouteAuth::Open(_) => None,
         }
     }
 
@@ -267,68 +288,164 @@ impl Engine {
 }
 
 fn decide_route<'e>(route: &'e Route, req: &RequestView<'_>) -> Decision<'e> {
-    match &route.policy {
-        Policy::Open(_) => Decision {
-            route: Some(&route.label),
-            kind: None,
-            verdict: Verdict::Allow {
+    let (kind, verdict) = match &route.policy {
+        RouteAuth::Open(_) => (
+            None,
+            Verdict::Allow {
                 reason: Reason::Open,
                 user: None,
                 upstream: Vec::new(),
                 remove: Vec::new(),
             },
-        },
-        Policy::Protected(auth) => Decision {
-            route: Some(&route.label),
-            kind: Some(auth.kind()),
-            verdict: match auth.authenticate(req, &route.label) {
-                AuthResult::Allow { user, upstream } => Verdict::Allow {
+        ),
+        RouteAuth::Protected(p) => (
+            Some(p.authenticator.kind()),
+            authorize(p, req, &route.label),
+        ),
+    };
+    Decision {
+        route: Some(route.id),
+        label: Some(&route.label),
+        kind,
+        verdict,
+    }
+}
+
+/// Who (authenticate), then whether they may pass (the policy), on every
+/// request and for the route that matched.
+fn authorize<'e>(p: &'e Protected, req: &RequestView<'_>, label: &str) -> Verdict<'e> {
+    let kind = p.authenticator.kind();
+    match p.authenticator.authenticate(req, label) {
+        AuthResult::Allow { identity, upstream } => {
+            match p
+                .allow
+                .as_ref()
+                .map_or(Ok(()), |allow| allow.check(&identity))
+            {
+                Ok(()) => Verdict::Allow {
                     reason: Reason::Authenticated,
-                    user,
+                    user: identity.user().map(str::to_string),
                     upstream,
                     remove: Vec::new(),
                 },
-                AuthResult::Deny(denial) => Verdict::Deny(denial),
-            },
-        },
-    }
-}
-
-/// The policy of a backend; `inherit` is the rule's policy for its paths.
-fn policy(
-    backend: &BackendSpec,
-    inherit: Option<&Policy>,
-    login: &BuildContext,
-    errors: &mut Vec<Diagnostic>,
-) -> Policy {
-    if backend.kind != BackendKind::Service {
-        return Policy::Open(OpenReason::RedirectOrHandler);
-    }
-    match &backend.auth {
-        None => inherit
-            .cloned()
-            .unwrap_or(Policy::Open(OpenReason::NotConfigured)),
-        Some(auth) => auth_policy(auth, login, errors),
-    }
-}
-
-fn auth_policy(auth: &AuthSpec, login: &BuildContext, errors: &mut Vec<Diagnostic>) -> Policy {
-    // Built even when disabled: a disabled config is still validated.
-    let built = auth.method.as_ref().map(|m| Authenticator::build(m, login));
-    let authenticator = match built {
-        Some(Ok(a)) => Some(a),
-        Some(Err(e)) => {
-            errors.extend(e);
-            None
+                // A session from before sessions carried what policies
+                // read: log in again rather than judge it on nothing.
+                Err(_) if identity.predates_attributes() => {
+                    match p.authenticator.login(req, label) {
+                        AuthResult::Deny(d) => Verdict::Deny(d),
+                        AuthResult::Pending { work, then } => Verdict::Pending { work, then },
+                        AuthResult::Allow { .. } => Verdict::Deny(Denial::status(
+                            Status::Unauthorized,
+                            Reason::LoginRequired,
+                        )),
+                    }
+                }
+                Err(condition) => Verdict::Deny(Denial::not_allowed(condition, kind)),
+            }
         }
-        None => None,
-    };
-    match (auth.enabled, authenticator) {
-        (Some(false), _) => Policy::Open(OpenReason::Disabled),
-        (_, Some(a)) => Policy::Protected(Arc::new(a)),
-        // No `type`, or one whose errors are already reported.
-        (_, None) => Policy::Open(OpenReason::NotConfigured),
+        AuthResult::Deny(denial) => Verdict::Deny(denial),
+        AuthResult::Pending { work, then } => Verdict::Pending { work, then },
     }
+}
+
+/// Where a [`RouteId`] points.
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    Rule(usize),
+    /// Rule index, index among the rule's compiled paths.
+    Path(usize, usize),
+    Fallback,
+}
+
+/// Compiles routes' auth, numbering routes as it goes.
+struct Builder<'a> {
+    login: &'a BuildContext,
+    any_groups: bool,
+    errors: &'a mut Vec<Diagnostic>,
+    slots: Vec<Slot>,
+}
+
+impl Builder<'_> {
+    fn slot(&mut self, slot: Slot) -> RouteId {
+        self.slots.push(slot);
+        RouteId(self.slots.len() as u32 - 1)
+    }
+
+    /// The auth of a backend; `inherit` is the rule's for its paths.
+    fn policy(&mut self, backend: &BackendSpec, inherit: Option<&RouteAuth>) -> RouteAuth {
+        if backend.kind != BackendKind::Service {
+            return RouteAuth::Open(OpenReason::RedirectOrHandler);
+        }
+        match &backend.auth {
+            None => inherit
+                .cloned()
+                .unwrap_or(RouteAuth::Open(OpenReason::NotConfigured)),
+            Some(auth) => self.auth(auth),
+        }
+    }
+
+    fn auth(&mut self, auth: &AuthSpec) -> RouteAuth {
+        let allow = Policy::compile(&auth.allow);
+        let needs = PolicyNeeds {
+            groups_ttl: allow
+                .as_ref()
+                .filter(|a| a.uses_groups_or_claims())
+                .and_then(|_| auth.method.as_ref().and_then(groups_ttl)),
+            groups: self.any_groups,
+        };
+        // Built even when disabled: a disabled config is still validated.
+        let built = auth
+            .method
+            .as_ref()
+            .map(|m| Authenticator::build(m, self.login, needs));
+        let authenticator = match built {
+            Some(Ok(a)) => Some(a),
+            Some(Err(e)) => {
+                self.errors.extend(e);
+                None
+            }
+            None => None,
+        };
+        match (auth.enabled, authenticator) {
+            (Some(false), _) => RouteAuth::Open(OpenReason::Disabled),
+            (_, Some(authenticator)) => RouteAuth::Protected(Arc::new(Protected {
+                authenticator,
+                allow,
+            })),
+            // No `type`, or one whose errors are already reported.
+            (_, None) => RouteAuth::Open(OpenReason::NotConfigured),
+        }
+    }
+}
+
+/// How long a login type trusts groups it read (others read them per request).
+fn groups_ttl(method: &MethodSpec) -> Option<u64> {
+    match method {
+        MethodSpec::OAuth2(s) => Some(s.groups_ttl.as_secs()),
+        MethodSpec::Oidc(s) if s.client_id.is_some() => Some(s.groups_ttl.as_secs()),
+        _ => None,
+    }
+}
+
+/// The claim names any policy reads (sessions keep them), and whether any
+/// policy reads groups (logins then fetch them).
+fn policy_needs(spec: &ConfigSpec) -> (Vec<String>, bool) {
+    let mut claims = Vec::new();
+    let mut groups = false;
+    let backends = spec
+        .rules
+        .iter()
+        .flat_map(|r| std::iter::once(&r.backend).chain(r.paths.iter().map(|p| &p.backend)))
+        .chain(spec.fallback.as_ref());
+    for auth in backends.filter_map(|b| b.auth.as_ref()) {
+        groups |= !auth.allow.groups.is_empty();
+        for (name, _) in &auth.allow.claims {
+            if !claims.contains(name) {
+                claims.push(name.clone());
+            }
+        }
+    }
+    (claims, groups)
 }
 
 /// Every route of a router: rules, their paths, the fallback.
@@ -344,10 +461,10 @@ fn routes(router: &Router) -> impl Iterator<Item = &Route> {
 pub fn kinds_in_use(engine: &Engine) -> Vec<AuthKind> {
     let mut kinds = Vec::new();
     for route in routes(&engine.router) {
-        if let Policy::Protected(a) = &route.policy
-            && !kinds.contains(&a.kind())
+        if let RouteAuth::Protected(p) = &route.policy
+            && !kinds.contains(&p.authenticator.kind())
         {
-            kinds.push(a.kind());
+            kinds.push(p.authenticator.kind());
         }
     }
     kinds

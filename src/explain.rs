@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use crate::decision::Verdict;
 use crate::engine::Engine;
 use crate::matching::path::normalize;
-use crate::matching::{Policy, Route, RouteMatch};
+use crate::matching::{Route, RouteAuth, RouteMatch};
 use crate::request::RequestView;
 
 /// A decision with the route that led to it.
@@ -91,14 +91,17 @@ pub fn explain_request(engine: &Engine, req: &RequestView<'_>) -> Explanation {
             ex.reason = reason.code().to_string();
             let _ = writeln!(ex.text, "decision: allow ({})", reason.code());
         }
-        Verdict::Deny(d) => {
+        Verdict::Deny(d) | Verdict::Pending { then: d, .. } => {
             ex.status = d.status.code();
             ex.reason = d.reason.code().to_string();
             let _ = writeln!(
                 ex.text,
-                "decision: deny {} ({}){}",
+                "decision: deny {} ({}){}{}",
                 d.status.code(),
                 d.reason.code(),
+                d.condition
+                    .map(|c| format!(": the `{}` condition failed", c.key()))
+                    .unwrap_or_default(),
                 d.challenge
                     .map(|c| format!(", WWW-Authenticate: {c}"))
                     .unwrap_or_default()
@@ -141,7 +144,19 @@ fn describe(out: &mut String, route: &Route) {
         ""
     };
     let _ = match &route.policy {
-        Policy::Open(reason) => writeln!(out, "auth:     none: {}{inherited}", reason.describe()),
-        Policy::Protected(a) => writeln!(out, "auth:     {}{inherited}", a.kind().as_str()),
+        RouteAuth::Open(reason) => {
+            writeln!(out, "auth:     none: {}{inherited}", reason.describe())
+        }
+        RouteAuth::Protected(p) => {
+            let _ = writeln!(
+                out,
+                "auth:     {}{inherited}",
+                p.authenticator.kind().as_str()
+            );
+            match &p.allow {
+                Some(allow) => writeln!(out, "policy:   {}", allow.describe()),
+                None => writeln!(out, "policy:   none: any verified identity passes"),
+            }
+        }
     };
 }

@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 use crate::auth::Authenticator;
 use crate::auth::login_client::{LoginClient, Refresh};
 use crate::auth::oauth2::{CookieSettings, cookie_value};
-use crate::matching::Policy;
+use crate::matching::RouteAuth;
 use crate::session::{LoginState, Purpose, Session, now_secs, same_host_path};
 use crate::state::Shared;
 
@@ -110,10 +110,11 @@ async fn complete(
             "This sign-in link is invalid or has expired.",
         ));
     };
-    let authenticator = match engine.route_by_label(&login.route).map(|r| &r.policy) {
-        Some(Policy::Protected(a)) => a.as_ref(),
+    let protected = match engine.route_by_label(&login.route).map(|r| &r.policy) {
+        Some(RouteAuth::Protected(p)) => p.as_ref(),
         _ => return Err(stale()),
     };
+    let authenticator = &protected.authenticator;
     let (client, provider) = match authenticator {
         Authenticator::OAuth2(o) => (&o.client, o.provider.kind.as_str().to_string()),
         Authenticator::Oidc(o) => match &o.client {
@@ -145,7 +146,7 @@ async fn complete(
         Authenticator::OAuth2(o) => o
             .finish_login(&shared.http, code, &login)
             .await
-            .map(|identity| (identity, None))
+            .map(|(identity, attrs)| (identity, attrs, None))
             .map_err(|e| (e.code(), e.to_string())),
         Authenticator::Oidc(o) => o
             .finish_login(&shared.http, code, &login)
@@ -156,15 +157,8 @@ async fn complete(
     shared
         .metrics
         .record_provider_call(&provider, result.is_ok(), started.elapsed().as_secs_f64());
-    let (identity, refresh) = match result {
+    let (identity, attrs, refresh) = match result {
         Ok(done) => done,
-        Err(("not_allowed", _)) => {
-            return Err(fail(
-                StatusCode::FORBIDDEN,
-                "not_allowed",
-                "Your account is not allowed to access this site.",
-            ));
-        }
         Err((code, error)) => {
             tracing::warn!(provider = %provider, reason = code, error = %error, "login failed at the provider");
             return Err(fail(
@@ -174,15 +168,23 @@ async fn complete(
             ));
         }
     };
-    if !client.is_allowed(&identity) {
+    let user = identity.id.clone();
+    let session = new_session(client, identity, attrs, refresh);
+    // The route that asked judges the new identity at once (every later
+    // request is judged again by the route it reaches).
+    if let Some(allow) = &protected.allow
+        && let Err(condition) = allow.check(&client.identity_of(session.clone()))
+    {
+        tracing::info!(target: "audit", event = "login_not_allowed", provider = %provider, user = %user, condition = condition.key());
         return Err(fail(
             StatusCode::FORBIDDEN,
             "not_allowed",
-            "Your account is not allowed to access this site.",
+            "Your account is not allowed to access this site. Sign in with another account to continue.",
         ));
     }
-    let user = identity.id.clone();
-    let set_cookie = session_cookie(client, identity, &login, refresh);
+    let set_cookie = client
+        .seal_session(session, login.redirect_uri.starts_with("https:"))
+        .1;
     Ok((set_cookie, login.original, provider, user))
 }
 
@@ -194,13 +196,13 @@ fn stale() -> Failure {
     )
 }
 
-/// The new session's `Set-Cookie`.
-fn session_cookie(
+/// A new session of `client`.
+fn new_session(
     client: &LoginClient,
     identity: crate::session::Identity,
-    login: &LoginState,
+    attrs: crate::session::Attributes,
     tokens: Option<Refresh>,
-) -> String {
+) -> Session {
     let issued = now_secs();
     let expires = issued + client.cookies.max_age;
     let (refresh, renew_at) = match tokens {
@@ -215,10 +217,9 @@ fn session_cookie(
         expires,
         refresh,
         renew_at,
+        attrs,
     };
-    client
-        .seal_session(session, login.redirect_uri.starts_with("https:"))
-        .1
+    session
 }
 
 fn expire_cookie(name: &str, path: &str) -> String {

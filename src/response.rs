@@ -40,17 +40,37 @@ fn wording(status: Status) -> (&'static str, &'static str) {
     }
 }
 
-fn json_body(status: Status) -> String {
-    let (error, message) = wording(status);
-    serde_json::json!({ "status": status.code(), "error": error, "message": message }).to_string()
+/// What a `not_allowed` denial says: the identity is known, the route
+/// refuses it.
+const NOT_ALLOWED: &str = "Your account is not allowed to access this resource.";
+
+fn words(denial: &Denial<'_>) -> (&'static str, &'static str) {
+    let (error, message) = wording(denial.status);
+    match denial.reason {
+        crate::decision::Reason::NotAllowed => (error, NOT_ALLOWED),
+        _ => (error, message),
+    }
 }
 
-fn html_body(status: Status) -> String {
-    let (error, message) = wording(status);
-    let code = status.code();
+fn json_body(denial: &Denial<'_>) -> String {
+    let (error, message) = words(denial);
+    let status = denial.status.code();
+    serde_json::json!({ "status": status, "error": error, "message": message }).to_string()
+}
+
+fn html_body(denial: &Denial<'_>) -> String {
+    let (error, message) = words(denial);
+    let code = denial.status.code();
+    // Never a redirect for a refused identity (that would loop through the
+    // provider): a page, with a way to sign in as someone else.
+    let switch = if denial.switch_account {
+        "<p><a href=\"/oauth2/logout\">Sign in with another account</a></p>"
+    } else {
+        ""
+    };
     format!(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{code} {error}</title></head>\
-         <body><h1>{code} {error}</h1><p>{message}</p></body></html>\n"
+         <body><h1>{code} {error}</h1><p>{message}</p>{switch}</body></html>\n"
     )
 }
 
@@ -77,7 +97,7 @@ pub fn to_check_response(
         Verdict::Allow {
             upstream, remove, ..
         } => allow(upstream, remove),
-        Verdict::Deny(denial) => deny(denial, wants_html()),
+        Verdict::Deny(denial) | Verdict::Pending { then: denial, .. } => deny(denial, wants_html()),
     }
 }
 
@@ -115,9 +135,9 @@ fn deny(denial: &Denial<'_>, wants_html: bool) -> CheckResponse {
     // to log in, whatever its Accept says (it is a script, not a page).
     let html = wants_html && denial.reason != crate::decision::Reason::LoginRequired;
     let (content_type, body) = if html {
-        (HTML, html_body(denial.status))
+        (HTML, html_body(denial))
     } else {
-        (JSON, json_body(denial.status))
+        (JSON, json_body(denial))
     };
     let overwrite = HeaderAppendAction::OverwriteIfExistsOrAdd;
     let mut headers = vec![
@@ -181,8 +201,11 @@ mod tests {
 
     #[test]
     fn json_denial_has_the_spec_body() {
-        let body: serde_json::Value =
-            serde_json::from_str(&json_body(Status::Unauthorized)).unwrap();
+        let body: serde_json::Value = serde_json::from_str(&json_body(&Denial::status(
+            Status::Unauthorized,
+            crate::decision::Reason::MissingCredentials,
+        )))
+        .unwrap();
         assert_eq!(
             body,
             serde_json::json!({"status":401,"error":"Unauthorized","message":"Authentication is required to access this resource."})

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use crate::auth::Authenticator;
 use crate::auth::oauth2::{cookie_value, scheme};
-use crate::decision::{Decision, Reason, Status, Verdict};
+use crate::decision::{Decision, Pending, Reason, RouteId, Status, Verdict};
 use crate::engine::Engine;
 use crate::negotiate::prefers_html;
 use crate::request::RequestView;
@@ -47,7 +47,7 @@ impl CheckService {
             Ok(req) => req,
             Err(e) => {
                 audit::malformed(&e);
-                let decision = Decision::deny(None, None, Status::BadRequest, Reason::BadRequest);
+                let decision = Decision::unrouted(Status::BadRequest, Reason::BadRequest);
                 self.shared
                     .metrics
                     .record_check(&decision, started.elapsed().as_secs_f64());
@@ -55,32 +55,39 @@ impl CheckService {
             }
         };
         let mut decision = engine.decide(&req);
-        // An unknown signing key or missing OpenID metadata: fetch (single
-        // flight, rate-limited) and decide once more. The fetch runs on its
-        // own task and is waited for only briefly, so a hanging provider
-        // gets our 503 before Envoy's ext_authz timeout gives its own.
-        if let Some(fetcher) = engine.fetcher_for(&decision) {
-            let http = self.shared.http.clone();
-            let fetch = tokio::spawn(async move { fetcher.run(&http).await });
-            let _ = tokio::time::timeout(FETCH_WAIT, fetch).await;
-            decision = engine.decide(&req);
-        }
-        // A session due for a refresh at its provider: decide again with the
-        // refreshed (or ended) session, and send the client its new cookie.
-        // If the provider has not answered in time, say it is slow; the
-        // refresh completes and is kept for the next request.
+        // Work a decision waits on runs once, under the check's time budget,
+        // and the request is decided again; what is still pending after
+        // that gets the answer it would have without the work.
         let mut refreshed = None;
-        if matches!(&decision.verdict, Verdict::Deny(d) if d.reason == Reason::SessionRefresh) {
-            refreshed = self.refresh(&engine, decision.route, &req).await;
-            decision = match &refreshed {
-                Some((headers, _)) => engine.decide(&RequestView { headers, ..req }),
-                None => Decision::deny(
-                    decision.route,
-                    decision.kind,
-                    Status::ServiceUnavailable,
-                    Reason::IdpUnavailable,
-                ),
-            };
+        if let (Verdict::Pending { work, .. }, Some(route)) = (&decision.verdict, decision.route) {
+            match work {
+                // An unknown signing key or missing OpenID metadata: fetch
+                // (single flight, rate-limited) on its own task, waited for
+                // only briefly, so a hanging provider gets our 503 before
+                // Envoy's ext_authz timeout gives its own.
+                Pending::FetchKeys => {
+                    if let Some(fetcher) = engine.fetcher_for(route) {
+                        let http = self.shared.http.clone();
+                        let fetch = tokio::spawn(async move { fetcher.run(&http).await });
+                        let _ = tokio::time::timeout(FETCH_WAIT, fetch).await;
+                    }
+                    decision = engine.decide(&req);
+                }
+                // A session whose tokens, groups or claims are due: decide
+                // again with the refreshed (or ended) session, and send the
+                // client its new cookie. If the provider has not answered in
+                // time, the pending answer (503) stands; the refresh
+                // completes and is kept for the next request.
+                Pending::RefreshSession => {
+                    refreshed = self.refresh(&engine, route, &req).await;
+                    if let Some((headers, _)) = &refreshed {
+                        decision = engine.decide(&RequestView { headers, ..req });
+                    }
+                }
+            }
+        }
+        if let Verdict::Pending { then, .. } = decision.verdict {
+            decision.verdict = Verdict::Deny(then);
         }
         let seen = match &refreshed {
             Some((headers, _)) => RequestView { headers, ..req },
@@ -103,18 +110,19 @@ impl CheckService {
     async fn refresh(
         &self,
         engine: &Engine,
-        route: Option<&str>,
+        route: RouteId,
         req: &RequestView<'_>,
     ) -> Option<(HashMap<String, String>, String)> {
-        let authenticator = engine.authenticator_for(route?)?;
+        let protected = engine.protected(route)?;
         let cookies = engine.login.cookies.clone();
         let value = cookie_value(req.header("cookie")?, &cookies.name)?.to_string();
         let secure = scheme(req, cookies.trust_forwarded_proto) == "https";
         let http = self.shared.http.clone();
         let old = value.clone();
         let task = tokio::spawn(async move {
-            match authenticator.as_ref() {
+            match &protected.authenticator {
                 Authenticator::Oidc(o) => o.refresh_session(&http, &old, secure).await,
+                Authenticator::OAuth2(o) => o.refresh_session(&http, &old, secure).await,
                 _ => None,
             }
         });

@@ -137,8 +137,58 @@ impl std::fmt::Debug for Session {
             .field("expires", &self.expires)
             .field("refresh", &self.refresh.as_ref().map(|_| "<redacted>"))
             .field("renew_at", &self.renew_at)
+            .field("attrs", &self.attrs)
             .finish()
     }
+}
+
+/// The access token is a credential: never printed.
+impl std::fmt::Debug for Attributes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attributes")
+            .field("version", &self.version)
+            .field("email", &self.email)
+            .field("domain", &self.domain)
+            .field("groups", &self.groups)
+            .field("claims", &self.claims.keys().collect::<Vec<_>>())
+            .field("read_at", &self.read_at)
+            .field("access", &self.access.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// What the session version that carries them calls policy attributes.
+pub const ATTRIBUTES_VERSION: u8 = 1;
+
+/// What policies need besides the profile, as the provider vouched for it
+/// when it was read. A cookie sealed before these existed opens with
+/// `version: 0` and nothing verified: policies that need them deny.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attributes {
+    #[serde(rename = "v", default)]
+    pub version: u8,
+    /// A verified email only.
+    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The domain the provider vouches for.
+    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// None: the provider told no groups.
+    #[serde(rename = "g", default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+    /// The claims that the config's policies name.
+    #[serde(
+        rename = "cl",
+        default,
+        skip_serializing_if = "serde_json::Map::is_empty"
+    )]
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    /// When groups and claims were read (Unix seconds).
+    #[serde(rename = "t", default)]
+    pub read_at: u64,
+    /// An access token that can read groups again (GitHub, GitLab).
+    #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<String>,
 }
 
 /// Who logged in, as the provider said (SPEC §7's mapping).
@@ -172,6 +222,9 @@ pub struct Session {
     /// When to refresh (Unix seconds; 0: never). Until `expires` at most.
     #[serde(rename = "n", default, skip_serializing_if = "is_zero")]
     pub renew_at: u64,
+    /// Policy attributes (absent in cookies of older releases).
+    #[serde(rename = "a", default)]
+    pub attrs: Attributes,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -168,8 +168,9 @@ impl Basic {
             return AuthResult::Deny(Denial::missing(Some(&self.challenge)));
         };
         if self.verify(&user, &password) {
+            let name: std::sync::Arc<str> = String::from_utf8_lossy(&user).into();
             AuthResult::Allow {
-                user: Some(String::from_utf8_lossy(&user).into_owned()),
+                identity: crate::identity::Identity::named(super::AuthKind::Basic, Some(name)),
                 upstream: Vec::new(),
             }
         } else {

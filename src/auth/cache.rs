@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, KeyInit, Mac};
+
+use crate::identity::TokenIdentity;
 use sha2::Sha256;
 
 /// Credentials that matched a stored hash. A stored hash never changes
@@ -107,8 +109,8 @@ pub struct VerifiedTokens {
     capacity: usize,
 }
 
-/// Valid until, and the token's subject.
-type TokenEntry = (Instant, Option<String>);
+/// Valid until, and what the token says.
+type TokenEntry = (Instant, Arc<TokenIdentity>);
 
 /// Longest a verified token is trusted without a new check (also bounds how
 /// long a key removed from a JWKS keeps verifying tokens it signed).
@@ -135,8 +137,8 @@ impl VerifiedTokens {
         sha2::Sha256::digest(token.as_bytes()).into()
     }
 
-    /// The subject of a token verified before and not yet expired.
-    pub fn get(&self, key: &[u8; 32]) -> Option<Option<String>> {
+    /// What a token verified before and not yet expired says.
+    pub fn get(&self, key: &[u8; 32]) -> Option<Arc<TokenIdentity>> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .get(key)
@@ -145,7 +147,7 @@ impl VerifiedTokens {
     }
 
     /// Remembers a verified token until `exp` (Unix seconds), at most [`TOKEN_TTL`].
-    pub fn insert(&self, key: [u8; 32], exp: Option<u64>, sub: Option<String>) {
+    pub fn insert(&self, key: [u8; 32], exp: Option<u64>, sub: Arc<TokenIdentity>) {
         let now_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -177,10 +179,14 @@ mod tests {
         let tokens = VerifiedTokens::default();
         let key = VerifiedTokens::key("a.b.c");
         assert_eq!(tokens.get(&key), None);
-        tokens.insert(key, Some(0), Some("u".into()));
+        let who = Arc::new(TokenIdentity {
+            sub: Some("u".into()),
+            ..Default::default()
+        });
+        tokens.insert(key, Some(0), who.clone());
         assert_eq!(tokens.get(&key), None, "an expired token is not remembered");
-        tokens.insert(key, None, Some("u".into()));
-        assert_eq!(tokens.get(&key), Some(Some("u".into())));
+        tokens.insert(key, None, who.clone());
+        assert_eq!(tokens.get(&key), Some(who));
     }
 
     #[test]

@@ -2,17 +2,18 @@
 //! algorithms follow from the key, never from the token's header.
 
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
-use serde::Deserialize;
 
 use std::sync::Arc;
 
 use super::bearer::{CHALLENGE, CHALLENGE_INVALID};
 use super::cache::VerifiedTokens;
 use super::jwks::{Jwks, VerifyError};
-use super::{AuthResult, Denial};
+use super::{AuthKind, AuthResult, Denial};
 use crate::config::error::{Diagnostic, Loc};
 use crate::config::spec::{JwtKeySpec, JwtSpec};
+use crate::identity::{ClaimsReader, EmailRule, Identity};
 use crate::request::RequestView;
+use serde_json::Value;
 
 /// Where verification keys come from.
 enum Keys {
@@ -24,6 +25,9 @@ enum Keys {
 
 pub struct Jwt {
     keys: Keys,
+    groups_claim: String,
+    /// Claim names the config's policies read.
+    policy_claims: Arc<[String]>,
     validation: Validation,
     /// With a JWKS: the configured `algorithms`, if any (empty: any the JWKS keys fix).
     allowed: Vec<Algorithm>,
@@ -43,13 +47,6 @@ impl std::fmt::Debug for Jwt {
             .field("audience", &self.validation.aud)
             .finish_non_exhaustive()
     }
-}
-
-/// Only what we read from verified claims.
-#[derive(Deserialize)]
-struct Claims {
-    sub: Option<String>,
-    exp: Option<u64>,
 }
 
 /// The algorithms a key can verify: HMAC → HS*, RSA → RS*/PS*, an EC key →
@@ -105,7 +102,7 @@ fn public_key(pem_text: &str) -> Result<(DecodingKey, Vec<Algorithm>), String> {
 }
 
 impl Jwt {
-    pub fn build(spec: &JwtSpec) -> Result<Self, Vec<Diagnostic>> {
+    pub fn build(spec: &JwtSpec, policy_claims: Arc<[String]>) -> Result<Self, Vec<Diagnostic>> {
         let err = |loc: &Loc, message: String| {
             vec![Diagnostic {
                 loc: loc.clone(),
@@ -116,7 +113,7 @@ impl Jwt {
             return Err(err(&spec.loc, "jwt needs a key".into()));
         };
         if let JwtKeySpec::JwksUrl(url) = key_spec {
-            return Self::build_jwks(spec, url);
+            return Self::build_jwks(spec, url, policy_claims);
         }
         let (key, supported) = key_from_spec(key_spec).map_err(|m| err(key_loc, m))?;
         let algorithms = match &spec.algorithms {
@@ -166,6 +163,8 @@ impl Jwt {
         }
         validation.set_required_spec_claims(&required);
         Ok(Jwt {
+            groups_claim: spec.groups_claim.clone(),
+            policy_claims,
             keys: Keys::Static(key),
             validation,
             allowed: Vec::new(),
@@ -173,7 +172,11 @@ impl Jwt {
         })
     }
 
-    fn build_jwks(spec: &JwtSpec, url: &url::Url) -> Result<Self, Vec<Diagnostic>> {
+    fn build_jwks(
+        spec: &JwtSpec,
+        url: &url::Url,
+        policy_claims: Arc<[String]>,
+    ) -> Result<Self, Vec<Diagnostic>> {
         let mut allowed = Vec::new();
         if let Some((names, loc)) = &spec.algorithms {
             for name in names {
@@ -216,6 +219,8 @@ impl Jwt {
         }
         validation.set_required_spec_claims(&required);
         Ok(Jwt {
+            groups_claim: spec.groups_claim.clone(),
+            policy_claims,
             keys: Keys::Jwks(Arc::new(Jwks::new(url.clone()))),
             validation,
             allowed,
@@ -236,14 +241,14 @@ impl Jwt {
             return AuthResult::Deny(Denial::missing(Some(CHALLENGE)));
         };
         let cache_key = VerifiedTokens::key(token);
-        if let Some(user) = self.verified.get(&cache_key) {
+        if let Some(who) = self.verified.get(&cache_key) {
             return AuthResult::Allow {
-                user,
+                identity: Identity::token(AuthKind::Jwt, who),
                 upstream: Vec::new(),
             };
         }
         let verified = match &self.keys {
-            Keys::Static(key) => jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+            Keys::Static(key) => jsonwebtoken::decode::<Value>(token, key, &self.validation)
                 .map(|d| d.claims)
                 .map_err(|e| VerifyError::Invalid(e.kind_name())),
             Keys::Jwks(jwks) => {
@@ -251,7 +256,7 @@ impl Jwt {
                     || jsonwebtoken::decode_header(token)
                         .is_ok_and(|h| self.allowed.contains(&h.alg));
                 if alg_ok {
-                    jwks.verify::<Claims>(token, &self.validation)
+                    jwks.verify::<Value>(token, &self.validation)
                 } else {
                     Err(VerifyError::Invalid("algorithm not allowed".into()))
                 }
@@ -259,18 +264,23 @@ impl Jwt {
         };
         match verified {
             Ok(claims) => {
-                self.verified
-                    .insert(cache_key, claims.exp, claims.sub.clone());
+                let reader = ClaimsReader {
+                    groups_claim: &self.groups_claim,
+                    policy_claims: &self.policy_claims,
+                    email: EmailRule::EmailVerified,
+                };
+                let who = Arc::new(reader.read(&claims));
+                self.verified.insert(cache_key, who.exp, who.clone());
                 AuthResult::Allow {
-                    user: claims.sub,
+                    identity: Identity::token(AuthKind::Jwt, who),
                     upstream: Vec::new(),
                 }
             }
-            Err(VerifyError::NoKeys) => AuthResult::Deny(Denial::status(
+            Err(VerifyError::NoKeys) => AuthResult::pending_keys(Denial::status(
                 crate::decision::Status::ServiceUnavailable,
                 crate::decision::Reason::IdpUnavailable,
             )),
-            Err(VerifyError::UnknownKey) => AuthResult::Deny(Denial {
+            Err(VerifyError::UnknownKey) => AuthResult::pending_keys(Denial {
                 reason: crate::decision::Reason::UnknownKey,
                 ..Denial::invalid(Some(CHALLENGE_INVALID))
             }),

@@ -6,15 +6,16 @@ use std::sync::Arc;
 use oauth2::{CsrfToken, PkceCodeChallenge};
 
 use super::oauth2::{CookieSettings, cookie_value, is_navigation, scheme};
-use super::open_sessions::OpenSessions;
-use super::{AuthResult, Denial, Redirect};
+use super::open_sessions::{OpenSessions, Opened};
+use super::{AuthKind, AuthResult, Denial, PolicyNeeds, Redirect};
 use crate::config::spec::ConnectSpec;
-use crate::connect::ConnectSigner;
-use crate::decision::{Reason, Status};
+use crate::connect::{ConnectClaims, ConnectSigner};
+use crate::decision::{Pending, Reason, Status};
+use crate::identity::Identity;
 use crate::request::RequestView;
 use crate::secret::Secret;
 use crate::session::{
-    Identity, LoginState, Purpose, Session, SessionKeys, now_secs, same_host_path,
+    ATTRIBUTES_VERSION, LoginState, Purpose, Session, SessionKeys, now_secs, same_host_path,
 };
 
 /// Browsers drop cookies over 4096 bytes (name, value and attributes):
@@ -28,6 +29,46 @@ pub struct Refresh {
     pub renew_in: u64,
 }
 
+/// A refresh outcome is reused for requests still carrying the old cookie.
+const REFRESH_MEMORY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// One refresh's outcome: (cookie value, Set-Cookie), or None if refused.
+type RefreshCell = tokio::sync::OnceCell<Option<(String, String)>>;
+
+/// Session refreshes in flight or just done, by session-cookie digest:
+/// concurrent requests with one cookie share one refresh, so a provider
+/// that rotates refresh tokens does not log the user out.
+#[derive(Debug, Default)]
+pub struct RefreshFlights {
+    cells: std::sync::Mutex<
+        std::collections::HashMap<[u8; 32], (std::time::Instant, Arc<RefreshCell>)>,
+    >,
+}
+
+impl RefreshFlights {
+    pub async fn run<F>(
+        &self,
+        cookie: &str,
+        refresh: impl FnOnce() -> F,
+    ) -> Option<(String, String)>
+    where
+        F: std::future::Future<Output = Option<(String, String)>>,
+    {
+        use sha2::Digest;
+        let key: [u8; 32] = sha2::Sha256::digest(cookie.as_bytes()).into();
+        let cell = {
+            let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+            cells.retain(|_, (started, _)| started.elapsed() < REFRESH_MEMORY);
+            cells
+                .entry(key)
+                .or_insert_with(|| (std::time::Instant::now(), Arc::new(RefreshCell::new())))
+                .1
+                .clone()
+        };
+        cell.get_or_init(refresh).await.clone()
+    }
+}
+
 /// How long a login may take at the provider.
 pub const LOGIN_TTL_SECS: u64 = 600;
 
@@ -39,8 +80,9 @@ pub struct LoginClient {
     pub client_id: String,
     client_secret: Secret,
     redirect_url: Option<url::Url>,
-    allowed_emails: Vec<String>,
-    allowed_domains: Vec<String>,
+    pub kind: AuthKind,
+    /// What the route's policy needs kept fresh.
+    pub needs: PolicyNeeds,
     pub connect: Option<ConnectSigner>,
     pub keys: Arc<SessionKeys>,
     pub cookies: Arc<CookieSettings>,
@@ -63,8 +105,8 @@ pub struct ClientSettings<'a> {
     pub client_id: String,
     pub client_secret: Secret,
     pub redirect_url: Option<url::Url>,
-    pub allowed_emails: &'a [String],
-    pub allowed_domains: &'a [String],
+    pub kind: AuthKind,
+    pub needs: PolicyNeeds,
     pub connect: Option<&'a ConnectSpec>,
 }
 
@@ -83,16 +125,8 @@ impl LoginClient {
             client_id: s.client_id,
             client_secret: s.client_secret,
             redirect_url: s.redirect_url,
-            allowed_emails: s
-                .allowed_emails
-                .iter()
-                .map(|e| e.to_ascii_lowercase())
-                .collect(),
-            allowed_domains: s
-                .allowed_domains
-                .iter()
-                .map(|d| d.to_ascii_lowercase())
-                .collect(),
+            kind: s.kind,
+            needs: s.needs,
             connect,
             keys,
             cookies,
@@ -104,38 +138,49 @@ impl LoginClient {
         self.client_secret.expose()
     }
 
-    /// Some(decision) when the request carries a valid session of this client.
+    /// Some(decision) when the request carries a valid session of this
+    /// client; None when it carries none (or one that must log in again).
     pub fn session_result<'s>(&self, req: &RequestView<'_>) -> Option<AuthResult<'s>> {
         let value = cookie_value(req.header("cookie")?, &self.cookies.name)?;
         let opened = self.opened.get_or_open(value, || self.open_cookie(value))?;
         let session = &opened.session;
-        if session.expires <= now_secs() {
+        let now = now_secs();
+        if session.expires <= now {
             return None;
         }
-        if session.refresh.is_some() && session.renew_at != 0 && session.renew_at <= now_secs() {
-            // Due: the service refreshes it at the provider, then decides again.
-            return Some(AuthResult::Deny(Denial::status(
-                Status::Unauthorized,
-                Reason::SessionRefresh,
-            )));
+        let tokens_due =
+            session.refresh.is_some() && session.renew_at != 0 && session.renew_at <= now;
+        let attrs = &session.attrs;
+        let attrs_due = self.needs.groups_ttl.is_some_and(|ttl| {
+            attrs.version < ATTRIBUTES_VERSION || attrs.read_at.saturating_add(ttl) <= now
+        });
+        if attrs_due && !self.can_reread(session) {
+            // Groups that cannot be read again are never trusted stale:
+            // the user logs in again (a navigation) or gets 401.
+            return None;
         }
-        if !self.is_allowed(&session.identity) {
-            return Some(AuthResult::Deny(Denial::status(
-                Status::Forbidden,
-                Reason::NotAllowed,
-            )));
+        if tokens_due || attrs_due {
+            // The service refreshes it at the provider, then decides again.
+            return Some(AuthResult::Pending {
+                work: Pending::RefreshSession,
+                then: Denial::status(Status::ServiceUnavailable, Reason::IdpUnavailable),
+            });
         }
         let mut upstream = Vec::new();
         if let Some(signer) = &self.connect {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default();
+            let audience = signer.audience_for(req.host);
             let signed = match opened.connect.load_full() {
-                Some(signed) if signer.is_fresh(&signed, now) => signed,
-                // None yet, or near expiry: sign (two requests racing here
-                // both sign; either token is valid).
+                Some(signed) if signer.is_fresh(&signed, now) && *signed.audience == *audience => {
+                    signed
+                }
+                // None yet, near expiry, or for another host: sign (two
+                // requests racing here both sign; either token is valid).
                 _ => {
-                    let signed = Arc::new(signer.sign(&session.identity, now));
+                    let claims = ConnectClaims::of_session(session, &audience);
+                    let signed = Arc::new(signer.sign(&claims, now));
                     opened.connect.store(Some(signed.clone()));
                     signed
                 }
@@ -144,9 +189,18 @@ impl LoginClient {
             upstream.push(("x-connect-timestamp", signed.issued_ms.to_string()));
         }
         Some(AuthResult::Allow {
-            user: Some(session.identity.id.clone()),
+            identity: Identity::session(self.kind, opened),
             upstream,
         })
+    }
+
+    /// Whether a session's groups and claims can be read again without the
+    /// user: through its refresh token (OpenID) or access token (GitHub, GitLab).
+    fn can_reread(&self, session: &Session) -> bool {
+        match self.kind {
+            AuthKind::Oidc => session.refresh.is_some(),
+            _ => session.attrs.access.is_some(),
+        }
     }
 
     /// No session: a navigation goes to the provider, anything else gets 401.
@@ -214,6 +268,11 @@ impl LoginClient {
             |s: &mut Session| truncate_at_char(&mut s.identity.nickname, 64),
             |s: &mut Session| truncate_at_char(&mut s.identity.username, 64),
             |s: &mut Session| truncate_at_char(&mut s.identity.email, 128),
+            // Past this, what policies read is dropped: they then deny
+            // (fail closed) rather than the browser dropping the cookie.
+            |s: &mut Session| s.attrs.claims.clear(),
+            |s: &mut Session| s.attrs.groups = None,
+            |s: &mut Session| s.attrs.access = None,
         ] {
             if sealed.len() <= MAX_COOKIE_VALUE {
                 break;
@@ -236,23 +295,22 @@ impl LoginClient {
         self.open_cookie(value).map(|s| (value.to_string(), s))
     }
 
+    /// The identity a session of this client proves (for the callback's
+    /// policy check, before the cookie exists).
+    pub fn identity_of(&self, session: Session) -> Identity {
+        Identity::session(self.kind, Arc::new(Opened::new(session)))
+    }
+
+    /// A session cookie's content, valid or not, if it is of this client.
+    pub fn open_any(&self, value: &str) -> Option<Session> {
+        self.open_cookie(value)
+    }
+
     /// Decrypts a session cookie; None unless it is a session of this client.
     fn open_cookie(&self, value: &str) -> Option<Session> {
         let session: Session = self.keys.open_json(Purpose::Session, value)?;
         (session.provider == self.provider && session.client_id == self.client_id)
             .then_some(session)
-    }
-
-    pub fn is_allowed(&self, identity: &Identity) -> bool {
-        if self.allowed_emails.is_empty() && self.allowed_domains.is_empty() {
-            return true;
-        }
-        let email = identity.email.to_ascii_lowercase();
-        if email.is_empty() {
-            return false;
-        }
-        let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
-        self.allowed_emails.contains(&email) || self.allowed_domains.iter().any(|d| d == domain)
     }
 
     /// The configured redirect_url, or `{scheme}://{host}/oauth2/callback`.
@@ -299,8 +357,8 @@ mod tests {
             client_id: client_id.into(),
             client_secret: Secret::new("s".into()),
             redirect_url: None,
-            allowed_emails: &[],
-            allowed_domains: &[],
+            kind: AuthKind::OAuth2,
+            needs: PolicyNeeds::default(),
             connect: None,
         };
         let cookies = Arc::new(CookieSettings {
@@ -337,7 +395,7 @@ mod tests {
         let ours = client("ours", &keys);
         let theirs = client("theirs", &keys);
         let session = Session {
-            identity: Identity {
+            identity: crate::session::Identity {
                 id: "42".into(),
                 ..Default::default()
             },
@@ -347,6 +405,7 @@ mod tests {
             expires: now_secs() + 1,
             refresh: None,
             renew_at: 0,
+            attrs: Default::default(),
         };
         let cookie = keys.seal_json(Purpose::Session, &session);
         assert!(allowed(&ours, &cookie));

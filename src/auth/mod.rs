@@ -31,88 +31,32 @@ pub enum Authenticator {
     Oidc(Box<oidc::Oidc>),
 }
 
-/// The auth type, as named in the config.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AuthKind {
-    Basic,
-    Bearer,
-    Jwt,
-    OAuth2,
-    Oidc,
-}
+use crate::decision::Pending;
+pub use crate::decision::{AuthKind, Denial, Redirect, UpstreamHeaders};
+use crate::identity::Identity;
 
-impl AuthKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthKind::Basic => "basic",
-            AuthKind::Bearer => "bearer",
-            AuthKind::Jwt => "jwt",
-            AuthKind::OAuth2 => "oauth2",
-            AuthKind::Oidc => "oidc",
-        }
-    }
-}
-
-/// A redirect to an identity provider, with its login-state cookie.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Redirect {
-    pub location: String,
-    pub set_cookie: String,
-}
-
-/// A denial: status, why, the `WWW-Authenticate` challenge if any, and for
-/// a login the redirect.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Denial<'a> {
-    pub status: Status,
-    pub reason: Reason,
-    pub challenge: Option<&'a str>,
-    pub redirect: Option<Redirect>,
-}
-
-impl<'a> Denial<'a> {
-    pub fn status(status: Status, reason: Reason) -> Self {
-        Denial {
-            status,
-            reason,
-            challenge: None,
-            redirect: None,
-        }
-    }
-
-    pub fn missing(challenge: Option<&'a str>) -> Self {
-        Denial {
-            challenge,
-            ..Self::status(Status::Unauthorized, Reason::MissingCredentials)
-        }
-    }
-
-    pub fn invalid(challenge: Option<&'a str>) -> Self {
-        Denial {
-            challenge,
-            ..Self::status(Status::Unauthorized, Reason::InvalidCredentials)
-        }
-    }
-
-    pub fn redirect(reason: Reason, redirect: Redirect) -> Self {
-        Denial {
-            redirect: Some(redirect),
-            ..Self::status(Status::Found, reason)
-        }
-    }
-}
-
-/// Headers to set on the request that goes upstream.
-pub type UpstreamHeaders = Vec<(&'static str, String)>;
-
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum AuthResult<'a> {
-    /// Authenticated; `user` is the identity when the method knows one.
+    /// A credential verified: who it names, and headers for the upstream.
     Allow {
-        user: Option<String>,
+        identity: Identity,
         upstream: UpstreamHeaders,
     },
     Deny(Denial<'a>),
+    /// Work to do before deciding; `then` if it cannot be done.
+    Pending {
+        work: Pending,
+        then: Denial<'a>,
+    },
+}
+
+impl AuthResult<'_> {
+    pub(crate) fn pending_keys(then: Denial<'_>) -> AuthResult<'_> {
+        AuthResult::Pending {
+            work: Pending::FetchKeys,
+            then,
+        }
+    }
 }
 
 /// What building an authenticator needs besides its own config.
@@ -120,6 +64,17 @@ pub enum AuthResult<'a> {
 pub struct BuildContext {
     pub keys: Arc<SessionKeys>,
     pub cookies: Arc<oauth2::CookieSettings>,
+    /// Claim names any policy of the config reads: sessions keep these.
+    pub policy_claims: Arc<[String]>,
+}
+
+/// What an authenticator must keep fresh for its route's policy.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PolicyNeeds {
+    /// Groups or claims, re-read after this many seconds.
+    pub groups_ttl: Option<u64>,
+    /// The policy reads groups (GitHub: ask for `read:org`).
+    pub groups: bool,
 }
 
 /// Network work a route may need before it can decide: OpenID discovery
@@ -160,23 +115,27 @@ impl Authenticator {
         }
     }
 
-    pub fn build(spec: &MethodSpec, ctx: &BuildContext) -> Result<Self, Vec<Diagnostic>> {
+    pub fn build(
+        spec: &MethodSpec,
+        ctx: &BuildContext,
+        needs: PolicyNeeds,
+    ) -> Result<Self, Vec<Diagnostic>> {
         Ok(match spec {
             MethodSpec::Basic(s) => Authenticator::Basic(Box::new(basic::Basic::build(s)?)),
             MethodSpec::Bearer(s) => Authenticator::Bearer(bearer::Bearer::build(s)?),
-            MethodSpec::Jwt(s) => Authenticator::Jwt(Box::new(jwt::Jwt::build(s)?)),
+            MethodSpec::Jwt(s) => {
+                Authenticator::Jwt(Box::new(jwt::Jwt::build(s, ctx.policy_claims.clone())?))
+            }
             MethodSpec::OAuth2(s) => Authenticator::OAuth2(Box::new(
-                oauth2::OAuth2::build(s, ctx.keys.clone(), ctx.cookies.clone()).map_err(
-                    |message| {
-                        vec![Diagnostic {
-                            loc: s.loc.clone(),
-                            message,
-                        }]
-                    },
-                )?,
+                oauth2::OAuth2::build(s, ctx, needs).map_err(|message| {
+                    vec![Diagnostic {
+                        loc: s.loc.clone(),
+                        message,
+                    }]
+                })?,
             )),
             MethodSpec::Oidc(s) => Authenticator::Oidc(Box::new(
-                oidc::Oidc::build(s, ctx.keys.clone(), ctx.cookies.clone()).map_err(|message| {
+                oidc::Oidc::build(s, ctx, needs).map_err(|message| {
                     vec![Diagnostic {
                         loc: s.loc.clone(),
                         message,
@@ -193,6 +152,25 @@ impl Authenticator {
             Authenticator::Jwt(_) => AuthKind::Jwt,
             Authenticator::OAuth2(_) => AuthKind::OAuth2,
             Authenticator::Oidc(_) => AuthKind::Oidc,
+        }
+    }
+
+    /// Starts a fresh login (a navigation) or answers 401, ignoring any
+    /// session the request carries.
+    pub fn login(&self, req: &RequestView<'_>, route: &str) -> AuthResult<'_> {
+        match self {
+            Authenticator::OAuth2(a) => a.login(req, route),
+            Authenticator::Oidc(a) => a.login(req, route),
+            _ => AuthResult::Deny(Denial::status(Status::Unauthorized, Reason::LoginRequired)),
+        }
+    }
+
+    /// The login client of a redirect-login route.
+    pub fn login_client(&self) -> Option<&login_client::LoginClient> {
+        match self {
+            Authenticator::OAuth2(a) => Some(&a.client),
+            Authenticator::Oidc(a) => a.client.as_ref(),
+            _ => None,
         }
     }
 

@@ -3,16 +3,14 @@
 //! sent to the provider; anything else gets 401. The provider's answer comes
 //! back to the sidecar's `/oauth2/callback` ([`crate::login`]).
 
-use std::sync::Arc;
-
 use sha2::{Digest, Sha256};
 
-use super::AuthResult;
-use super::login_client::{ClientSettings, LoginClient};
+use super::login_client::{ClientSettings, LoginClient, RefreshFlights};
 use super::providers::{Provider, ProviderHttp};
+use super::{AuthKind, AuthResult, BuildContext, PolicyNeeds};
 use crate::config::spec::OAuth2Spec;
 use crate::request::RequestView;
-use crate::session::{Identity, LoginState, SessionKeys};
+use crate::session::{Attributes, Identity, LoginState, Session};
 
 /// Session cookie settings shared by every login route.
 #[derive(Debug, Clone)]
@@ -42,35 +40,52 @@ impl CookieSettings {
 pub struct OAuth2 {
     pub provider: Provider,
     pub client: LoginClient,
+    /// Refreshes of group memberships in flight, by session cookie.
+    flights: RefreshFlights,
 }
 
 impl OAuth2 {
     pub fn build(
         spec: &OAuth2Spec,
-        keys: Arc<SessionKeys>,
-        cookies: Arc<CookieSettings>,
+        ctx: &BuildContext,
+        needs: PolicyNeeds,
     ) -> Result<Self, String> {
-        let provider = Provider::from_spec(spec)?;
+        let mut provider = Provider::from_spec(spec)?;
+        if needs.groups
+            && let Some(scope) = provider.kind.descriptor().groups_scope
+            && !provider.scopes.iter().any(|s| s == scope)
+        {
+            provider.scopes.push(scope.to_string());
+        }
         let client = LoginClient::new(
             ClientSettings {
                 provider: provider.kind.as_str().to_string(),
                 client_id: spec.client_id.clone(),
                 client_secret: spec.client_secret.clone(),
                 redirect_url: spec.redirect_url.clone(),
-                allowed_emails: &spec.allowed_emails,
-                allowed_domains: &spec.allowed_domains,
+                kind: AuthKind::OAuth2,
+                needs,
                 connect: spec.connect.as_ref(),
             },
-            keys,
-            cookies,
+            ctx.keys.clone(),
+            ctx.cookies.clone(),
         )?;
-        Ok(OAuth2 { provider, client })
+        Ok(OAuth2 {
+            provider,
+            client,
+            flights: RefreshFlights::default(),
+        })
     }
 
     pub fn authenticate(&self, req: &RequestView<'_>, route: &str) -> AuthResult<'_> {
         if let Some(result) = self.client.session_result(req) {
             return result;
         }
+        self.login(req, route)
+    }
+
+    /// No (usable) session: a navigation goes to the provider, else 401.
+    pub fn login(&self, req: &RequestView<'_>, route: &str) -> AuthResult<'_> {
         let provider = &self.provider;
         self.client
             .login_or_401(req, route, provider.pkce, false, |p| {
@@ -84,7 +99,7 @@ impl OAuth2 {
         http: &ProviderHttp,
         code: &str,
         login: &LoginState,
-    ) -> Result<Identity, super::providers::LoginError> {
+    ) -> Result<(Identity, Attributes), super::providers::LoginError> {
         self.provider
             .login(
                 http,
@@ -93,7 +108,31 @@ impl OAuth2 {
                 code,
                 &login.redirect_uri,
                 login.verifier.as_deref(),
+                self.client.needs.groups,
             )
+            .await
+    }
+
+    /// Reads a session's groups again with its access token (single flight
+    /// per cookie). Some((cookie value, Set-Cookie)), or None when the
+    /// provider no longer answers for the token (the session ends).
+    pub async fn refresh_session(
+        &self,
+        http: &ProviderHttp,
+        cookie: &str,
+        secure: bool,
+    ) -> Option<(String, String)> {
+        self.flights
+            .run(cookie, || async {
+                let mut session: Session = self.client.open_any(cookie)?;
+                let token = session.attrs.access.clone()?;
+                let groups = self.provider.groups(http, &token).await?;
+                session.attrs.groups = Some(groups);
+                session.attrs.read_at = crate::session::now_secs();
+                session.attrs.version = crate::session::ATTRIBUTES_VERSION;
+                tracing::info!(target: "audit", event = "groups_refreshed", user = %session.identity.id);
+                Some(self.client.seal_session(session, secure))
+            })
             .await
     }
 }

@@ -2,25 +2,25 @@
 //! ID token is fully validated, and API mode (bearer JWTs checked against the
 //! issuer's JWKS).
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use jsonwebtoken::Validation;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::bearer::{CHALLENGE, CHALLENGE_INVALID};
 use super::discovery::Discovery;
 use super::jwks::VerifyError;
-use super::login_client::{ClientSettings, LoginClient, Refresh};
-use super::oauth2::CookieSettings;
-use super::providers::ProviderHttp;
-use super::{AuthResult, Denial};
+use super::login_client::{ClientSettings, LoginClient, Refresh, RefreshFlights};
+use super::providers::{ProviderHttp, is_multi_tenant};
+use super::{AuthKind, AuthResult, BuildContext, Denial, PolicyNeeds};
 use crate::config::spec::OidcSpec;
+use crate::connect::{ConnectClaims, ConnectSigner};
 use crate::decision::{Reason, Status};
+use crate::identity::{ClaimsReader, EmailRule, Identity, TokenIdentity};
 use crate::request::RequestView;
-use crate::session::{Identity, LoginState, Purpose, Session, SessionKeys, now_secs};
+use crate::session::{
+    ATTRIBUTES_VERSION, Attributes, Identity as Profile, LoginState, Purpose, Session, now_secs,
+};
 
 /// Sets the issuer check: exact, or for a `{tenantid}` template (Microsoft
 /// multi-tenant) checked after verification by [`issuer_holds`].
@@ -45,8 +45,6 @@ fn issuer_holds(issuer: &str, claims: &Value) -> bool {
             == Some(issuer.replace("{tenantid}", tid).as_str())
 }
 
-/// A refresh outcome is reused for requests still carrying the old cookie.
-const REFRESH_MEMORY: std::time::Duration = std::time::Duration::from_secs(60);
 /// When a token response has no `expires_in`.
 const DEFAULT_RENEW_SECS: u64 = 300;
 
@@ -77,20 +75,21 @@ pub struct Oidc {
     pub client: Option<LoginClient>,
     scopes: Vec<String>,
     audience: Vec<String>,
-    /// Required claims: the claim equals the value or is an array holding it.
-    claims: Vec<(String, String)>,
+    /// How identities are read out of verified claims.
+    groups_claim: String,
+    email_rule: EmailRule,
+    policy_claims: Arc<[String]>,
+    /// API mode: ID tokens (never with a nonce) count as bearer credentials.
+    accept_id_tokens: bool,
+    /// API mode: connect headers signed from the token's claims.
+    api_connect: Option<ConnectSigner>,
     /// API mode: bearer tokens that verified recently.
     verified: super::cache::VerifiedTokens,
     /// `/oauth2/logout` also ends the session at the provider.
     pub logout_at_provider: bool,
-    /// Refreshes in flight or just done, by session-cookie digest.
-    refreshes: std::sync::Mutex<RefreshMemory>,
+    /// Refreshes in flight or just done.
+    flights: RefreshFlights,
 }
-
-/// One refresh's outcome: (cookie value, Set-Cookie), or None if refused.
-type RefreshCell = tokio::sync::OnceCell<Option<(String, String)>>;
-/// Refreshes by session-cookie digest, with when they started.
-type RefreshMemory = HashMap<[u8; 32], (Instant, Arc<RefreshCell>)>;
 
 /// Why an OpenID login failed after the provider sent the user back.
 #[derive(Debug, thiserror::Error)]
@@ -103,8 +102,6 @@ pub enum OidcLoginError {
     IdToken(String),
     #[error("userinfo failed: {0}")]
     Userinfo(String),
-    #[error("a required claim is missing or different")]
-    Claims,
 }
 
 impl OidcLoginError {
@@ -114,7 +111,6 @@ impl OidcLoginError {
             OidcLoginError::Exchange(_) => "exchange_failed",
             OidcLoginError::IdToken(_) => "invalid_id_token",
             OidcLoginError::Userinfo(_) => "profile_failed",
-            OidcLoginError::Claims => "not_allowed",
         }
     }
 }
@@ -142,12 +138,14 @@ fn issuer_of(spec: &OidcSpec) -> Result<String, String> {
 }
 
 impl Oidc {
-    pub fn build(
-        spec: &OidcSpec,
-        keys: Arc<SessionKeys>,
-        cookies: Arc<CookieSettings>,
-    ) -> Result<Self, String> {
+    pub fn build(spec: &OidcSpec, ctx: &BuildContext, needs: PolicyNeeds) -> Result<Self, String> {
         let issuer = issuer_of(spec)?;
+        let email_rule = match spec.provider.as_deref() {
+            Some("google") => EmailRule::HostedDomain,
+            Some("microsoft") if !is_multi_tenant(spec.tenant.as_deref()) => EmailRule::Tenant,
+            _ if issuer == "https://accounts.google.com" => EmailRule::HostedDomain,
+            _ => EmailRule::EmailVerified,
+        };
         let client = match &spec.client_id {
             Some(client_id) => Some(LoginClient::new(
                 ClientSettings {
@@ -159,14 +157,18 @@ impl Oidc {
                         .clone()
                         .unwrap_or_else(|| crate::secret::Secret::new(String::new())),
                     redirect_url: spec.redirect_url.clone(),
-                    allowed_emails: &spec.allowed_emails,
-                    allowed_domains: &spec.allowed_domains,
+                    kind: AuthKind::Oidc,
+                    needs,
                     connect: spec.connect.as_ref(),
                 },
-                keys,
-                cookies,
+                ctx.keys.clone(),
+                ctx.cookies.clone(),
             )?),
             None => None,
+        };
+        let api_connect = match (&spec.client_id, &spec.connect) {
+            (None, Some(c)) => ConnectSigner::from_spec(c)?,
+            _ => None,
         };
         let mut scopes = spec.scopes.clone();
         if scopes.is_empty() {
@@ -180,8 +182,12 @@ impl Oidc {
             client,
             scopes,
             audience: spec.audience.clone(),
-            claims: spec.claims.clone(),
-            refreshes: std::sync::Mutex::new(HashMap::new()),
+            groups_claim: spec.groups_claim.clone(),
+            email_rule,
+            policy_claims: ctx.policy_claims.clone(),
+            accept_id_tokens: spec.accept_id_tokens,
+            api_connect,
+            flights: RefreshFlights::default(),
             logout_at_provider: spec.logout_at_provider,
             verified: Default::default(),
         })
@@ -193,8 +199,22 @@ impl Oidc {
         if let Some(result) = self.client.as_ref().and_then(|c| c.session_result(req)) {
             return result;
         }
+        self.login(req, route)
+    }
+
+    fn reader(&self) -> ClaimsReader<'_> {
+        ClaimsReader {
+            groups_claim: &self.groups_claim,
+            policy_claims: &self.policy_claims,
+            email: self.email_rule,
+        }
+    }
+
+    /// No (usable) session: API mode checks the bearer token; a navigation
+    /// goes to the provider; anything else gets 401.
+    pub fn login(&self, req: &RequestView<'_>, route: &str) -> AuthResult<'_> {
         let Some(meta) = self.discovery.metadata() else {
-            return AuthResult::Deny(Denial::status(
+            return AuthResult::pending_keys(Denial::status(
                 Status::ServiceUnavailable,
                 Reason::IdpUnavailable,
             ));
@@ -232,47 +252,46 @@ impl Oidc {
         let Some(token) = req.authorization("bearer") else {
             return AuthResult::Deny(Denial::missing(Some(CHALLENGE)));
         };
+        let cache_key = super::cache::VerifiedTokens::key(token);
+        if let Some(who) = self.verified.get(&cache_key) {
+            return self.allow_token(req, who);
+        }
         let mut validation = Validation::new(jsonwebtoken::Algorithm::RS256);
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
         expect_issuer(&mut validation, &meta.issuer);
-        let mut required = vec!["exp", "iss"];
-        if self.audience.is_empty() {
-            validation.validate_aud = false;
-        } else {
-            validation.set_audience(&self.audience);
-            required.push("aud");
-        }
-        validation.set_required_spec_claims(&required);
-        let cache_key = super::cache::VerifiedTokens::key(token);
-        if let Some(user) = self.verified.get(&cache_key) {
-            return AuthResult::Allow {
-                user,
-                upstream: Vec::new(),
-            };
+        // `audience` is required in API mode (config check): a token minted
+        // for another client of the same issuer never passes.
+        validation.set_audience(&self.audience);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        let access_token = jsonwebtoken::decode_header(token).is_ok_and(|h| {
+            h.typ.is_some_and(|t| {
+                t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
+            })
+        });
+        if !access_token && !self.accept_id_tokens {
+            tracing::debug!("oidc bearer token is not a JWT access token (typ at+jwt)");
+            return AuthResult::Deny(Denial::invalid(Some(CHALLENGE_INVALID)));
         }
         match meta.jwks.verify::<Value>(token, &validation) {
             Ok(claims) if !issuer_holds(&meta.issuer, &claims) => {
                 AuthResult::Deny(Denial::invalid(Some(CHALLENGE_INVALID)))
             }
-            Ok(claims) if self.claims_hold(&claims) => {
-                let user = claims
-                    .get("sub")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                let exp = claims.get("exp").and_then(Value::as_u64);
-                self.verified.insert(cache_key, exp, user.clone());
-                AuthResult::Allow {
-                    user,
-                    upstream: Vec::new(),
-                }
+            // An ID token that carries a nonce was issued to a browser
+            // login: never a bearer credential.
+            Ok(claims) if !access_token && claims.get("nonce").is_some() => {
+                AuthResult::Deny(Denial::invalid(Some(CHALLENGE_INVALID)))
             }
-            Ok(_) => AuthResult::Deny(Denial::status(Status::Forbidden, Reason::NotAllowed)),
-            Err(VerifyError::NoKeys) => AuthResult::Deny(Denial::status(
+            Ok(claims) => {
+                let who = Arc::new(self.reader().read(&claims));
+                self.verified.insert(cache_key, who.exp, who.clone());
+                self.allow_token(req, who)
+            }
+            Err(VerifyError::NoKeys) => AuthResult::pending_keys(Denial::status(
                 Status::ServiceUnavailable,
                 Reason::IdpUnavailable,
             )),
-            Err(VerifyError::UnknownKey) => AuthResult::Deny(Denial {
+            Err(VerifyError::UnknownKey) => AuthResult::pending_keys(Denial {
                 reason: Reason::UnknownKey,
                 ..Denial::invalid(Some(CHALLENGE_INVALID))
             }),
@@ -283,22 +302,22 @@ impl Oidc {
         }
     }
 
-    fn claims_hold(&self, claims: &Value) -> bool {
-        // A string claim equals the value; an array holds it; a number or
-        // boolean prints as it (`email_verified: true`).
-        let matches = |v: &Value, want: &str| match v {
-            Value::String(s) => s == want,
-            Value::Bool(b) => want == if *b { "true" } else { "false" },
-            Value::Number(n) => want == n.to_string().as_str(),
-            _ => false,
-        };
-        self.claims
-            .iter()
-            .all(|(name, want)| match claims.get(name) {
-                Some(Value::Array(items)) => items.iter().any(|v| matches(v, want)),
-                Some(v) => matches(v, want),
-                None => false,
-            })
+    /// API mode: a verified token, with connect headers from its claims.
+    fn allow_token(&self, req: &RequestView<'_>, who: Arc<TokenIdentity>) -> AuthResult<'_> {
+        let mut upstream = Vec::new();
+        if let Some(signer) = &self.api_connect {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let audience = signer.audience_for(req.host);
+            let signed = signer.sign(&ConnectClaims::of_token(&who, &audience), now);
+            upstream.push(("x-connect-token", signed.token));
+            upstream.push(("x-connect-timestamp", signed.issued_ms.to_string()));
+        }
+        AuthResult::Allow {
+            identity: Identity::token(AuthKind::Oidc, who),
+            upstream,
+        }
     }
 
     /// The callback's provider side: code exchange, ID-token validation
@@ -308,7 +327,7 @@ impl Oidc {
         http: &ProviderHttp,
         code: &str,
         login: &LoginState,
-    ) -> Result<(Identity, Option<Refresh>), OidcLoginError> {
+    ) -> Result<(Profile, Attributes, Option<Refresh>), OidcLoginError> {
         let meta = self
             .discovery
             .metadata()
@@ -339,8 +358,10 @@ impl Oidc {
             .get("id_token")
             .and_then(Value::as_str)
             .ok_or_else(|| OidcLoginError::IdToken("no id_token in the token response".into()))?;
-        let claims = self
+        let mut claims = self
             .validate_id_token(http, &meta, client, id_token, login)
+            .await?;
+        self.add_userinfo(http, &meta, &tokens, &mut claims, false)
             .await?;
         let s = |k: &str| {
             claims
@@ -349,7 +370,7 @@ impl Oidc {
                 .unwrap_or_default()
                 .to_string()
         };
-        let mut identity = Identity {
+        let identity = Profile {
             id: s("sub"),
             username: [s("preferred_username"), s("nickname"), s("email")]
                 .into_iter()
@@ -359,14 +380,22 @@ impl Oidc {
             nickname: s("name"),
             avatar: s("picture"),
         };
-        if identity.email.is_empty() {
-            self.add_userinfo(http, &meta, &tokens, &mut identity)
-                .await?;
+        let attrs = self.attributes(&claims);
+        Ok((identity, attrs, refresh_of(&tokens)))
+    }
+
+    /// The policy attributes of verified (and userinfo-completed) claims.
+    fn attributes(&self, claims: &Value) -> Attributes {
+        let who = self.reader().read(claims);
+        Attributes {
+            version: ATTRIBUTES_VERSION,
+            email: who.email,
+            domain: who.domain,
+            groups: who.groups,
+            claims: who.claims,
+            read_at: now_secs(),
+            access: None,
         }
-        if !self.claims_hold(&claims) {
-            return Err(OidcLoginError::Claims);
-        }
-        Ok((identity, refresh_of(&tokens)))
     }
 
     /// Refreshes a due session at the provider (single flight per session:
@@ -381,19 +410,9 @@ impl Oidc {
         secure: bool,
     ) -> Option<(String, String)> {
         let client = self.client.as_ref()?;
-        let key: [u8; 32] = Sha256::digest(cookie.as_bytes()).into();
-        let cell = {
-            let mut inflight = self.refreshes.lock().unwrap_or_else(|e| e.into_inner());
-            inflight.retain(|_, (started, _)| started.elapsed() < REFRESH_MEMORY);
-            inflight
-                .entry(key)
-                .or_insert_with(|| (Instant::now(), Arc::new(tokio::sync::OnceCell::new())))
-                .1
-                .clone()
-        };
-        cell.get_or_init(|| self.refresh_once(http, client, cookie, secure))
+        self.flights
+            .run(cookie, || self.refresh_once(http, client, cookie, secure))
             .await
-            .clone()
     }
 
     async fn refresh_once(
@@ -422,21 +441,36 @@ impl Oidc {
             }
         };
         // A new ID token must be about the same user (no nonce on refresh).
+        let mut claims = serde_json::json!({ "sub": session.identity.id });
         if let Some(id_token) = tokens.get("id_token").and_then(Value::as_str) {
             let mut validation = Validation::new(jsonwebtoken::Algorithm::RS256);
             validation.leeway = LEEWAY_SECS;
             expect_issuer(&mut validation, &meta.issuer);
             validation.set_audience(&[&client.client_id]);
-            let claims = meta.jwks.verify::<Value>(id_token, &validation).ok()?;
+            claims = meta.jwks.verify::<Value>(id_token, &validation).ok()?;
             if claims.get("sub").and_then(Value::as_str) != Some(session.identity.id.as_str()) {
                 return None;
             }
         }
         let next = refresh_of(&tokens);
         let now = now_secs();
+        let mut attrs = session.attrs.clone();
+        if client.needs.groups_ttl.is_some() {
+            // Groups and claims a policy reads are read again here, or the
+            // session ends: never allowed on stale data.
+            if self
+                .add_userinfo(http, &meta, &tokens, &mut claims, true)
+                .await
+                .is_err()
+            {
+                return None;
+            }
+            attrs = self.attributes(&claims);
+        }
         let renewed = Session {
             refresh: Some(next.as_ref().map_or(refresh_token, |r| r.token.clone())),
             renew_at: (now + next.map_or(DEFAULT_RENEW_SECS, |r| r.renew_in)).min(session.expires),
+            attrs,
             ..session
         };
         tracing::info!(target: "audit", event = "session_refreshed", user = %renewed.identity.id);
@@ -499,47 +533,61 @@ impl Oidc {
         Ok(claims)
     }
 
-    /// Fills what the ID token lacked from userinfo, whose `sub` must match.
+    /// Fills what the ID token lacked from userinfo (whose `sub` must
+    /// match): the profile, `email_verified`, groups and the claims
+    /// policies read. `always`: ask even when the ID token looks complete
+    /// (a refresh re-reads groups). No userinfo endpoint: nothing to add,
+    /// unless `always` (then it is an error: groups cannot be re-read).
     async fn add_userinfo(
         &self,
         http: &ProviderHttp,
         meta: &super::discovery::Metadata,
         tokens: &Value,
-        identity: &mut Identity,
+        claims: &mut Value,
+        always: bool,
     ) -> Result<(), OidcLoginError> {
+        let lacks = |k: &str| claims.get(k).is_none_or(|v| v.is_null() || v == "");
+        let needed = always
+            || lacks("email")
+            || (claims.get("email").is_some() && lacks("email_verified"))
+            || lacks(&self.groups_claim)
+            || self.policy_claims.iter().any(|c| lacks(c));
+        if !needed {
+            return Ok(());
+        }
         let (Some(url), Some(access)) = (
             &meta.userinfo_endpoint,
             tokens.get("access_token").and_then(Value::as_str),
         ) else {
-            return Ok(());
+            return if always {
+                Err(OidcLoginError::Userinfo(
+                    "no userinfo endpoint or access token".into(),
+                ))
+            } else {
+                Ok(())
+            };
         };
-        let info = http
-            .get_bearer(url, access)
-            .await
-            .map_err(OidcLoginError::Userinfo)?;
-        let s = |k: &str| {
-            info.get(k)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
+        let info = match http.get_bearer(url, access).await {
+            Ok(info) => info,
+            // The ID token alone is a complete login; only a re-read must succeed.
+            Err(e) if !always && !lacks("sub") && !lacks("email") => {
+                tracing::debug!(error = %e, "userinfo failed; using the ID token's claims");
+                return Ok(());
+            }
+            Err(e) => return Err(OidcLoginError::Userinfo(e)),
         };
-        if s("sub") != identity.id {
+        if info.get("sub").and_then(Value::as_str) != claims.get("sub").and_then(Value::as_str) {
             return Err(OidcLoginError::Userinfo(
                 "userinfo sub differs from the ID token".into(),
             ));
         }
-        identity.email = s("email");
-        if identity.nickname.is_empty() {
-            identity.nickname = s("name");
-        }
-        if identity.avatar.is_empty() {
-            identity.avatar = s("picture");
-        }
-        if identity.username.is_empty() {
-            identity.username = [s("preferred_username"), s("nickname"), s("email")]
-                .into_iter()
-                .find(|v| !v.is_empty())
-                .unwrap_or_default();
+        if let (Some(into), Value::Object(from)) = (claims.as_object_mut(), info) {
+            for (k, v) in from {
+                // userinfo is the fresher source for what changes (groups).
+                if always || into.get(&k).is_none_or(|old| old.is_null() || old == "") {
+                    into.insert(k, v);
+                }
+            }
         }
         Ok(())
     }

@@ -23,6 +23,15 @@ pub struct Opened {
     pub connect: ArcSwapOption<Signed>,
 }
 
+impl Opened {
+    pub fn new(session: Session) -> Self {
+        Opened {
+            session,
+            connect: ArcSwapOption::empty(),
+        }
+    }
+}
+
 /// Per login client (so per engine: a reload, or a rotated session secret,
 /// starts empty). Only cookies that decrypted to a session of this client
 /// are kept; everything a session's validity depends on besides (expiry,
@@ -43,10 +52,7 @@ impl OpenSessions {
         if let Some(opened) = self.read().get(cookie) {
             return Some(opened.clone());
         }
-        let opened = Arc::new(Opened {
-            session: open()?,
-            connect: ArcSwapOption::empty(),
-        });
+        let opened = Arc::new(Opened::new(open()?));
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= CAPACITY {
             entries.clear();
@@ -78,6 +84,7 @@ mod tests {
             provider: "github".into(),
             client_id: "client".into(),
             issued: 0,
+            attrs: Default::default(),
             expires: u64::MAX,
             refresh: None,
             renew_at: 0,

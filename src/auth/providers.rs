@@ -7,7 +7,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::config::spec::OAuth2Spec;
-use crate::session::Identity;
+use crate::session::{ATTRIBUTES_VERSION, Attributes, Identity};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -23,56 +23,118 @@ pub enum Kind {
     Doreamon,
 }
 
+/// How a provider vouches for a user's email (SPEC §13.1): anything it
+/// does not vouch for never counts for `allow.emails` / `allow.domains`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmailTrust {
+    /// Not at all: such a provider has no verified email.
+    None,
+    /// `GET {user}/emails` entries marked `verified` (GitHub).
+    GithubVerified,
+    /// The profile's `confirmed_at` is set (GitLab).
+    ConfirmedAt,
+    /// `email_verified: true` in the profile (OpenID userinfo: Auth0, Okta).
+    EmailVerified,
+    /// Google: `email_verified: true`; `domains` only from the Workspace
+    /// `hd` claim.
+    EmailVerifiedHostedDomain,
+    /// Microsoft: `mail` (or the UPN) only with a fixed tenant id; with
+    /// `common`/`organizations`/`consumers` any tenant could claim any address.
+    FixedTenant,
+    /// Kakao: `kakao_account.is_email_verified` and `is_email_valid`.
+    KakaoVerified,
+}
+
+/// Where a provider's groups come from in oauth2 mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupSource {
+    None,
+    /// `GET {api}/user/orgs` (`org`) and `GET {api}/user/teams` (`org/team`).
+    GithubOrgsTeams,
+    /// `GET /api/v4/groups` (`full_path`).
+    GitlabGroups,
+}
+
+/// Everything known about one provider, in one row.
+#[derive(Debug)]
+pub struct Descriptor {
+    pub kind: Kind,
+    pub name: &'static str,
+    /// Scopes that fetch an identity with the default endpoints (SPEC §7).
+    pub default_scopes: &'static [&'static str],
+    /// Accepts PKCE (S256) on the authorization-code flow.
+    pub pkce: bool,
+    pub email_trust: EmailTrust,
+    pub groups: GroupSource,
+    /// Extra scope to ask for when a policy reads groups.
+    pub groups_scope: Option<&'static str>,
+    /// Anyone on earth can have an account (a route without `allow` admits them all).
+    pub public: bool,
+}
+
+const fn row(
+    kind: Kind,
+    name: &'static str,
+    default_scopes: &'static [&'static str],
+    pkce: bool,
+    email_trust: EmailTrust,
+    groups: GroupSource,
+    groups_scope: Option<&'static str>,
+    public: bool,
+) -> Descriptor {
+    Descriptor {
+        kind,
+        name,
+        default_scopes,
+        pkce,
+        email_trust,
+        groups,
+        groups_scope,
+        public,
+    }
+}
+
+const OPENID: &[&str] = &["openid", "profile", "email"];
+
+/// The provider table. GitLab and Microsoft count as public on their
+/// shared instances (gitlab.com, tenant `common`): see [`Descriptor::public`].
+#[rustfmt::skip]
+pub static PROVIDERS: [Descriptor; 10] = [
+    row(Kind::Github, "github", &["user:email"], false, EmailTrust::GithubVerified, GroupSource::GithubOrgsTeams, Some("read:org"), true),
+    row(Kind::Gitlab, "gitlab", &["read_user"], true, EmailTrust::ConfirmedAt, GroupSource::GitlabGroups, Some("read_api"), true),
+    row(Kind::Google, "google", OPENID, true, EmailTrust::EmailVerifiedHostedDomain, GroupSource::None, None, true),
+    row(Kind::Microsoft, "microsoft", OPENID, true, EmailTrust::FixedTenant, GroupSource::None, None, true),
+    row(Kind::Feishu, "feishu", &[], false, EmailTrust::None, GroupSource::None, None, false),
+    row(Kind::Slack, "slack", &["identity.basic", "identity.email", "identity.avatar"], false, EmailTrust::None, GroupSource::None, None, true),
+    row(Kind::Kakao, "kakao", &[], true, EmailTrust::KakaoVerified, GroupSource::None, None, true),
+    row(Kind::Auth0, "auth0", OPENID, true, EmailTrust::EmailVerified, GroupSource::None, None, false),
+    row(Kind::Okta, "okta", OPENID, true, EmailTrust::EmailVerified, GroupSource::None, None, false),
+    row(Kind::Doreamon, "doreamon", &["openid", "email", "profile"], true, EmailTrust::None, GroupSource::None, None, false),
+];
+
 impl Kind {
     pub fn parse(name: &str) -> Option<Kind> {
-        Some(match name {
-            "github" => Kind::Github,
-            "gitlab" => Kind::Gitlab,
-            "google" => Kind::Google,
-            "microsoft" => Kind::Microsoft,
-            "feishu" => Kind::Feishu,
-            "slack" => Kind::Slack,
-            "kakao" => Kind::Kakao,
-            "auth0" => Kind::Auth0,
-            "okta" => Kind::Okta,
-            "doreamon" => Kind::Doreamon,
-            _ => return None,
-        })
+        PROVIDERS.iter().find(|d| d.name == name).map(|d| d.kind)
+    }
+
+    pub fn descriptor(self) -> &'static Descriptor {
+        PROVIDERS
+            .iter()
+            .find(|d| d.kind == self)
+            .expect("every kind has a row")
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Github => "github",
-            Kind::Gitlab => "gitlab",
-            Kind::Google => "google",
-            Kind::Microsoft => "microsoft",
-            Kind::Feishu => "feishu",
-            Kind::Slack => "slack",
-            Kind::Kakao => "kakao",
-            Kind::Auth0 => "auth0",
-            Kind::Okta => "okta",
-            Kind::Doreamon => "doreamon",
-        }
+        self.descriptor().name
     }
+}
 
-    /// Scopes that fetch an identity with the endpoints below (SPEC §7).
-    fn default_scopes(self) -> &'static [&'static str] {
-        match self {
-            Kind::Github => &["user:email"],
-            Kind::Gitlab => &["read_user"],
-            Kind::Google | Kind::Microsoft | Kind::Auth0 | Kind::Okta => {
-                &["openid", "profile", "email"]
-            }
-            Kind::Feishu | Kind::Kakao => &[],
-            Kind::Slack => &["identity.basic", "identity.email", "identity.avatar"],
-            Kind::Doreamon => &["openid", "email", "profile"],
-        }
-    }
-
-    /// Providers that accept PKCE (S256) on the authorization-code flow.
-    fn supports_pkce(self) -> bool {
-        !matches!(self, Kind::Github | Kind::Feishu | Kind::Slack)
-    }
+/// Microsoft tenants that admit accounts of any tenant.
+pub fn is_multi_tenant(tenant: Option<&str>) -> bool {
+    matches!(
+        tenant.unwrap_or("common"),
+        "common" | "organizations" | "consumers"
+    )
 }
 
 /// A provider with its endpoints resolved.
@@ -86,6 +148,8 @@ pub struct Provider {
     app_token_url: Option<Url>,
     pub scopes: Vec<String>,
     pub pkce: bool,
+    /// Microsoft's tenant (emails count only with a fixed one).
+    tenant: Option<String>,
 }
 
 fn join(base: &Url, path: &str) -> Result<Url, String> {
@@ -209,12 +273,14 @@ impl Provider {
             userinfo_url: spec.userinfo_url.clone().unwrap_or(user),
             app_token_url: app_token,
             scopes: spec.scopes.clone().unwrap_or_else(|| {
-                kind.default_scopes()
+                kind.descriptor()
+                    .default_scopes
                     .iter()
                     .map(|s| s.to_string())
                     .collect()
             }),
-            pkce: kind.supports_pkce(),
+            pkce: kind.descriptor().pkce,
+            tenant: spec.tenant.clone(),
         })
     }
 
@@ -403,7 +469,8 @@ impl Provider {
         code: &str,
         redirect_uri: &str,
         verifier: Option<&str>,
-    ) -> Result<Identity, LoginError> {
+        want_groups: bool,
+    ) -> Result<(Identity, Attributes), LoginError> {
         let token = match self.kind {
             Kind::Feishu => {
                 self.feishu_token(http, client_id, client_secret, code)
@@ -422,13 +489,116 @@ impl Provider {
             .await
             .map_err(LoginError::Profile)?;
         let mut identity = self.map_identity(&profile).map_err(LoginError::Profile)?;
-        if self.kind == Kind::Github && identity.email.is_empty() {
-            identity.email = self.github_email(http, &token).await;
-        }
         if identity.id.is_empty() {
             return Err(LoginError::EmptyUser);
         }
-        Ok(identity)
+        let mut attrs = Attributes {
+            version: ATTRIBUTES_VERSION,
+            read_at: crate::session::now_secs(),
+            ..Default::default()
+        };
+        let verified = match self.kind.descriptor().email_trust {
+            EmailTrust::GithubVerified => {
+                let verified = self.github_email(http, &token).await;
+                if identity.email.is_empty() {
+                    identity.email = verified.clone();
+                }
+                Some(verified)
+            }
+            EmailTrust::ConfirmedAt => profile
+                .get("confirmed_at")
+                .is_some_and(|c| c.as_str().is_some_and(|s| !s.is_empty()))
+                .then(|| identity.email.clone()),
+            EmailTrust::EmailVerified | EmailTrust::EmailVerifiedHostedDomain => {
+                crate::identity::email_verified(&profile).then(|| identity.email.clone())
+            }
+            EmailTrust::FixedTenant => (!is_multi_tenant(self.tenant.as_deref())).then(|| {
+                if identity.email.is_empty() {
+                    identity.username.clone()
+                } else {
+                    identity.email.clone()
+                }
+            }),
+            EmailTrust::KakaoVerified => {
+                let flag = |k: &str| {
+                    profile.get("kakao_account").and_then(|a| a.get(k)) == Some(&Value::Bool(true))
+                };
+                (flag("is_email_verified") && flag("is_email_valid"))
+                    .then(|| identity.email.clone())
+            }
+            EmailTrust::None => None,
+        };
+        attrs.email = verified.filter(|e| crate::identity::domain_of(e).is_some());
+        attrs.domain = match self.kind.descriptor().email_trust {
+            // Google vouches for a domain only as the Workspace (`hd`) it is.
+            EmailTrust::EmailVerifiedHostedDomain => {
+                let hd = field(&profile, "hd").to_ascii_lowercase();
+                attrs
+                    .email
+                    .as_deref()
+                    .and_then(crate::identity::domain_of)
+                    .filter(|d| !hd.is_empty() && *d == hd)
+            }
+            _ => attrs.email.as_deref().and_then(crate::identity::domain_of),
+        };
+        if want_groups && self.kind.descriptor().groups != GroupSource::None {
+            attrs.groups = self.groups(http, &token).await;
+            attrs.access = Some(token);
+        }
+        Ok((identity, attrs))
+    }
+
+    /// The user's groups at the provider; None when they cannot be read
+    /// (policies that need them then deny).
+    pub async fn groups(&self, http: &ProviderHttp, token: &str) -> Option<Vec<String>> {
+        let under_user = |path: &str| {
+            Url::parse(&format!(
+                "{}{path}",
+                self.userinfo_url.as_str().trim_end_matches('/')
+            ))
+            .ok()
+        };
+        let get = |url: Url| async move {
+            match http.json(self.http_get(http, &url, token)).await {
+                Ok(Value::Array(items)) => Some(items),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(provider = self.kind.as_str(), error = %e, "reading groups failed");
+                    None
+                }
+            }
+        };
+        match self.kind.descriptor().groups {
+            GroupSource::GithubOrgsTeams => {
+                let orgs = get(under_user("/orgs?per_page=100")?).await?;
+                let teams = get(under_user("/teams?per_page=100")?).await?;
+                let mut groups: Vec<String> = orgs
+                    .iter()
+                    .map(|o| field(o, "login"))
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                groups.extend(teams.iter().filter_map(|t| {
+                    let (org, slug) = (field(t, "organization.login"), field(t, "slug"));
+                    (!org.is_empty() && !slug.is_empty()).then(|| format!("{org}/{slug}"))
+                }));
+                Some(groups)
+            }
+            GroupSource::GitlabGroups => {
+                let base = self.userinfo_url.as_str().trim_end_matches('/');
+                let url = base.strip_suffix("/user").unwrap_or(base);
+                let url =
+                    Url::parse(&format!("{url}/groups?min_access_level=10&per_page=100")).ok()?;
+                let groups = get(url).await?;
+                Some(
+                    groups
+                        .iter()
+                        .map(|g| field(g, "full_path"))
+                        .filter(|p| !p.is_empty())
+                        .collect(),
+                )
+            }
+            GroupSource::None => None,
+        }
     }
 
     fn http_get(&self, http: &ProviderHttp, url: &Url, token: &str) -> reqwest::RequestBuilder {

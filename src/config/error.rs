@@ -48,6 +48,15 @@ pub struct Diagnostic {
     pub message: String,
 }
 
+impl Diagnostic {
+    pub fn at(loc: &Loc, message: impl Into<String>) -> Self {
+        Diagnostic {
+            loc: loc.clone(),
+            message: message.into(),
+        }
+    }
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.loc, self.message)

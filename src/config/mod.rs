@@ -6,6 +6,7 @@ pub mod error;
 mod reader;
 pub mod spec;
 mod walk;
+mod walk_allow;
 mod walk_auth;
 pub mod yaml;
 

@@ -98,6 +98,36 @@ pub struct AuthSpec {
     pub enabled: Option<bool>,
     /// None when no `type` is given.
     pub method: Option<MethodSpec>,
+    /// `allow:` with the older aliases folded in; empty when none.
+    pub allow: AllowSpec,
+}
+
+/// The `allow:` policy block (SPEC §13.1), checked after authentication.
+#[derive(Debug, Default, Clone)]
+pub struct AllowSpec {
+    pub users: Vec<String>,
+    pub logins: Vec<String>,
+    pub emails: Vec<String>,
+    pub domains: Vec<String>,
+    pub groups: Vec<String>,
+    /// Claim name → any of these values.
+    pub claims: Vec<(String, Vec<String>)>,
+    /// Where each kind was given (for errors about it).
+    pub locs: Vec<(crate::decision::Condition, Loc)>,
+}
+
+impl AllowSpec {
+    pub fn is_empty(&self) -> bool {
+        self.locs.is_empty()
+    }
+
+    pub fn has(&self, c: crate::decision::Condition) -> bool {
+        self.locs.iter().any(|(k, _)| *k == c)
+    }
+
+    pub fn loc_of(&self, c: crate::decision::Condition) -> Option<&Loc> {
+        self.locs.iter().find(|(k, _)| *k == c).map(|(_, l)| l)
+    }
 }
 
 #[derive(Debug)]
@@ -127,7 +157,8 @@ pub struct BasicSpec {
 #[derive(Debug)]
 pub struct BearerSpec {
     pub loc: Loc,
-    pub tokens: Vec<(Secret, Loc)>,
+    /// (name, token): a named token's name is its identity.
+    pub tokens: Vec<(Option<String>, Secret, Loc)>,
     pub tokens_file: Option<(PathBuf, Loc)>,
 }
 
@@ -148,6 +179,8 @@ pub struct JwtSpec {
     pub audience: Vec<String>,
     pub leeway: Duration,
     pub require_exp: bool,
+    /// Where groups are read from (dotted path), default `groups`.
+    pub groups_claim: String,
 }
 
 #[derive(Debug)]
@@ -157,6 +190,8 @@ pub struct ConnectSpec {
     pub secret: Option<Secret>,
     pub algorithm: String,
     pub expires_in: Duration,
+    /// `aud` of the token; default the request's host.
+    pub audience: Option<String>,
 }
 
 #[derive(Debug)]
@@ -172,9 +207,13 @@ pub struct OAuth2Spec {
     pub auth_url: Option<url::Url>,
     pub token_url: Option<url::Url>,
     pub userinfo_url: Option<url::Url>,
-    pub allowed_emails: Vec<String>,
-    pub allowed_domains: Vec<String>,
+    /// Older spellings of `allow.emails` / `allow.domains`, with their
+    /// locations (folded into `AuthSpec::allow`).
+    pub allowed_emails: Option<(Vec<String>, Loc)>,
+    pub allowed_domains: Option<(Vec<String>, Loc)>,
     pub connect: Option<ConnectSpec>,
+    /// How long groups read from the provider are trusted.
+    pub groups_ttl: Duration,
 }
 
 #[derive(Debug)]
@@ -189,11 +228,17 @@ pub struct OidcSpec {
     pub redirect_url: Option<url::Url>,
     pub scopes: Vec<String>,
     pub audience: Vec<String>,
-    pub allowed_emails: Vec<String>,
-    pub allowed_domains: Vec<String>,
+    /// Older spellings of `allow.emails` / `allow.domains` / `allow.claims`.
+    pub allowed_emails: Option<(Vec<String>, Loc)>,
+    pub allowed_domains: Option<(Vec<String>, Loc)>,
+    pub claims: Option<(Vec<(String, Vec<String>)>, Loc)>,
     pub connect: Option<ConnectSpec>,
-    /// Required claims (`claims: {groups: admins}`).
-    pub claims: Vec<(String, String)>,
+    /// Where groups are read from (dotted path), default `groups`.
+    pub groups_claim: String,
+    /// How long groups and claims read from the provider are trusted.
+    pub groups_ttl: Duration,
+    /// API mode: ID tokens (without a nonce) count as bearer credentials.
+    pub accept_id_tokens: bool,
     /// RP-initiated logout from `/oauth2/logout`.
     pub logout_at_provider: bool,
 }

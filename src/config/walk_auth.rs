@@ -25,6 +25,9 @@ const CONNECT_ALGORITHMS: &[&str] = &["hs256", "hs384", "hs512", "rs256", "es256
 /// Fields of oidc's flat form (directly under `auth`, as the guide writes it).
 const OIDC_FLAT: &[&str] = &[
     "claims",
+    "groups_claim",
+    "groups_ttl",
+    "accept_id_tokens",
     "logout_at_provider",
     "provider",
     "issuer",
@@ -65,6 +68,10 @@ pub fn auth_block(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<AuthSpec
             "`enabled: true` needs a `type` (one of basic, bearer, jwt, oauth2, oidc)",
         );
     }
+    let mut allow = f
+        .take("allow")
+        .map(|(n, l)| super::walk_allow::allow_block(w, n, &l))
+        .unwrap_or_default();
     let method = match type_name.as_deref() {
         Some("basic") => basic(w, &mut f).map(MethodSpec::Basic),
         Some("bearer") => bearer(w, &mut f).map(MethodSpec::Bearer),
@@ -95,10 +102,15 @@ pub fn auth_block(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<AuthSpec
         w.diags.warn(&l, message);
     }
     f.finish(w, &[]);
+    if let Some(m) = &method {
+        super::walk_allow::fold_aliases(w, m, &mut allow);
+        super::walk_allow::check_allow(w, m, &allow, loc, enabled != Some(false));
+    }
     Some(AuthSpec {
         loc: loc.clone(),
         enabled,
         method,
+        allow,
     })
 }
 
@@ -174,12 +186,8 @@ fn bearer(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<BearerSpec> {
         return None;
     };
     let mut f = w.fields(node, &loc)?;
-    let tokens: Vec<_> = match f.take("tokens") {
-        Some((n, l)) => w
-            .string_list(n, &l)
-            .into_iter()
-            .map(|(t, l)| (crate::secret::Secret::new(t), l))
-            .collect(),
+    let tokens = match f.take("tokens") {
+        Some((n, l)) => super::walk_allow::bearer_tokens(w, n, &l),
         None => Vec::new(),
     };
     let tokens_file = file_path(w, &mut f, "tokens_file");
@@ -224,6 +232,7 @@ fn jwt(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<JwtSpec> {
         audience: Vec::new(),
         leeway: Duration::from_secs(30),
         require_exp: true,
+        groups_claim: "groups".into(),
     };
     if let Some((node, loc)) = auth.take("jwt") {
         spec.loc = loc.clone();
@@ -256,6 +265,9 @@ fn jwt(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<JwtSpec> {
             }
             if let Some((n, l)) = f.take("require_exp") {
                 spec.require_exp = w.bool(n, &l).unwrap_or(true);
+            }
+            if let Some(claim) = f.take("groups_claim").and_then(|(n, l)| w.non_empty(n, &l)) {
+                spec.groups_claim = claim;
             }
             f.finish(w, &[]);
         }
@@ -358,9 +370,10 @@ fn oauth2(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<OAuth2Spec> {
     let auth_url = opt_url(w, &mut f, "auth_url");
     let token_url = opt_url(w, &mut f, "token_url");
     let userinfo_url = opt_url(w, &mut f, "userinfo_url");
-    let allowed_emails = strings(w, &mut f, "allowed_emails").unwrap_or_default();
-    let allowed_domains = strings(w, &mut f, "allowed_domains").unwrap_or_default();
+    let allowed_emails = located_strings(w, &mut f, "allowed_emails");
+    let allowed_domains = located_strings(w, &mut f, "allowed_domains");
     let connect = f.take("connect").and_then(|(n, l)| connect(w, n, &l));
+    let groups_ttl = groups_ttl(w, &mut f);
     if matches!(provider.as_deref(), Some("auth0" | "okta"))
         && base_url.is_none()
         && (auth_url.is_none() || token_url.is_none() || userinfo_url.is_none())
@@ -389,7 +402,34 @@ fn oauth2(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<OAuth2Spec> {
         allowed_emails,
         allowed_domains,
         connect,
+        groups_ttl,
     })
+}
+
+/// `groups_ttl`, default 5 minutes.
+fn groups_ttl(w: &mut Walker<'_>, f: &mut Fields<'_>) -> Duration {
+    const DEFAULT: Duration = Duration::from_secs(300);
+    match f.take("groups_ttl") {
+        Some((n, l)) => match w.duration(n, &l) {
+            Some(d) if d.is_zero() => {
+                w.diags.error(&l, "groups_ttl must be more than 0");
+                DEFAULT
+            }
+            Some(d) => d,
+            None => DEFAULT,
+        },
+        None => DEFAULT,
+    }
+}
+
+fn located_strings(
+    w: &mut Walker<'_>,
+    f: &mut Fields<'_>,
+    key: &'static str,
+) -> Option<(Vec<String>, Loc)> {
+    let (n, l) = f.take(key)?;
+    let items = w.string_list(n, &l).into_iter().map(|(s, _)| s).collect();
+    Some((items, l))
 }
 
 fn connect(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<ConnectSpec> {
@@ -404,6 +444,7 @@ fn connect(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<ConnectSpec> {
         secret: None,
         algorithm: "hs256".into(),
         expires_in: Duration::from_secs(300),
+        audience: None,
     };
     if let Some((n, l)) = f.take("jwt")
         && let Some(mut jf) = w.fields(n, &l)
@@ -426,6 +467,7 @@ fn connect(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<ConnectSpec> {
         if let Some((n, l)) = jf.take("expires_in") {
             spec.expires_in = w.duration(n, &l).unwrap_or(spec.expires_in);
         }
+        spec.audience = jf.take("audience").and_then(|(n, l)| w.non_empty(n, &l));
         jf.finish(w, &[]);
     }
     if spec.enabled && spec.secret.is_none() {
@@ -509,10 +551,21 @@ fn oidc_fields(w: &mut Walker<'_>, f: &mut Fields<'_>) -> Option<OidcSpec> {
         redirect_url: redirect_url(w, f),
         scopes: strings(w, f, "scopes").unwrap_or_default(),
         audience: strings(w, f, "audience").unwrap_or_default(),
-        allowed_emails: strings(w, f, "allowed_emails").unwrap_or_default(),
-        allowed_domains: strings(w, f, "allowed_domains").unwrap_or_default(),
+        allowed_emails: located_strings(w, f, "allowed_emails"),
+        allowed_domains: located_strings(w, f, "allowed_domains"),
         connect: f.take("connect").and_then(|(n, l)| connect(w, n, &l)),
-        claims: required_claims(w, f),
+        claims: f
+            .take("claims")
+            .map(|(n, l)| (super::walk_allow::claims_map(w, n, &l), l)),
+        groups_claim: f
+            .take("groups_claim")
+            .and_then(|(n, l)| w.non_empty(n, &l))
+            .unwrap_or_else(|| "groups".into()),
+        groups_ttl: groups_ttl(w, f),
+        accept_id_tokens: f
+            .take("accept_id_tokens")
+            .and_then(|(n, l)| w.bool(n, &l))
+            .unwrap_or(false),
         logout_at_provider: f
             .take("logout_at_provider")
             .and_then(|(n, l)| w.bool(n, &l))
@@ -535,21 +588,4 @@ fn oidc_fields(w: &mut Walker<'_>, f: &mut Fields<'_>) -> Option<OidcSpec> {
             .error(&spec.loc, "oidc provider auth0/okta needs `base_url`");
     }
     Some(spec)
-}
-
-/// `claims: {groups: admins, email_verified: true}`: name → required value.
-fn required_claims(w: &mut Walker<'_>, f: &mut Fields<'_>) -> Vec<(String, String)> {
-    let Some((node, loc)) = f.take("claims") else {
-        return Vec::new();
-    };
-    let Some(mut fields) = w.fields(node, &loc) else {
-        return Vec::new();
-    };
-    let out = fields
-        .take_all()
-        .into_iter()
-        .filter_map(|(name, n, l)| w.string(n, &l).map(|v| (name.to_string(), v)))
-        .collect();
-    fields.finish(w, &[]);
-    out
 }

@@ -6,4 +6,4 @@ pub mod path_pattern;
 mod router;
 pub mod wildcard;
 
-pub use router::{OpenReason, PathRoute, Policy, Route, RouteMatch, Router, Rule};
+pub use router::{OpenReason, PathRoute, Protected, Route, RouteAuth, RouteMatch, Router, Rule};

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use super::host::{HostPattern, normalize_host};
 use super::path_pattern::PathPattern;
 use crate::auth::Authenticator;
+use crate::decision::RouteId;
+use crate::policy::Policy;
 
 /// Why a route needs no authentication.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,18 +31,28 @@ impl OpenReason {
     }
 }
 
+/// What a route demands.
 #[derive(Clone, Debug)]
-pub enum Policy {
+pub enum RouteAuth {
     Open(OpenReason),
-    Protected(Arc<Authenticator>),
+    Protected(Arc<Protected>),
+}
+
+/// A protected route's two stages: who (the authenticator) and whether
+/// they may pass (the `allow` policy).
+#[derive(Debug)]
+pub struct Protected {
+    pub authenticator: Authenticator,
+    pub allow: Option<Policy>,
 }
 
 /// Where a request ends up and the policy that applies there.
 #[derive(Debug)]
 pub struct Route {
+    pub id: RouteId,
     /// `rules[0]`, `rules[0].paths[1]` or `fallback`.
     pub label: String,
-    pub policy: Policy,
+    pub policy: RouteAuth,
     /// True when a path had no `auth` and took its rule's.
     pub inherited: bool,
 }
@@ -189,8 +201,9 @@ mod tests {
                 host: host.to_string(),
                 host_pattern: HostPattern::compile(host, HostType::Auto).unwrap(),
                 route: Route {
+                    id: RouteId(i as u32),
                     label: format!("rules[{i}]"),
-                    policy: Policy::Open(OpenReason::NotConfigured),
+                    policy: RouteAuth::Open(OpenReason::NotConfigured),
                     inherited: false,
                 },
                 paths: Vec::new(),

@@ -21,6 +21,8 @@ pub struct CheckLabels {
     pub auth: &'static str,
     pub decision: &'static str,
     pub reason: &'static str,
+    /// For `not_allowed`: the kind of condition that failed, else `-`.
+    pub condition: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -118,16 +120,21 @@ impl Metrics {
     }
 
     pub fn record_check(&self, decision: &Decision<'_>, seconds: f64) {
-        let (verdict, reason) = match &decision.verdict {
-            Verdict::Allow { reason, .. } => ("allow", reason.code()),
-            Verdict::Deny(d) => ("deny", d.reason.code()),
+        let (verdict, reason, condition) = match &decision.verdict {
+            Verdict::Allow { reason, .. } => ("allow", reason.code(), "-"),
+            Verdict::Deny(d) | Verdict::Pending { then: d, .. } => (
+                "deny",
+                d.reason.code(),
+                d.condition.map_or("-", |c| c.key()),
+            ),
         };
         self.checks
             .get_or_create(&CheckLabels {
-                rule: decision.route.unwrap_or("-").to_string(),
+                rule: decision.label.unwrap_or("-").to_string(),
                 auth: decision.kind.map_or("-", |k| k.as_str()),
                 decision: verdict,
                 reason,
+                condition,
             })
             .inc();
         self.check_seconds.observe(seconds);
