@@ -200,6 +200,7 @@ fn bench_session(c: &mut Criterion) {
         expires: now + 3600,
         refresh: None,
         renew_at: 0,
+        attrs: Default::default(),
     };
     let keys = SessionKeys::from_secrets(&[Secret::new(secret.into())]);
     let cookie = format!(

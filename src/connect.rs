@@ -209,6 +209,7 @@ mod tests {
         );
         let mut v = jsonwebtoken::Validation::new(Algorithm::HS256);
         v.validate_exp = false;
+        v.set_audience(&["app.example.com"]);
         let claims = jsonwebtoken::decode::<serde_json::Value>(
             &a.token,
             &jsonwebtoken::DecodingKey::from_secret(b"shared-secret").unwrap(),

@@ -33,7 +33,7 @@ fn decide(engine: &Engine, host: &str, path: &str, auth: Option<&str>) -> Outcom
         client: None,
     };
     let d = engine.decide(&req);
-    let route = d.route.map(str::to_string);
+    let route = d.label.map(str::to_string);
     match d.verdict {
         Verdict::Allow { reason, .. } => Outcome {
             status: 200,
@@ -41,7 +41,7 @@ fn decide(engine: &Engine, host: &str, path: &str, auth: Option<&str>) -> Outcom
             challenge: None,
             route,
         },
-        Verdict::Deny(denial) => Outcome {
+        Verdict::Deny(denial) | Verdict::Pending { then: denial, .. } => Outcome {
             status: denial.status.code(),
             reason: denial.reason.code(),
             challenge: denial.challenge.map(str::to_string),
