@@ -12,18 +12,28 @@ const JWT_SECRET: &str = "bench-secret-0123456789abcdef";
 
 /// `n` rules cycling through the auth types; the hosts used for measuring
 /// are the last rules, so a linear scan would pay for all of them.
-fn config(n: usize, argon_hash: &str) -> String {
+/// With `policy`, each route also has an `allow` block the credential meets.
+fn config(n: usize, argon_hash: &str, policy: bool) -> String {
     let mut yaml = String::from("rules:\n");
     for i in 0..n {
+        let (users, bearer, jwt) = if policy {
+            (
+                ", allow: {users: [admin]}",
+                "{type: bearer, bearer: {tokens: [{name: ci, token: token-abc-123}]}, allow: {users: [ci]}}",
+                ", allow: {users: [u], claims: {scope: read}}",
+            )
+        } else {
+            ("", "{type: bearer, bearer: {tokens: [token-abc-123]}}", "")
+        };
         let auth = match i % 4 {
-            0 => {
-                "{type: basic, basic: {users: [{username: admin, password: admin123}]}}".to_string()
-            }
-            1 => format!(
-                "{{type: basic, basic: {{users: [{{username: admin, password: '{argon_hash}'}}]}}}}"
+            0 => format!(
+                "{{type: basic, basic: {{users: [{{username: admin, password: admin123}}]}}{users}}}"
             ),
-            2 => "{type: bearer, bearer: {tokens: [token-abc-123]}}".to_string(),
-            _ => format!("{{type: jwt, secret: {JWT_SECRET}}}"),
+            1 => format!(
+                "{{type: basic, basic: {{users: [{{username: admin, password: '{argon_hash}'}}]}}{users}}}"
+            ),
+            2 => bearer.to_string(),
+            _ => format!("{{type: jwt, secret: {JWT_SECRET}{jwt}}}"),
         };
         yaml.push_str(&format!(
             "  - host: h{i}.example.com\n    backend:\n      service:\n        name: s\n        auth: {auth}\n    paths:\n      - path: /admin\n        backend: {{service: {{auth: {{enabled: false}}}}}}\n      - path: /api/v[0-9]+/\n"
@@ -51,43 +61,49 @@ fn bench(c: &mut Criterion) {
         "Bearer {}",
         jsonwebtoken::encode(
             &jsonwebtoken::Header::default(),
-            &serde_json::json!({"sub": "u", "exp": exp}),
+            &serde_json::json!({"sub": "u", "exp": exp, "scope": "read write"}),
             &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()).unwrap(),
         )
         .unwrap()
     );
-    let mut group = c.benchmark_group("decide");
-    for n in [10usize, 10_000] {
-        let engine = Engine::from_text(&config(n, &argon), "bench", &|_| None).unwrap();
-        // The last rule of each type (rule index % 4 picks the type).
-        let last = |kind: usize| format!("h{}.example.com", (n - 1 - kind) / 4 * 4 + kind);
-        let cases = [
-            ("basic", last(0), basic.clone()),
-            ("basic_argon2id_cached", last(1), basic.clone()),
-            ("bearer", last(2), "Bearer token-abc-123".to_string()),
-            ("jwt_hs256", last(3), jwt.clone()),
-        ];
-        for (name, host, authorization) in cases {
-            let headers: HashMap<String, String> = [
-                ("authorization".to_string(), authorization),
-                ("accept".to_string(), "*/*".to_string()),
-            ]
-            .into();
-            let req = RequestView {
-                host: &host,
-                path: "/api/items?page=2",
-                method: "GET",
-                scheme: "http",
-                headers: &headers,
-                client: None,
-            };
-            assert!(engine.decide(&req).is_allowed(), "{name} must be allowed");
-            group.bench_with_input(BenchmarkId::new(name, n), &req, |b, req| {
-                b.iter(|| black_box(engine.decide(black_box(req))).is_allowed())
-            });
+    // `decide_policy/*/10` against `decide/*/10`: what the policy stage costs.
+    for (group_name, sizes, policy) in [
+        ("decide", &[10usize, 10_000][..], false),
+        ("decide_policy", &[10usize][..], true),
+    ] {
+        let mut group = c.benchmark_group(group_name);
+        for &n in sizes {
+            let engine = Engine::from_text(&config(n, &argon, policy), "bench", &|_| None).unwrap();
+            // The last rule of each type (rule index % 4 picks the type).
+            let last = |kind: usize| format!("h{}.example.com", (n - 1 - kind) / 4 * 4 + kind);
+            let cases = [
+                ("basic", last(0), basic.clone()),
+                ("basic_argon2id_cached", last(1), basic.clone()),
+                ("bearer", last(2), "Bearer token-abc-123".to_string()),
+                ("jwt_hs256", last(3), jwt.clone()),
+            ];
+            for (name, host, authorization) in cases {
+                let headers: HashMap<String, String> = [
+                    ("authorization".to_string(), authorization),
+                    ("accept".to_string(), "*/*".to_string()),
+                ]
+                .into();
+                let req = RequestView {
+                    host: &host,
+                    path: "/api/items?page=2",
+                    method: "GET",
+                    scheme: "http",
+                    headers: &headers,
+                    client: None,
+                };
+                assert!(engine.decide(&req).is_allowed(), "{name} must be allowed");
+                group.bench_with_input(BenchmarkId::new(name, n), &req, |b, req| {
+                    b.iter(|| black_box(engine.decide(black_box(req))).is_allowed())
+                });
+            }
         }
+        group.finish();
     }
-    group.finish();
 }
 
 /// API-mode checks (`jwt.jwks_url`) with the JWKS already cached: RS256
@@ -221,6 +237,35 @@ fn bench_session(c: &mut Criterion) {
         "the session must be valid"
     );
     c.bench_function("decide/oauth2_session_connect", |b| {
+        b.iter(|| black_box(engine.decide(black_box(&req))).is_allowed())
+    });
+    // The same session on a route whose policy it meets.
+    let config = config.replace(
+        "connect: {enabled: true, jwt: {secret: shared}}}",
+        "connect: {enabled: true, jwt: {secret: shared}}}\n          allow: {logins: [octocat], emails: [octocat@github.com]}",
+    );
+    let engine = Engine::from_text(&config, "bench", &|_| None).unwrap();
+    let verified = Session {
+        attrs: ingress_authz::session::Attributes {
+            version: ingress_authz::session::ATTRIBUTES_VERSION,
+            email: Some("octocat@github.com".into()),
+            domain: Some("github.com".into()),
+            read_at: now,
+            ..Default::default()
+        },
+        ..session
+    };
+    let cookie = format!(
+        "theme=dark; ingress_authz={}",
+        keys.seal_json(Purpose::Session, &verified)
+    );
+    let headers: HashMap<String, String> = [("cookie".to_string(), cookie)].into();
+    let req = RequestView {
+        headers: &headers,
+        ..req
+    };
+    assert!(engine.decide(&req).is_allowed(), "the policy must hold");
+    c.bench_function("decide_policy/oauth2_session_connect", |b| {
         b.iter(|| black_box(engine.decide(black_box(&req))).is_allowed())
     });
 }

@@ -214,14 +214,29 @@ mod tests {
 
     #[test]
     fn a_refused_login_identity_gets_a_page_to_switch_account() {
-        let d = Denial::not_allowed(crate::decision::Condition::Groups, crate::decision::AuthKind::Oidc);
+        let d = Denial::not_allowed(
+            crate::decision::Condition::Groups,
+            crate::decision::AuthKind::Oidc,
+        );
         let Some(HttpResponse::DeniedResponse(denied)) = deny(&d, true).http_response else {
             panic!("not denied")
         };
         assert_eq!(denied.status.unwrap().code, 403);
-        assert!(denied.body.contains("href=\"/oauth2/logout\""), "{}", denied.body);
-        assert!(!denied.headers.iter().any(|h| h.header.as_ref().unwrap().key == "location"));
-        let basic = Denial::not_allowed(crate::decision::Condition::Users, crate::decision::AuthKind::Basic);
+        assert!(
+            denied.body.contains("href=\"/oauth2/logout\""),
+            "{}",
+            denied.body
+        );
+        assert!(
+            !denied
+                .headers
+                .iter()
+                .any(|h| h.header.as_ref().unwrap().key == "location")
+        );
+        let basic = Denial::not_allowed(
+            crate::decision::Condition::Users,
+            crate::decision::AuthKind::Basic,
+        );
         let Some(HttpResponse::DeniedResponse(denied)) = deny(&basic, true).http_response else {
             panic!("not denied")
         };

@@ -352,6 +352,135 @@ mod tests {
         }
     }
 
+    /// The session and login-state shapes of the previous release, as it
+    /// (de)serialised them: a rolling deploy runs both.
+    mod previous_release {
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Serialize, Deserialize)]
+        pub struct Identity {
+            pub id: String,
+            pub username: String,
+            pub email: String,
+            pub nickname: String,
+            pub avatar: String,
+        }
+
+        #[derive(Serialize, Deserialize)]
+        pub struct Session {
+            #[serde(rename = "u")]
+            pub identity: Identity,
+            #[serde(rename = "p")]
+            pub provider: String,
+            #[serde(rename = "c")]
+            pub client_id: String,
+            #[serde(rename = "i")]
+            pub issued: u64,
+            #[serde(rename = "e")]
+            pub expires: u64,
+            #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+            pub refresh: Option<String>,
+            #[serde(rename = "n", default)]
+            pub renew_at: u64,
+        }
+
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        pub struct LoginState {
+            #[serde(rename = "s")]
+            pub state: String,
+            #[serde(rename = "v")]
+            pub verifier: Option<String>,
+            #[serde(rename = "n", default)]
+            pub nonce: Option<String>,
+            #[serde(rename = "r")]
+            pub route: String,
+            #[serde(rename = "o")]
+            pub original: String,
+            #[serde(rename = "cb")]
+            pub redirect_uri: String,
+            #[serde(rename = "e")]
+            pub expires: u64,
+        }
+    }
+
+    #[test]
+    fn a_previous_release_cookie_opens_with_nothing_verified() {
+        let k = keys(&["0123456789abcdef0123456789abcdef"]);
+        let old = previous_release::Session {
+            identity: previous_release::Identity {
+                id: "42".into(),
+                username: "octocat".into(),
+                email: "ceo@victim.example".into(),
+                nickname: String::new(),
+                avatar: String::new(),
+            },
+            provider: "github".into(),
+            client_id: "cid".into(),
+            issued: 1,
+            expires: u64::MAX,
+            refresh: None,
+            renew_at: 0,
+        };
+        let sealed = k.seal_json(Purpose::Session, &old);
+        let opened: Session = k.open_json(Purpose::Session, &sealed).expect("opens");
+        assert_eq!(opened.identity.id, "42");
+        assert_eq!(opened.attrs.version, 0, "marked as predating attributes");
+        assert_eq!(opened.attrs.email, None, "its email is not verified");
+        assert_eq!(opened.attrs.groups, None, "its groups are unknown");
+    }
+
+    #[test]
+    fn the_previous_release_opens_new_cookies_and_login_states() {
+        let k = keys(&["0123456789abcdef0123456789abcdef"]);
+        let new = Session {
+            identity: Identity {
+                id: "42".into(),
+                ..Default::default()
+            },
+            provider: "oidc:https://idp".into(),
+            client_id: "cid".into(),
+            issued: 1,
+            expires: 2,
+            refresh: Some("r".into()),
+            renew_at: 2,
+            attrs: Attributes {
+                version: ATTRIBUTES_VERSION,
+                email: Some("a@x.example".into()),
+                groups: Some(vec!["admins".into()]),
+                read_at: 1,
+                ..Default::default()
+            },
+        };
+        let sealed = k.seal_json(Purpose::Session, &new);
+        let old: previous_release::Session = k
+            .open_json(Purpose::Session, &sealed)
+            .expect("an old replica opens it");
+        assert_eq!(
+            (old.identity.id.as_str(), old.refresh.as_deref()),
+            ("42", Some("r"))
+        );
+
+        // Login state is unchanged: a login begun on either finishes on the other.
+        let state = LoginState {
+            state: "s".into(),
+            verifier: Some("v".into()),
+            nonce: Some("n".into()),
+            route: "rules[0]".into(),
+            original: "/x".into(),
+            redirect_uri: "https://h/oauth2/callback".into(),
+            expires: 9,
+        };
+        let sealed = k.seal_json(Purpose::LoginState, &state);
+        let old: previous_release::LoginState = k
+            .open_json(Purpose::LoginState, &sealed)
+            .expect("old opens new");
+        let back = k.seal_json(Purpose::LoginState, &old);
+        assert_eq!(
+            k.open_json::<LoginState>(Purpose::LoginState, &back),
+            Some(state)
+        );
+    }
+
     proptest::proptest! {
         #[test]
         fn open_never_panics(s in "\\PC*") {

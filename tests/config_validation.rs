@@ -300,3 +300,234 @@ fn ingress_example_corpus_validates() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// `allow:` (the authorization policy)
+
+const GITHUB: &str =
+    "  type: oauth2\n  oauth2:\n    provider: github\n    client_id: a\n    client_secret: b";
+
+/// An error located at `path` whose text also has every one of `words`.
+#[track_caller]
+fn assert_error_at(yaml: &str, path: &str, words: &[&str]) {
+    let errs = errors(yaml);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains(&format!(": {path}: ")) && words.iter().all(|w| e.contains(w))),
+        "expected an error at {path} mentioning {words:?}, got {errs:#?}"
+    );
+}
+
+#[test]
+fn allow_kinds_must_fit_the_auth_type() {
+    let basic = "  type: basic\n  basic:\n    users:\n      - {username: a, password: b}";
+    assert_error_at(
+        &with_auth(&format!("{basic}\n  allow:\n    emails: [a@x.com]")),
+        "rules[0].backend.service.auth.allow.emails",
+        &["basic"],
+    );
+    assert_error_at(
+        &with_auth("  type: jwt\n  secret: s\n  allow:\n    logins: [octocat]"),
+        "rules[0].backend.service.auth.allow.logins",
+        &["jwt"],
+    );
+    assert_error_at(
+        &with_auth(
+            "  type: bearer\n  bearer:\n    tokens: [t]\n  allow:\n    claims: {tenant: acme}",
+        ),
+        "rules[0].backend.service.auth.allow.claims",
+        &["bearer"],
+    );
+    // Control: what each of them can check loads.
+    for auth in [
+        format!("{basic}\n  allow:\n    users: [a]"),
+        "  type: jwt\n  secret: s\n  allow:\n    users: [a]\n    claims: {tenant: acme}".to_owned(),
+        "  type: bearer\n  bearer:\n    tokens: [t]\n  allow:\n    users: [ci]".to_owned(),
+    ] {
+        let errs = errors(&with_auth(&auth));
+        assert!(errs.is_empty(), "{auth}: {errs:#?}");
+    }
+}
+
+#[test]
+fn allowed_emails_and_allow_emails_together_is_an_error() {
+    let yaml = with_auth(&format!(
+        "{GITHUB}\n    allowed_emails: [a@x.com]\n  allow:\n    emails: [b@x.com]"
+    ));
+    let errs = errors(&yaml);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("rules[0].backend.service.auth.")
+                && e.contains("allowed_emails")
+                && e.contains("allow.emails")),
+        "an error naming both `allowed_emails` and `allow.emails`: {errs:#?}"
+    );
+    // Either one alone is fine (the old key is an alias).
+    for auth in [
+        format!("{GITHUB}\n    allowed_emails: [a@x.com]\n    allowed_domains: [x.com]"),
+        format!("{GITHUB}\n  allow:\n    emails: [b@x.com]\n    domains: [x.com]"),
+    ] {
+        let errs = errors(&with_auth(&auth));
+        assert!(errs.is_empty(), "{auth}: {errs:#?}");
+    }
+}
+
+#[test]
+fn microsoft_domains_need_a_single_tenant() {
+    let microsoft = "  type: oauth2\n  oauth2:\n    provider: microsoft\n    client_id: a\n    client_secret: b";
+    for tenant in ["", "\n    tenant: common", "\n    tenant: organizations"] {
+        assert_error_at(
+            &with_auth(&format!(
+                "{microsoft}{tenant}\n  allow:\n    domains: [contoso.example]"
+            )),
+            "rules[0].backend.service.auth.allow.domains",
+            &["tenant"],
+        );
+    }
+    // Control: a tenant of its own.
+    let yaml = with_auth(&format!(
+        "{microsoft}\n    tenant: contoso\n  allow:\n    domains: [contoso.example]"
+    ));
+    let errs = errors(&yaml);
+    assert!(errs.is_empty(), "{errs:#?}");
+}
+
+#[test]
+fn google_oauth2_has_no_groups() {
+    let google =
+        "  type: oauth2\n  oauth2:\n    provider: google\n    client_id: a\n    client_secret: b";
+    assert_error_at(
+        &with_auth(&format!("{google}\n  allow:\n    groups: [admins]")),
+        "rules[0].backend.service.auth.allow.groups",
+        &["google"],
+    );
+    let errs = errors(&with_auth(&format!(
+        "{google}\n  allow:\n    emails: [grace@google.example]"
+    )));
+    assert!(errs.is_empty(), "{errs:#?}");
+}
+
+#[test]
+fn oidc_api_mode_needs_an_audience() {
+    let yaml = with_auth("  type: oidc\n  issuer: https://idp.example.com");
+    let errs = errors(&yaml);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("rules[0].backend.service.auth") && e.contains("audience")),
+        "{errs:#?}"
+    );
+    // Control: with an audience, or in login mode (the client id is the
+    // audience of the ID token).
+    for auth in [
+        "  type: oidc\n  issuer: https://idp.example.com\n  audience: [my-api]",
+        "  type: oidc\n  issuer: https://idp.example.com\n  client_id: a\n  client_secret: b",
+    ] {
+        let errs = errors(&with_auth(auth));
+        assert!(errs.is_empty(), "{auth}: {errs:#?}");
+    }
+}
+
+#[test]
+fn unknown_keys_in_allow_are_errors() {
+    let yaml = with_auth(
+        "  type: basic\n  basic:\n    users:\n      - {username: a, password: b}\n  allow:\n    user: [a]",
+    );
+    assert_error_at(
+        &yaml,
+        "rules[0].backend.service.auth.allow.user",
+        &["unknown key `user`"],
+    );
+}
+
+#[test]
+fn allow_for_every_auth_type_loads() {
+    let yaml = "\
+authz:
+  session:
+    secret: \"policy-config-session-secret-0123456789\"
+rules:
+  - host: basic.example.com
+    backend:
+      service:
+        auth:
+          type: basic
+          basic:
+            users:
+              - {username: alice, password: a}
+              - {username: bob, password: b}
+          allow:
+            users: [alice]
+  - host: bearer.example.com
+    backend:
+      service:
+        auth:
+          type: bearer
+          bearer:
+            tokens:
+              - plain-token
+              - {name: ci, token: ci-token-xyz}
+          allow:
+            users: [ci]
+  - host: jwt.example.com
+    backend:
+      service:
+        auth:
+          type: jwt
+          secret: s
+          jwt:
+            groups_claim: realm_access.roles
+          allow:
+            users: [alice]
+            groups: [admins]
+            claims: {tenant: acme, scope: read}
+  - host: github.example.com
+    backend:
+      service:
+        auth:
+          type: oauth2
+          oauth2:
+            provider: github
+            client_id: a
+            client_secret: b
+          allow:
+            users: [\"583231\"]
+            logins: [octocat]
+            emails: [octocat@github.example]
+            domains: [github.example]
+            groups: [acme, acme/platform]
+  - host: oidc.example.com
+    backend:
+      service:
+        auth:
+          type: oidc
+          issuer: https://idp.example.com
+          client_id: a
+          client_secret: b
+          allow:
+            emails: [a@x.com]
+            domains: [x.com]
+            claims: {tenant: acme}
+";
+    let engine = Engine::from_text(yaml, "x.yaml", &env).unwrap_or_else(|e| panic!("{e}"));
+    let warnings: Vec<String> = engine.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(
+        !warnings
+            .iter()
+            .any(|w| w.contains("any github account can sign in")),
+        "github has an allow block: {warnings:#?}"
+    );
+}
+
+#[test]
+fn github_without_allow_warns_that_anyone_can_sign_in() {
+    let engine =
+        Engine::from_text(&with_auth(GITHUB), "x.yaml", &env).unwrap_or_else(|e| panic!("{e}"));
+    let warnings: Vec<String> = engine.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("rules[0].backend.service.auth")
+                && w.contains("any github account can sign in")),
+        "{warnings:#?}"
+    );
+}

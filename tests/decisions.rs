@@ -595,3 +595,135 @@ fn our_cookies_never_reach_the_upstream() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// The policy stage on sessions: per route, on every request, fail-closed
+// for cookies of the previous release.
+
+const SESSION_SECRET: &str = "decisions-session-secret-0123456789";
+
+/// One host: the rule logs in with GitHub and no policy; `/admin` is the
+/// same client with `admin_allow`.
+fn session_engine(admin_allow: &str) -> Engine {
+    let login =
+        "type: oauth2\n          oauth2: {provider: github, client_id: cid, client_secret: cs}";
+    engine(&format!(
+        "authz:\n  session: {{secret: {SESSION_SECRET}}}\nrules:\n  - host: app.example.com\n    backend:\n      service:\n        auth:\n          {login}\n    paths:\n      - path: /admin\n        backend:\n          service:\n            auth:\n              type: oauth2\n              oauth2: {{provider: github, client_id: cid, client_secret: cs}}\n              allow: {admin_allow}\n"
+    ))
+}
+
+/// A session cookie sealed with the engine's keys from raw JSON (the
+/// shape a release wrote).
+fn sealed_cookie(e: &Engine, session: serde_json::Value) -> String {
+    let json = serde_json::to_vec(&session).unwrap();
+    let sealed = e
+        .login
+        .keys
+        .seal(ingress_authz::session::Purpose::Session, &json);
+    format!("ingress_authz={sealed}")
+}
+
+fn session_json(attrs: Option<serde_json::Value>) -> serde_json::Value {
+    let mut s = serde_json::json!({
+        "u": {"id": "583231", "username": "octocat", "email": "octocat@github.example", "nickname": "", "avatar": ""},
+        "p": "github", "c": "cid", "i": now(), "e": now() + 3600
+    });
+    if let Some(a) = attrs {
+        s["a"] = a;
+    }
+    s
+}
+
+fn with_cookie(e: &Engine, path: &str, cookie: &str, accept: &str) -> (u16, Reason) {
+    let headers: HashMap<String, String> = [
+        ("cookie".to_string(), cookie.to_string()),
+        ("accept".to_string(), accept.to_string()),
+    ]
+    .into();
+    let req = RequestView {
+        host: "app.example.com",
+        path,
+        method: "GET",
+        scheme: "https",
+        headers: &headers,
+        client: None,
+    };
+    match e.decide(&req).verdict {
+        Verdict::Allow { reason, .. } => (200, reason),
+        Verdict::Deny(d) | Verdict::Pending { then: d, .. } => (d.status.code(), d.reason),
+    }
+}
+
+#[test]
+fn a_session_is_judged_by_the_policy_of_the_route_it_reaches() {
+    let e = session_engine("{logins: [someone-else]}");
+    let cookie = sealed_cookie(
+        &e,
+        session_json(Some(serde_json::json!({"v": 1, "t": now()}))),
+    );
+    assert_eq!(
+        with_cookie(&e, "/", &cookie, "application/json"),
+        (200, Reason::Authenticated)
+    );
+    assert_eq!(
+        with_cookie(&e, "/admin", &cookie, "application/json"),
+        (403, Reason::NotAllowed),
+        "the same client's session does not carry another route's policy"
+    );
+    assert_eq!(
+        with_cookie(&e, "/admin", &cookie, "text/html"),
+        (403, Reason::NotAllowed),
+        "a navigation gets a page, not a login loop"
+    );
+    let e = session_engine("{logins: [OctoCat]}");
+    assert_eq!(
+        with_cookie(&e, "/admin", &cookie, "application/json"),
+        (200, Reason::Authenticated),
+        "logins compare case-insensitively"
+    );
+}
+
+#[test]
+fn emails_count_only_when_the_session_holds_them_as_verified() {
+    let e = session_engine("{emails: [octocat@github.example]}");
+    let unverified = sealed_cookie(
+        &e,
+        session_json(Some(serde_json::json!({"v": 1, "t": now()}))),
+    );
+    assert_eq!(
+        with_cookie(&e, "/admin", &unverified, "application/json"),
+        (403, Reason::NotAllowed),
+        "the profile's email is not a verified one"
+    );
+    let verified = sealed_cookie(
+        &e,
+        session_json(Some(
+            serde_json::json!({"v": 1, "t": now(), "m": "octocat@github.example", "d": "github.example"}),
+        )),
+    );
+    assert_eq!(
+        with_cookie(&e, "/admin", &verified, "application/json"),
+        (200, Reason::Authenticated)
+    );
+}
+
+#[test]
+fn a_previous_release_session_opens_fail_closed() {
+    let e = session_engine("{emails: [octocat@github.example]}");
+    let old = sealed_cookie(&e, session_json(None));
+    assert_eq!(
+        with_cookie(&e, "/", &old, "application/json"),
+        (200, Reason::Authenticated),
+        "routes without a policy keep working"
+    );
+    assert_eq!(
+        with_cookie(&e, "/admin", &old, "text/html"),
+        (302, Reason::LoginRedirect),
+        "a navigation logs in again to learn what the old cookie lacks"
+    );
+    assert_eq!(
+        with_cookie(&e, "/admin", &old, "application/json"),
+        (401, Reason::LoginRequired),
+        "anything else is refused, never allowed"
+    );
+}

@@ -1025,13 +1025,16 @@ async fn allowed_emails_and_domains_are_enforced_with_403() {
         assert_json_error(&response, 403, host);
     }
 
-    // A domain matches the whole domain after `@`, not a suffix of it.
+    // A domain matches the whole domain after `@`, not a suffix of it
+    // (GitHub's verified primary address is the one that counts).
     for email in [
         "octocat@notgithub.example",
         "octocat@github.example.evil",
         "github.example@evil.example",
     ] {
-        fake.edit_profile(|p| p["email"] = json!(email));
+        fake.set_github_emails(json!([
+            {"email": email, "primary": true, "verified": true, "visibility": "public"}
+        ]));
         let host = "domains-in.example.com";
         let login = begin_login(&stack, &fake, host, TARGET).await;
         let back = consent(&fake, &login, host).await;

@@ -1528,10 +1528,12 @@ fn assert_missing_token_challenge(response: &Response) {
 async fn api_mode_verifies_bearer_jwts_by_the_issuers_jwks() {
     let fake = FakeOidc::start().await;
     publish_traps(&fake);
-    let open = "any-audience.example.com";
+    // API mode always names its audience (a config without one is an
+    // error): the nested form, for another API of the same issuer.
+    let other_api = "other-api.example.com";
     let stack = Stack::start(&config(&[
         oidc_rule(API_HOST, &api_fields(fake.issuer(), Some(API_AUDIENCE))),
-        nested_oidc_rule(open, &api_fields(fake.issuer(), None)),
+        nested_oidc_rule(other_api, &api_fields(fake.issuer(), Some("whatever"))),
     ]))
     .await;
     let get = async |host: &str, token: Option<&str>| {
@@ -1554,8 +1556,13 @@ async fn api_mode_verifies_bearer_jwts_by_the_issuers_jwks() {
     let good = fake.access_claims(API_AUDIENCE);
     let in_array = fake.mint(&with(&good, json!({"aud": ["other", API_AUDIENCE]})));
     assert_upstream_ok(&get(API_HOST, Some(&in_array)).await);
-    let any = fake.mint(&with(&good, json!({"aud": "whatever"})));
-    assert_upstream_ok(&get(open, Some(&any)).await);
+    let other = fake.mint(&with(&good, json!({"aud": "whatever"})));
+    assert_upstream_ok(&get(other_api, Some(&other)).await);
+    assert_eq!(
+        get(API_HOST, Some(&other)).await.status,
+        401,
+        "a token minted for another API of the issuer does not pass"
+    );
 
     let mut wrong = Vec::new();
     for (what, token) in refused_tokens(&fake, API_AUDIENCE) {

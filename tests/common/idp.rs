@@ -173,6 +173,27 @@ impl Idp {
             .to_owned()
     }
 
+    /// POST /__test/groups: `account`'s `groups` claim becomes `groups` for
+    /// every later userinfo answer (and ID token). The accounts start with
+    /// alice [admins, staff], bob [staff], carol [staff].
+    pub async fn set_groups(&self, account: &str, groups: &[&str]) {
+        let body = serde_json::json!({ "account": account, "groups": groups }).to_string();
+        let response = self
+            .send(
+                Request::new("POST", &self.host(), "/__test/groups")
+                    .header("content-type", "application/json")
+                    .body(body),
+            )
+            .await;
+        if response.status != 200 {
+            self.fail(&format!(
+                "set the groups of {account:?} to {groups:?}: {} {}",
+                response.status,
+                response.text()
+            ));
+        }
+    }
+
     /// A JWT access token (IDP_JWT_ACCESS_TOKENS) for `resource` by the
     /// client-credentials grant.
     pub async fn client_credentials(&self, resource: &str, scope: &str) -> String {

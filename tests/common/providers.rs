@@ -119,6 +119,8 @@ impl Kind {
             token,
             user,
             github_emails: (self == Kind::Github).then_some("/api/v3/user/emails"),
+            github_orgs: (self == Kind::Github).then_some("/api/v3/user/orgs"),
+            github_teams: (self == Kind::Github).then_some("/api/v3/user/teams"),
             feishu_app_token: (self == Kind::Feishu)
                 .then_some("/open-apis/auth/v3/app_access_token/internal"),
         }
@@ -341,6 +343,10 @@ pub struct Endpoints {
     pub token: &'static str,
     pub user: &'static str,
     pub github_emails: Option<&'static str>,
+    /// GitHub: `GET /user/orgs` (the organizations the user belongs to).
+    pub github_orgs: Option<&'static str>,
+    /// GitHub: `GET /user/teams` (the user's teams, across organizations).
+    pub github_teams: Option<&'static str>,
     pub feishu_app_token: Option<&'static str>,
 }
 
@@ -597,6 +603,8 @@ struct FakeState {
     client_secret: String,
     profile: Value,
     github_emails: Value,
+    github_orgs: Value,
+    github_teams: Value,
     failure: Failure,
     grants: HashMap<String, Grant>,
     access_tokens: Vec<String>,
@@ -630,6 +638,14 @@ impl FakeProvider {
             github_emails: json!([
                 {"email": "octocat@github.example", "primary": true, "verified": true, "visibility": "public"}
             ]),
+            github_orgs: json!([github_org("acme", GITHUB_ACME_ID)]),
+            github_teams: json!([github_team(
+                "acme",
+                GITHUB_ACME_ID,
+                "platform",
+                "Platform",
+                GITHUB_PLATFORM_TEAM_ID
+            )]),
             failure: Failure::None,
             grants: HashMap::new(),
             access_tokens: Vec::new(),
@@ -711,6 +727,16 @@ impl FakeProvider {
     /// GitHub: the `/user/emails` answer.
     pub fn set_github_emails(&self, emails: Value) {
         self.lock().github_emails = emails;
+    }
+
+    /// GitHub: the `/user/orgs` answer (a JSON array; see [`github_org`]).
+    pub fn set_github_orgs(&self, orgs: Value) {
+        self.lock().github_orgs = orgs;
+    }
+
+    /// GitHub: the `/user/teams` answer (a JSON array; see [`github_team`]).
+    pub fn set_github_teams(&self, teams: Value) {
+        self.lock().github_teams = teams;
     }
 
     /// The identity SPEC §7 maps the current profile to.
@@ -845,6 +871,10 @@ async fn handle(
         user(&state, &call)
     } else if Some(path) == e.github_emails {
         github_emails(&state, &call)
+    } else if Some(path) == e.github_orgs {
+        github_list(&state, &call, state.github_orgs.clone())
+    } else if Some(path) == e.github_teams {
+        github_list(&state, &call, state.github_teams.clone())
     } else {
         (
             (StatusCode::NOT_FOUND, "not found").into_response(),
@@ -1378,6 +1408,94 @@ fn github_emails(state: &FakeState, call: &Call) -> Answer {
     )
 }
 
+/// GitHub `/user/orgs` and `/user/teams`: the stored array, to the bearer of
+/// a token we issued (with a User-Agent), as the user endpoint.
+fn github_list(state: &FakeState, call: &Call, list: Value) -> Answer {
+    if let Some(answer) = check_api_call(state, call) {
+        return answer;
+    }
+    (json_response(StatusCode::OK, list), None)
+}
+
+/// The default user's organization (`acme`) and team (`acme/platform`).
+pub const GITHUB_ACME_ID: u64 = 9919;
+pub const GITHUB_PLATFORM_TEAM_ID: u64 = 1374297;
+
+/// GitHub's legacy global node id: base64 of `0<len(type)>:<Type><id>`
+/// (`04:User583231` → `MDQ6VXNlcjU4MzIzMQ==`, `012:Organization1`).
+fn github_node_id(type_name: &str, id: u64) -> String {
+    STANDARD.encode(format!("0{}:{type_name}{id}", type_name.len()))
+}
+
+/// One entry of GitHub's `GET /user/orgs` answer (an organization simple).
+pub fn github_org(login: &str, id: u64) -> Value {
+    let api = format!("https://api.github.com/orgs/{login}");
+    json!({
+        "login": login,
+        "id": id,
+        "node_id": github_node_id("Organization", id),
+        "url": api,
+        "repos_url": format!("{api}/repos"),
+        "events_url": format!("{api}/events"),
+        "hooks_url": format!("{api}/hooks"),
+        "issues_url": format!("{api}/issues"),
+        "members_url": format!("{api}/members{{/member}}"),
+        "public_members_url": format!("{api}/public_members{{/member}}"),
+        "avatar_url": format!("https://avatars.githubusercontent.com/u/{id}?v=4"),
+        "description": format!("The {login} organization")
+    })
+}
+
+/// One entry of GitHub's `GET /user/teams` answer: team `slug` (display
+/// `name`) of organization `org` (`org_id`), with the full organization
+/// object GitHub embeds.
+pub fn github_team(org: &str, org_id: u64, slug: &str, name: &str, id: u64) -> Value {
+    let team_api = format!("https://api.github.com/teams/{id}");
+    let mut organization = github_org(org, org_id);
+    let extra = json!({
+        "name": org,
+        "company": null,
+        "blog": "",
+        "location": null,
+        "email": null,
+        "is_verified": false,
+        "has_organization_projects": true,
+        "has_repository_projects": true,
+        "public_repos": 12,
+        "public_gists": 0,
+        "followers": 4,
+        "following": 0,
+        "html_url": format!("https://github.com/{org}"),
+        "created_at": "2015-03-02T09:14:11Z",
+        "updated_at": "2024-02-12T16:20:41Z",
+        "type": "Organization"
+    });
+    organization
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    json!({
+        "id": id,
+        "node_id": github_node_id("Team", id),
+        "url": team_api,
+        "html_url": format!("https://github.com/orgs/{org}/teams/{slug}"),
+        "name": name,
+        "slug": slug,
+        "description": format!("The {name} team"),
+        "privacy": "closed",
+        "notification_setting": "notifications_enabled",
+        "permission": "pull",
+        "members_url": format!("{team_api}/members{{/member}}"),
+        "repositories_url": format!("{team_api}/repos"),
+        "parent": null,
+        "members_count": 7,
+        "repos_count": 3,
+        "created_at": "2019-06-18T08:30:00Z",
+        "updated_at": "2024-03-01T10:00:00Z",
+        "organization": organization
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1413,6 +1531,31 @@ mod tests {
             assert!(!identity.username.is_empty(), "{kind:?}");
             assert!(identity.email.contains('@'), "{kind:?}");
         }
+    }
+
+    #[test]
+    fn github_orgs_and_teams_have_githubs_shapes() {
+        assert_eq!(github_node_id("User", 583231), "MDQ6VXNlcjU4MzIzMQ==");
+        assert_eq!(
+            github_node_id("Organization", 1),
+            "MDEyOk9yZ2FuaXphdGlvbjE="
+        );
+        assert_eq!(github_node_id("Team", 1), "MDQ6VGVhbTE=");
+        let org = github_org("acme", 7);
+        assert_eq!(org["login"], "acme");
+        assert_eq!(org["url"], "https://api.github.com/orgs/acme");
+        let team = github_team("acme", 7, "platform", "Platform", 9);
+        assert_eq!(
+            (&team["slug"], &team["name"], &team["organization"]["login"]),
+            (&json!("platform"), &json!("Platform"), &json!("acme"))
+        );
+        assert_eq!(team["organization"]["id"], 7);
+        assert_eq!(team["parent"], Value::Null);
+        let e = Kind::Github.endpoints();
+        assert_eq!(e.github_orgs, Some("/api/v3/user/orgs"));
+        assert_eq!(e.github_teams, Some("/api/v3/user/teams"));
+        assert_eq!(format!("{}/orgs", e.user), e.github_orgs.unwrap());
+        assert_eq!(Kind::Gitlab.endpoints().github_teams, None);
     }
 
     #[test]

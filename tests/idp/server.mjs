@@ -43,6 +43,15 @@
 // IDP_SIGNING_ALG's kind, RS256 by default) with a new `kid` replaces the old
 // one, which disappears from /jwks; the answer is {"kid": NEW_KID}. Grants,
 // sessions and tokens survive it (the in-memory adapter is process-wide).
+// POST /__test/groups with the JSON body {"account": ID, "groups": [..]}
+// replaces that account's `groups` claim: what userinfo (and new ID tokens)
+// say from then on; the answer echoes {account, groups}. 400 for an unknown
+// account or groups that are not an array of strings.
+//
+// Accounts (login = the account id, any password): alice (alice@example.com,
+// groups admins + staff), bob (bob@example.org, staff), carol
+// (carol@example.com but email_verified false, staff). `groups` is released
+// with the `profile` scope.
 
 import { createServer } from 'node:http';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
@@ -98,6 +107,7 @@ const ACCOUNTS = {
     nickname: 'alice',
     preferred_username: 'alice',
     picture: 'https://avatars.example.com/alice.png',
+    groups: ['admins', 'staff'],
   },
   bob: {
     sub: 'bob',
@@ -107,6 +117,17 @@ const ACCOUNTS = {
     nickname: 'bob',
     preferred_username: 'bob',
     picture: 'https://avatars.example.com/bob.png',
+    groups: ['staff'],
+  },
+  carol: {
+    sub: 'carol',
+    email: 'carol@example.com',
+    email_verified: false,
+    name: 'Carol Unverified',
+    nickname: 'carol',
+    preferred_username: 'carol',
+    picture: 'https://avatars.example.com/carol.png',
+    groups: ['staff'],
   },
 };
 
@@ -116,8 +137,9 @@ async function findAccount(ctx, id) {
   return {
     accountId: id,
     // oidc-provider filters these by the granted scopes and claims.
+    // Read at every call, so that /__test/groups shows in the next answer.
     async claims() {
-      return { ...account };
+      return { ...account, groups: [...account.groups] };
     },
   };
 }
@@ -153,6 +175,13 @@ async function firstStdinLine() {
 }
 
 const stats = {};
+
+/** The request body parsed as JSON (no body parser in front of the hooks). */
+async function readJson(req) {
+  const chunks = [];
+  for await (const chunk of req) chunks.push(chunk);
+  return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+}
 
 /** The provider with `keys` (private JWKs; undefined: the library's
  * development key). Built again, with new keys, by a key rotation. */
@@ -197,7 +226,7 @@ function makeProvider(keys) {
     claims: {
       openid: ['sub'],
       email: ['email', 'email_verified'],
-      profile: ['name', 'nickname', 'picture', 'preferred_username'],
+      profile: ['name', 'nickname', 'picture', 'preferred_username', 'groups'],
     },
     scopes: ['openid', 'offline_access', 'email', 'profile'],
     features,
@@ -235,6 +264,23 @@ function makeProvider(keys) {
       console.error(`idp: rotated the signing key to ${key.kid}`);
       ctx.type = 'json';
       ctx.body = { kid: key.kid };
+      return;
+    }
+    if (ctx.path === '/__test/groups' && ctx.method === 'POST') {
+      const { account, groups } = await readJson(ctx.req).catch(() => ({}));
+      const valid =
+        Object.hasOwn(ACCOUNTS, account ?? '') &&
+        Array.isArray(groups) &&
+        groups.every((g) => typeof g === 'string');
+      ctx.type = 'json';
+      if (!valid) {
+        ctx.status = 400;
+        ctx.body = { error: 'want {"account": KNOWN_ID, "groups": [STRING, ...]}' };
+        return;
+      }
+      ACCOUNTS[account].groups = [...groups];
+      console.error(`idp: groups of ${account} are now ${JSON.stringify(groups)}`);
+      ctx.body = { account, groups };
       return;
     }
     try {
