@@ -209,7 +209,7 @@ fn new_session(
         Some(r) => (Some(r.token), (issued + r.renew_in).min(expires)),
         None => (None, 0),
     };
-    let session = Session {
+    Session {
         identity,
         provider: client.provider.clone(),
         client_id: client.client_id.clone(),
@@ -218,8 +218,7 @@ fn new_session(
         refresh,
         renew_at,
         attrs,
-    };
-    session
+    }
 }
 
 fn expire_cookie(name: &str, path: &str) -> String {

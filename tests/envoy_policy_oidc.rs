@@ -822,15 +822,15 @@ async fn api_mode_allow_claims_holds_for_a_word_of_scope() {
             call(read.clone())
         })
         .await;
-    assert_upstream_ok(&world, &ok, "a token with scope `api:read`");
+    assert_upstream_ok(world, &ok, "a token with scope `api:read`");
     assert_upstream_ok(
-        &world,
+        world,
         &call(both.clone()).await,
         "a token with scope `api:write api:read` (api:read is one of the words)",
     );
     let refused = call(write.clone()).await;
     assert_forbidden_json(
-        &world,
+        world,
         &refused,
         "a token with scope `api:write` only, under allow claims scope api:read",
     );

@@ -40,10 +40,11 @@ type RefreshCell = tokio::sync::OnceCell<Option<(String, String)>>;
 /// that rotates refresh tokens does not log the user out.
 #[derive(Debug, Default)]
 pub struct RefreshFlights {
-    cells: std::sync::Mutex<
-        std::collections::HashMap<[u8; 32], (std::time::Instant, Arc<RefreshCell>)>,
-    >,
+    cells: std::sync::Mutex<std::collections::HashMap<[u8; 32], Flight>>,
 }
+
+/// When a refresh started, and its outcome (once known).
+type Flight = (std::time::Instant, Arc<RefreshCell>);
 
 impl RefreshFlights {
     pub async fn run<F>(

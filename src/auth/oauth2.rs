@@ -103,11 +103,13 @@ impl OAuth2 {
         self.provider
             .login(
                 http,
-                &self.client.client_id,
-                self.client.client_secret(),
-                code,
-                &login.redirect_uri,
-                login.verifier.as_deref(),
+                &super::providers::CodeExchange {
+                    client_id: &self.client.client_id,
+                    client_secret: self.client.client_secret(),
+                    code,
+                    redirect_uri: &login.redirect_uri,
+                    verifier: login.verifier.as_deref(),
+                },
                 self.client.needs.groups,
             )
             .await

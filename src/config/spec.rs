@@ -102,6 +102,9 @@ pub struct AuthSpec {
     pub allow: AllowSpec,
 }
 
+/// Claim name → any of these values.
+pub type ClaimsSpec = Vec<(String, Vec<String>)>;
+
 /// The `allow:` policy block (SPEC §13.1), checked after authentication.
 #[derive(Debug, Default, Clone)]
 pub struct AllowSpec {
@@ -231,7 +234,7 @@ pub struct OidcSpec {
     /// Older spellings of `allow.emails` / `allow.domains` / `allow.claims`.
     pub allowed_emails: Option<(Vec<String>, Loc)>,
     pub allowed_domains: Option<(Vec<String>, Loc)>,
-    pub claims: Option<(Vec<(String, Vec<String>)>, Loc)>,
+    pub claims: Option<(ClaimsSpec, Loc)>,
     pub connect: Option<ConnectSpec>,
     /// Where groups are read from (dotted path), default `groups`.
     pub groups_claim: String,
