@@ -727,3 +727,46 @@ fn a_previous_release_session_opens_fail_closed() {
         "anything else is refused, never allowed"
     );
 }
+
+#[test]
+fn explain_shows_the_policy_and_which_kind_failed_never_the_credential() {
+    let e = engine(
+        "rules:\n  - host: a.example.com\n    backend:\n      service:\n        auth:\n          type: basic\n          basic: {users: [{username: alice, password: alice-secret-pw}, {username: bob, password: bob-secret-pw}]}\n          allow: {users: [alice]}\n",
+    );
+    let headers: HashMap<String, String> =
+        [("authorization".to_string(), basic("bob", "bob-secret-pw"))].into();
+    let ex = ingress_authz::explain::explain_url(&e, "http://a.example.com/x", &headers).unwrap();
+    assert_eq!((ex.status, ex.reason.as_str()), (403, "not_allowed"));
+    assert!(
+        ex.text.contains("policy:   users any of [alice]"),
+        "{}",
+        ex.text
+    );
+    assert!(
+        ex.text.contains("the `users` condition failed"),
+        "{}",
+        ex.text
+    );
+    assert!(!ex.text.contains("bob-secret-pw"), "{}", ex.text);
+
+    let metrics = ingress_authz::metrics::Metrics::new();
+    let req = RequestView {
+        host: "a.example.com",
+        path: "/x",
+        method: "GET",
+        scheme: "http",
+        headers: &headers,
+        client: None,
+    };
+    metrics.record_check(&e.decide(&req), 0.001);
+    let text = metrics.encode();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("ingress_authz_checks_total{"))
+        .expect("a checks_total sample");
+    assert!(
+        line.contains("reason=\"not_allowed\"") && line.contains("condition=\"users\""),
+        "{line}"
+    );
+    assert!(!text.contains("bob"), "no value of the identity in metrics");
+}

@@ -2358,3 +2358,59 @@ async fn real_provider_rp_initiated_logout() {
     let plain = real.app_get("/oauth2/logout", &[NAVIGATE[0]]).await;
     assert_eq!(plain.header("location"), Some("/"));
 }
+
+/// API mode takes JWT access tokens (`typ: at+jwt`); ID tokens only with
+/// `accept_id_tokens: true` and never one with a nonce; `connect` signs the
+/// identity from the token's claims, for this host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_mode_token_kinds_and_connect_from_claims() {
+    let fake = FakeOidc::start().await;
+    let id_tokens = "id-tokens.example.com";
+    let mut with_connect = api_fields(fake.issuer(), Some(API_AUDIENCE));
+    with_connect.push(format!(
+        "connect: {{ enabled: true, jwt: {{ secret: \"{CONNECT_SECRET}\" }} }}"
+    ));
+    let mut accepting = api_fields(fake.issuer(), Some(API_AUDIENCE));
+    accepting.push("accept_id_tokens: true".into());
+    let stack = Stack::start(&config(&[
+        oidc_rule(API_HOST, &with_connect),
+        oidc_rule(id_tokens, &accepting),
+    ]))
+    .await;
+    let get = async |host: &str, token: &str| {
+        stack
+            .get_auth(host, "/api/items", Some(&bearer(token)))
+            .await
+    };
+    let (key, kid) = fake.signing();
+    let claims = fake.access_claims(API_AUDIENCE);
+    let as_id_token = fake_oidc::sign(key, Some(&kid), key.algorithm(), "JWT", &claims);
+    let with_nonce = fake_oidc::sign(
+        key,
+        Some(&kid),
+        key.algorithm(),
+        "JWT",
+        &with(&claims, json!({"nonce": "n-1"})),
+    );
+
+    let access = get(API_HOST, &fake.mint(&claims)).await;
+    assert_upstream_ok(&access);
+    let identity = upstream_identity(&stack);
+    assert_eq!(
+        identity["sub"], claims["sub"],
+        "connect from the token's claims"
+    );
+    assert_eq!(identity["aud"], API_HOST, "the token is for this host");
+
+    assert_eq!(
+        get(API_HOST, &as_id_token).await.status,
+        401,
+        "an ID token is not an access token"
+    );
+    assert_upstream_ok(&get(id_tokens, &as_id_token).await);
+    assert_eq!(
+        get(id_tokens, &with_nonce).await.status,
+        401,
+        "an ID token with a nonce belongs to a browser login"
+    );
+}

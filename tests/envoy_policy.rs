@@ -829,3 +829,119 @@ async fn github_fake_serves_orgs_and_teams_to_its_token_holders() {
         assert_eq!(r.status, 403, "{path} without User-Agent");
     }
 }
+
+/// GitHub groups are read again with the session's access token once
+/// `groups_ttl` has passed: a user removed from the team is refused, the
+/// re-read is one pair of calls however many requests share the cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_groups_are_read_again_after_groups_ttl() {
+    let fake = FakeProvider::start(Kind::Github).await;
+    let host = "team-ttl.example.com";
+    let auth = github_auth(&fake, &["groups: [acme/platform]"]).replacen(
+        "oauth2:\n",
+        "oauth2:\n  groups_ttl: 1s\n",
+        1,
+    );
+    let stack = Stack::start(&config(&[rule(host, &auth)])).await;
+    let session = log_in(&stack, &fake, host).await;
+    let response = as_user(&stack, host, TARGET, &session, "application/json").await;
+    assert_eq!(response.status, 200, "in the team: {}", response.text());
+    let teams_before = fake.calls_to("/api/v3/user/teams").len();
+
+    fake.set_github_teams(json!([github_team(
+        "acme",
+        GITHUB_ACME_ID,
+        "security",
+        "Security",
+        44
+    )]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut last;
+    loop {
+        last = as_user(&stack, host, TARGET, &session, "application/json").await;
+        if last.status != 200 || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        last.status,
+        403,
+        "removed from the team, still let in after groups_ttl: {}",
+        last.text()
+    );
+    assert!(
+        fake.calls_to("/api/v3/user/teams").len() > teams_before,
+        "the teams were read again"
+    );
+    let reread = fake.calls_to("/api/v3/user/teams").len();
+    for _ in 0..5 {
+        let again = as_user(&stack, host, TARGET, &session, "application/json").await;
+        assert_eq!(again.status, 403);
+    }
+    assert_eq!(
+        fake.calls_to("/api/v3/user/teams").len(),
+        reread,
+        "requests with the same old cookie share the one re-read"
+    );
+}
+
+/// An oauth2 block for the fake of any provider kind.
+fn provider_auth(fake: &FakeProvider, provider: &str, allow: &[&str]) -> String {
+    github_auth(fake, allow).replacen("provider: github", &format!("provider: {provider}"), 1)
+}
+
+/// Google vouches for an email with `email_verified`, and for a domain only
+/// as the Workspace (`hd`) the account belongs to; GitLab for a confirmed
+/// account's email.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_and_gitlab_email_trust() {
+    let google = FakeProvider::start(Kind::Google).await;
+    let gitlab = FakeProvider::start(Kind::Gitlab).await;
+    let stack = Stack::start(&config(&[
+        rule(
+            "g-domain.example.com",
+            &provider_auth(&google, "google", &["domains: [google.example]"]),
+        ),
+        rule(
+            "g-email.example.com",
+            &provider_auth(&google, "google", &["emails: [grace@google.example]"]),
+        ),
+        rule(
+            "gl-email.example.com",
+            &provider_auth(&gitlab, "gitlab", &["emails: [john@gitlab.example]"]),
+        ),
+    ]))
+    .await;
+
+    // A consumer account (no `hd`) on a domain it does not own.
+    assert_denied(&stack, &google, "g-domain.example.com", "google without hd").await;
+    assert_allowed(&stack, &google, "g-email.example.com").await;
+    google.edit_profile(|p| p["hd"] = json!("google.example"));
+    assert_allowed(&stack, &google, "g-domain.example.com").await;
+    google.edit_profile(|p| p["email_verified"] = json!(false));
+    assert_denied(
+        &stack,
+        &google,
+        "g-email.example.com",
+        "google, email not verified",
+    )
+    .await;
+    assert_denied(
+        &stack,
+        &google,
+        "g-domain.example.com",
+        "google, email not verified",
+    )
+    .await;
+
+    assert_allowed(&stack, &gitlab, "gl-email.example.com").await;
+    gitlab.edit_profile(|p| p["confirmed_at"] = json!(null));
+    assert_denied(
+        &stack,
+        &gitlab,
+        "gl-email.example.com",
+        "gitlab, unconfirmed",
+    )
+    .await;
+}

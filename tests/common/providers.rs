@@ -210,6 +210,7 @@ impl Kind {
                 "bio": "",
                 "public_email": "",
                 "email": "john@gitlab.example",
+                "confirmed_at": "2012-05-23T09:05:22Z",
                 "two_factor_enabled": false,
                 "is_admin": false
             }),
