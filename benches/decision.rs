@@ -96,7 +96,10 @@ fn bench(c: &mut Criterion) {
                     headers: &headers,
                     client: None,
                 };
-                assert!(engine.decide(&req).is_allowed(), "{name} must be allowed");
+                assert!(
+                    engine.decide_inline(&req).is_allowed(),
+                    "{name} must be allowed"
+                );
                 group.bench_with_input(BenchmarkId::new(name, n), &req, |b, req| {
                     b.iter(|| black_box(engine.decide(black_box(req))).is_allowed())
                 });

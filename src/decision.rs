@@ -10,6 +10,8 @@ pub enum Status {
     BadRequest,
     Unauthorized,
     Forbidden,
+    /// Throttled, or the password-hash pool is full (with `Retry-After`).
+    TooManyRequests,
     /// The identity provider cannot be reached (discovery failed).
     ServiceUnavailable,
 }
@@ -21,6 +23,7 @@ impl Status {
             Status::BadRequest => 400,
             Status::Unauthorized => 401,
             Status::Forbidden => 403,
+            Status::TooManyRequests => 429,
             Status::ServiceUnavailable => 503,
         }
     }
@@ -51,6 +54,12 @@ pub enum Reason {
     UnknownKey,
     /// OpenID discovery has not succeeded yet.
     IdpUnavailable,
+    /// The `Host` is not a valid host name.
+    BadHost,
+    /// Too many failed authentications from this client (or for this user).
+    Throttled,
+    /// The password-hash pool and its queue are full.
+    Busy,
 }
 
 impl Reason {
@@ -68,6 +77,9 @@ impl Reason {
             Reason::NotAllowed => "not_allowed",
             Reason::UnknownKey => "unknown_key",
             Reason::IdpUnavailable => "idp_unavailable",
+            Reason::BadHost => "bad_host",
+            Reason::Throttled => "throttled",
+            Reason::Busy => "busy",
         }
     }
 }
@@ -155,6 +167,8 @@ pub struct Denial<'a> {
     /// For `not_allowed` on a login route: the page links to
     /// `/oauth2/logout`, so the user can sign in as someone else.
     pub switch_account: bool,
+    /// Seconds for `Retry-After` (429).
+    pub retry_after: Option<u64>,
 }
 
 impl<'a> Denial<'a> {
@@ -166,6 +180,15 @@ impl<'a> Denial<'a> {
             redirect: None,
             condition: None,
             switch_account: false,
+            retry_after: None,
+        }
+    }
+
+    /// 429 with `Retry-After`.
+    pub fn too_many(reason: Reason, retry_after: u64) -> Self {
+        Denial {
+            retry_after: Some(retry_after.max(1)),
+            ..Self::status(Status::TooManyRequests, reason)
         }
     }
 
@@ -214,6 +237,8 @@ pub enum Pending {
     /// The session's tokens, or the groups and claims a policy uses, are
     /// due: refresh them at the provider.
     RefreshSession,
+    /// A password hash to verify, on the bounded hash pool.
+    VerifyPassword,
 }
 
 #[derive(Debug, PartialEq, Eq)]

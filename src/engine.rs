@@ -8,8 +8,10 @@ use crate::auth::oauth2::CookieSettings;
 use crate::auth::{AuthKind, AuthResult, Authenticator, BuildContext, PolicyNeeds};
 use crate::config::spec::{AuthSpec, AuthzSpec, BackendKind, BackendSpec, ConfigSpec, MethodSpec};
 use crate::config::{self, ConfigError, Diagnostic};
-use crate::decision::{Decision, Denial, Reason, RouteId, Status, Verdict};
+use crate::decision::{Decision, Denial, Pending, Reason, RouteId, Status, Verdict};
+use crate::hashing::HashPool;
 use crate::matching::host::HostPattern;
+use crate::matching::host::check_host;
 use crate::matching::path::normalize;
 use crate::matching::path_pattern::PathPattern;
 use crate::matching::{
@@ -17,12 +19,17 @@ use crate::matching::{
 };
 use crate::policy::Policy;
 use crate::request::RequestView;
+use crate::throttle::Throttle;
 
 #[derive(Debug)]
 pub struct Engine {
     router: Router,
     /// Where each [`RouteId`] lives in the router.
     slots: Vec<Slot>,
+    /// Where password hashes are verified (bounded).
+    pub hash_pool: Arc<HashPool>,
+    /// Failed authentications, per route and client.
+    pub throttle: Throttle,
     pub settings: AuthzSpec,
     /// Files the config reads besides itself (watched for reload).
     pub files: Vec<std::path::PathBuf>,
@@ -165,9 +172,15 @@ impl Engine {
             return Err(errors);
         }
         let router = Router::new(rules, fallback);
+        let concurrency = spec
+            .authz
+            .hash_concurrency
+            .unwrap_or_else(HashPool::default_concurrency);
         Ok(Engine {
             router,
             slots,
+            hash_pool: Arc::new(HashPool::new(concurrency)),
+            throttle: Throttle::new(spec.authz.login_throttle),
             settings: spec.authz,
             files: spec.files,
             login,
@@ -181,6 +194,11 @@ impl Engine {
 
     /// Decides one request. Never fails: malformed input is a denial.
     pub fn decide<'e>(&'e self, req: &RequestView<'_>) -> Decision<'e> {
+        // Before any lookup: a host that is no host name is never matched
+        // as some other host, and a hostile one costs no hashing.
+        if check_host(req.host).is_err() {
+            return Decision::unrouted(Status::BadRequest, Reason::BadHost);
+        }
         let path = match normalize(req.path) {
             Ok(p) => p,
             Err(_) => return Decision::unrouted(Status::BadRequest, Reason::BadPath),
@@ -189,7 +207,7 @@ impl Engine {
         let Some(route) = found.route() else {
             return Decision::unrouted(Status::Forbidden, Reason::NoRoute);
         };
-        let mut decision = decide_route(route, req);
+        let mut decision = self.decide_route(route, req);
         if let Verdict::Allow {
             upstream, remove, ..
         } = &mut decision.verdict
@@ -197,6 +215,88 @@ impl Engine {
             self.strip_our_cookies(req, upstream, remove);
         }
         decision
+    }
+
+    /// Decides, verifying a password hash on this thread if one is due
+    /// (`explain`, tests, benchmarks; the service uses the bounded pool).
+    pub fn decide_inline<'e>(&'e self, req: &RequestView<'_>) -> Decision<'e> {
+        let decision = self.decide(req);
+        let (Verdict::Pending { work, .. }, Some(route)) = (&decision.verdict, decision.route)
+        else {
+            return decision;
+        };
+        if *work == Pending::VerifyPassword
+            && let Some(p) = self.protected(route)
+            && let Authenticator::Basic(basic) = &p.authenticator
+        {
+            if basic.verify_here(req) {
+                return self.decide(req);
+            }
+            self.record_failure(route, req);
+        }
+        decision
+    }
+
+    /// Counts a failed authentication of `req` on `route`.
+    pub fn record_failure(&self, route: RouteId, req: &RequestView<'_>) {
+        let user = self.throttle_user(route, req);
+        self.throttle.fail(route, req.client, user.as_deref());
+    }
+
+    /// The username a basic route's failures are also counted by.
+    fn throttle_user(&self, route: RouteId, req: &RequestView<'_>) -> Option<Vec<u8>> {
+        let p = self.protected(route)?;
+        match &p.authenticator {
+            Authenticator::Basic(_) => req
+                .authorization("basic")
+                .and_then(crate::auth::basic::decode_credentials)
+                .map(|(user, _)| user),
+            _ => None,
+        }
+    }
+
+    fn decide_route<'e>(&'e self, route: &'e Route, req: &RequestView<'_>) -> Decision<'e> {
+        let (kind, verdict) = match &route.policy {
+            RouteAuth::Open(_) => (
+                None,
+                Verdict::Allow {
+                    reason: Reason::Open,
+                    user: None,
+                    upstream: Vec::new(),
+                    remove: Vec::new(),
+                },
+            ),
+            RouteAuth::Protected(p) => (Some(p.authenticator.kind()), self.guarded(route, p, req)),
+        };
+        Decision {
+            route: Some(route.id),
+            label: Some(&route.label),
+            kind,
+            verdict,
+        }
+    }
+
+    /// The throttle gate, then authorization; a failure is counted.
+    fn guarded<'e>(
+        &'e self,
+        route: &'e Route,
+        p: &'e Protected,
+        req: &RequestView<'_>,
+    ) -> Verdict<'e> {
+        if self.throttle.may_block() {
+            let user = self.throttle_user(route.id, req);
+            if let Some(wait) = self.throttle.blocked(route.id, req.client, user.as_deref()) {
+                // A correct credential too: else guessing would go on.
+                return Verdict::Deny(Denial::too_many(Reason::Throttled, wait));
+            }
+        }
+        let verdict = authorize(p, req, &route.label);
+        if let Verdict::Deny(d) = &verdict
+            && matches!(d.reason, Reason::InvalidCredentials | Reason::NotAllowed)
+        {
+            self.record_failure(route.id, req);
+        }
+        verdict
     }
 
     /// Our cookies (session, login state) never reach the upstream.
@@ -284,30 +384,6 @@ impl Engine {
     /// The route a request would take, for `explain`.
     pub fn find<'e>(&'e self, host: &str, path: &str) -> RouteMatch<'e> {
         self.router.find(host, path)
-    }
-}
-
-fn decide_route<'e>(route: &'e Route, req: &RequestView<'_>) -> Decision<'e> {
-    let (kind, verdict) = match &route.policy {
-        RouteAuth::Open(_) => (
-            None,
-            Verdict::Allow {
-                reason: Reason::Open,
-                user: None,
-                upstream: Vec::new(),
-                remove: Vec::new(),
-            },
-        ),
-        RouteAuth::Protected(p) => (
-            Some(p.authenticator.kind()),
-            authorize(p, req, &route.label),
-        ),
-    };
-    Decision {
-        route: Some(route.id),
-        label: Some(&route.label),
-        kind,
-        verdict,
     }
 }
 

@@ -79,7 +79,7 @@ pub fn explain_request(engine: &Engine, req: &RequestView<'_>) -> Explanation {
             }
         }
     }
-    let decision = engine.decide(req);
+    let decision = engine.decide_inline(req);
     ex.auth_type = decision
         .kind
         .map(|k| k.as_str().to_string())

@@ -43,6 +43,7 @@ pub mod connect;
 pub mod decision;
 pub mod engine;
 pub mod explain;
+pub mod hashing;
 pub mod identity;
 pub mod login;
 pub mod matching;
@@ -59,6 +60,7 @@ pub mod service;
 pub mod session;
 pub mod sidecar;
 pub mod state;
+pub mod throttle;
 
 use std::collections::HashMap;
 use std::io::IsTerminal;

@@ -18,6 +18,7 @@ const GRPC_PERMISSION_DENIED: i32 = 7;
 const GRPC_UNAUTHENTICATED: i32 = 16;
 const GRPC_INVALID_ARGUMENT: i32 = 3;
 const GRPC_UNAVAILABLE: i32 = 14;
+const GRPC_RESOURCE_EXHAUSTED: i32 = 8;
 
 const JSON: &str = "application/json; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
@@ -33,6 +34,7 @@ fn wording(status: Status) -> (&'static str, &'static str) {
             "Authentication is required to access this resource.",
         ),
         Status::Forbidden => ("Forbidden", "Access to this resource is not allowed."),
+        Status::TooManyRequests => ("Too Many Requests", "Too many requests; try again later."),
         Status::ServiceUnavailable => (
             "Service Unavailable",
             "The identity provider is unavailable.",
@@ -48,6 +50,7 @@ fn words(denial: &Denial<'_>) -> (&'static str, &'static str) {
     let (error, message) = wording(denial.status);
     match denial.reason {
         crate::decision::Reason::NotAllowed => (error, NOT_ALLOWED),
+        crate::decision::Reason::BadHost => (error, "The request host is not valid."),
         _ => (error, message),
     }
 }
@@ -144,6 +147,9 @@ fn deny(denial: &Denial<'_>, wants_html: bool) -> CheckResponse {
         header("content-type", content_type, overwrite),
         header("cache-control", "no-store", overwrite),
     ];
+    if let Some(seconds) = denial.retry_after {
+        headers.push(header("retry-after", &seconds.to_string(), overwrite));
+    }
     if let Some(challenge) = denial.challenge {
         headers.push(header("www-authenticate", challenge, overwrite));
     }
@@ -160,6 +166,7 @@ fn deny(denial: &Denial<'_>, wants_html: bool) -> CheckResponse {
         Status::Unauthorized => GRPC_UNAUTHENTICATED,
         Status::Forbidden => GRPC_PERMISSION_DENIED,
         Status::BadRequest => GRPC_INVALID_ARGUMENT,
+        Status::TooManyRequests => GRPC_RESOURCE_EXHAUSTED,
         Status::ServiceUnavailable => GRPC_UNAVAILABLE,
     };
     CheckResponse {
@@ -252,6 +259,7 @@ mod tests {
             redirect: None,
             condition: None,
             switch_account: false,
+            retry_after: None,
         };
         let resp = deny(&d, true);
         let Some(HttpResponse::DeniedResponse(denied)) = resp.http_response else {

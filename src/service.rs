@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use crate::auth::Authenticator;
 use crate::auth::oauth2::{cookie_value, scheme};
-use crate::decision::{Decision, Pending, Reason, RouteId, Status, Verdict};
+use crate::decision::{Decision, Denial, Pending, Reason, RouteId, Status, Verdict};
 use crate::engine::Engine;
 use crate::negotiate::prefers_html;
 use crate::request::RequestView;
@@ -78,6 +78,21 @@ impl CheckService {
                 // client its new cookie. If the provider has not answered in
                 // time, the pending answer (503) stands; the refresh
                 // completes and is kept for the next request.
+                // A password hash: on the bounded pool, never on this
+                // worker; a full pool answers 429 at once.
+                Pending::VerifyPassword => {
+                    decision = match self.verify_password(&engine, route, &req).await {
+                        Ok(true) => engine.decide(&req),
+                        Ok(false) => {
+                            engine.record_failure(route, &req);
+                            decision
+                        }
+                        Err(_busy) => Decision {
+                            verdict: Verdict::Deny(Denial::too_many(Reason::Busy, 1)),
+                            ..decision
+                        },
+                    };
+                }
                 Pending::RefreshSession => {
                     refreshed = self.refresh(&engine, route, &req).await;
                     if let Some((headers, _)) = &refreshed {
@@ -102,6 +117,18 @@ impl CheckService {
             .metrics
             .record_check(&decision, started.elapsed().as_secs_f64());
         response
+    }
+
+    async fn verify_password(
+        &self,
+        engine: &Engine,
+        route: RouteId,
+        req: &RequestView<'_>,
+    ) -> Result<bool, crate::hashing::HashError> {
+        match engine.protected(route).as_deref().map(|p| &p.authenticator) {
+            Some(Authenticator::Basic(basic)) => basic.verify_on(&engine.hash_pool, req).await,
+            _ => Ok(false),
+        }
     }
 
     /// Refreshes the request's session at its provider, waiting briefly.

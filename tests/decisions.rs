@@ -32,7 +32,7 @@ fn decide(engine: &Engine, host: &str, path: &str, auth: Option<&str>) -> Outcom
         headers: &headers,
         client: None,
     };
-    let d = engine.decide(&req);
+    let d = engine.decide_inline(&req);
     let route = d.label.map(str::to_string);
     match d.verdict {
         Verdict::Allow { reason, .. } => Outcome {

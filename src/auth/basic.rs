@@ -8,10 +8,14 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use std::sync::Arc;
+
 use super::cache::VerifiedCache;
 use super::{AuthResult, Denial};
 use crate::config::error::{Diagnostic, Loc};
 use crate::config::spec::BasicSpec;
+use crate::decision::Pending;
+use crate::hashing::{HashError, HashPool};
 use crate::request::RequestView;
 
 /// A stored password, in the form it can be checked in.
@@ -35,30 +39,60 @@ impl std::fmt::Debug for Stored {
     }
 }
 
+/// Hash parameters above these are refused at load: memory is bounded by
+/// `hash_concurrency` × `m_cost`, time by the costs.
+pub const MAX_ARGON2_M_KIB: u32 = 64 * 1024;
+pub const MAX_ARGON2_T: u32 = 10;
+pub const MAX_ARGON2_P: u32 = 4;
+pub const MAX_BCRYPT_COST: u32 = 14;
+
 impl Stored {
-    fn parse(password: &str) -> Result<Self, &'static str> {
+    fn parse(password: &str) -> Result<Self, String> {
         if password.starts_with("$argon2") {
-            PasswordHash::new(password).map_err(|_| "invalid argon2 hash")?;
+            let hash = PasswordHash::new(password).map_err(|_| "invalid argon2 hash")?;
             if !password.starts_with("$argon2id$") {
-                return Err("only argon2id hashes are accepted");
+                return Err("only argon2id hashes are accepted".into());
+            }
+            let params =
+                argon2::Params::try_from(&hash).map_err(|_| "invalid argon2 parameters")?;
+            if params.m_cost() > MAX_ARGON2_M_KIB
+                || params.t_cost() > MAX_ARGON2_T
+                || params.p_cost() > MAX_ARGON2_P
+            {
+                return Err(format!(
+                    "argon2id parameters m={}, t={}, p={} exceed the caps m={MAX_ARGON2_M_KIB} (64 MiB), t={MAX_ARGON2_T}, p={MAX_ARGON2_P}: a flood of wrong passwords would exhaust memory; rehash with smaller parameters",
+                    params.m_cost(),
+                    params.t_cost(),
+                    params.p_cost()
+                ));
             }
             Ok(Stored::Argon2(password.to_string()))
         } else if ["$2a$", "$2b$", "$2y$"]
             .iter()
             .any(|p| password.starts_with(p))
         {
-            password
+            let parts = password
                 .parse::<bcrypt::HashParts>()
                 .map_err(|_| "invalid bcrypt hash")?;
+            if parts.get_cost() > MAX_BCRYPT_COST {
+                return Err(format!(
+                    "bcrypt cost {} exceeds the cap {MAX_BCRYPT_COST}: each wrong password would cost seconds of CPU; rehash with a lower cost",
+                    parts.get_cost()
+                ));
+            }
             Ok(Stored::Bcrypt(password.to_string()))
         } else if password.starts_with("$apr1$")
             || password.starts_with("{SHA}")
             || password.starts_with("$1$")
         {
-            Err("MD5/SHA1 htpasswd hashes are too weak; use bcrypt (htpasswd -B) or argon2id")
+            Err(
+                "MD5/SHA1 htpasswd hashes are too weak; use bcrypt (htpasswd -B) or argon2id"
+                    .into(),
+            )
         } else if password.starts_with('$') && password[1..].contains('$') {
             Err(
-                "unsupported password hash; use argon2id or bcrypt (a plaintext password must not look like a hash)",
+                "unsupported password hash; use argon2id or bcrypt (a plaintext password must not look like a hash)"
+                    .into(),
             )
         } else {
             Ok(Stored::Plain(Sha256::digest(password.as_bytes()).into()))
@@ -88,7 +122,7 @@ pub struct Basic {
     /// Checked when the user is unknown, so an unknown user costs what a known one does.
     decoy: Stored,
     challenge: String,
-    cache: VerifiedCache,
+    cache: Arc<VerifiedCache>,
 }
 
 impl Basic {
@@ -105,9 +139,7 @@ impl Basic {
                         ));
                     }
                 }
-                Err(msg) => {
-                    errors.push(diag(&user.loc.child("password", user.loc.mark), msg.into()))
-                }
+                Err(msg) => errors.push(diag(&user.loc.child("password", user.loc.mark), msg)),
             }
         }
         if let Some((path, loc)) = &spec.users_file {
@@ -137,7 +169,10 @@ impl Basic {
                 )),
             }
         }
-        if users.is_empty() && errors.is_empty() {
+        // An empty users_file is a file with no users (every check 401):
+        // emptying it revokes access, it is not an error that keeps the old
+        // users working.
+        if users.is_empty() && errors.is_empty() && spec.users_file.is_none() {
             errors.push(diag(
                 &spec.loc,
                 "basic needs at least one user (`users` or `users_file`)".into(),
@@ -155,7 +190,7 @@ impl Basic {
             users,
             decoy,
             challenge: format!("Basic realm=\"{}\", charset=\"UTF-8\"", spec.realm),
-            cache: VerifiedCache::new(10_000),
+            cache: Arc::new(VerifiedCache::new(10_000)),
         })
     }
 
@@ -167,47 +202,87 @@ impl Basic {
         let Some((user, password)) = req.authorization("basic").and_then(decode_credentials) else {
             return AuthResult::Deny(Denial::missing(Some(&self.challenge)));
         };
-        if self.verify(&user, &password) {
-            let name: std::sync::Arc<str> = String::from_utf8_lossy(&user).into();
-            AuthResult::Allow {
-                identity: crate::identity::Identity::named(super::AuthKind::Basic, Some(name)),
-                upstream: Vec::new(),
-            }
-        } else {
-            AuthResult::Deny(Denial::invalid(Some(&self.challenge)))
+        let (stored, known) = self.stored(&user);
+        if !stored.is_hashed() {
+            return self.answer(&user, known && stored.verify(&password));
+        }
+        if known
+            && self
+                .cache
+                .contains(&self.cache.fingerprint(&user, &password))
+        {
+            return self.answer(&user, true);
+        }
+        // A hash to compute (also the decoy for an unknown user, so that
+        // costs what a known user costs): on the bounded pool, never here.
+        AuthResult::Pending {
+            work: Pending::VerifyPassword,
+            then: Denial::invalid(Some(&self.challenge)),
         }
     }
 
-    fn verify(&self, user: &[u8], password: &[u8]) -> bool {
-        let stored = std::str::from_utf8(user)
+    /// The stored password of `user`, or the decoy; and whether it is theirs.
+    fn stored(&self, user: &[u8]) -> (&Stored, bool) {
+        match std::str::from_utf8(user)
             .ok()
-            .and_then(|name| self.users.get(name));
-        let Some(stored) = stored else {
-            let _ = run_blocking(|| self.decoy.verify(password));
+            .and_then(|n| self.users.get(n))
+        {
+            Some(stored) => (stored, true),
+            None => (&self.decoy, false),
+        }
+    }
+
+    fn answer(&self, user: &[u8], ok: bool) -> AuthResult<'_> {
+        if !ok {
+            return AuthResult::Deny(Denial::invalid(Some(&self.challenge)));
+        }
+        let name: Arc<str> = String::from_utf8_lossy(user).into();
+        AuthResult::Allow {
+            identity: crate::identity::Identity::named(super::AuthKind::Basic, Some(name)),
+            upstream: Vec::new(),
+        }
+    }
+
+    /// Verifies the request's password hash on `pool`: Ok(true) when it
+    /// matched (and is cached, so deciding again allows).
+    pub async fn verify_on(
+        &self,
+        pool: &HashPool,
+        req: &RequestView<'_>,
+    ) -> Result<bool, HashError> {
+        let Some((user, password)) = req.authorization("basic").and_then(decode_credentials) else {
+            return Ok(false);
+        };
+        let (stored, known) = self.stored(&user);
+        let stored = stored.clone();
+        let cache = self.cache.clone();
+        pool.run(move || {
+            if !known {
+                let _ = stored.verify(&password);
+                return false;
+            }
+            let fingerprint = cache.fingerprint(&user, &password);
+            cache.get_or_verify(fingerprint, || stored.verify(&password))
+        })
+        .await
+    }
+
+    /// The same, on this thread (`explain`, tests).
+    pub fn verify_here(&self, req: &RequestView<'_>) -> bool {
+        let Some((user, password)) = req.authorization("basic").and_then(decode_credentials) else {
             return false;
         };
-        if !stored.is_hashed() {
-            return stored.verify(password);
+        match self.stored(&user) {
+            (stored, true) => {
+                let fingerprint = self.cache.fingerprint(&user, &password);
+                self.cache
+                    .get_or_verify(fingerprint, || stored.verify(&password))
+            }
+            (decoy, false) => {
+                let _ = decoy.verify(&password);
+                false
+            }
         }
-        let fingerprint = self.cache.fingerprint(user, password);
-        if self.cache.contains(&fingerprint) {
-            return true;
-        }
-        run_blocking(|| {
-            self.cache
-                .get_or_verify(fingerprint, || stored.verify(password))
-        })
-    }
-}
-
-/// Runs a slow password hash. On a multi-threaded runtime the worker first
-/// hands its other tasks to another thread, so one hash does not stall
-/// unrelated checks; elsewhere (tests, `explain`) it simply runs.
-fn run_blocking<T>(f: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        _ => f(),
     }
 }
 

@@ -78,12 +78,8 @@ impl Bearer {
                             }),
                         }
                     }
-                    if digests.is_empty() {
-                        errors.push(Diagnostic {
-                            loc: loc.clone(),
-                            message: format!("tokens_file `{}` holds no token", path.display()),
-                        });
-                    }
+                    // An empty file holds no token (every check 401):
+                    // emptying it revokes, it never keeps old tokens alive.
                 }
                 Err(e) => errors.push(Diagnostic {
                     loc: loc.clone(),

@@ -27,6 +27,11 @@ pub struct AuthzSpec {
     pub admin_addr: Option<SocketAddr>,
     pub session: Option<SessionSpec>,
     pub trust_forwarded_proto: bool,
+    /// Password hashes verified at once (default: half the cores).
+    pub hash_concurrency: Option<usize>,
+    pub login_throttle: crate::throttle::ThrottleSettings,
+    /// Bearer token every admin call must carry (required off loopback).
+    pub admin_token: Option<(Secret, Loc)>,
 }
 
 impl Default for AuthzSpec {
@@ -37,6 +42,9 @@ impl Default for AuthzSpec {
             admin_addr: None,
             session: None,
             trust_forwarded_proto: true,
+            hash_concurrency: None,
+            login_throttle: Default::default(),
+            admin_token: None,
         }
     }
 }

@@ -92,8 +92,73 @@ fn authz(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> AuthzSpec {
     if let Some((n, l)) = f.take("session") {
         spec.session = session(w, n, &l);
     }
+    if let Some((n, l)) = f.take("hash_concurrency") {
+        match w.string(n, &l).map(|s| s.parse::<usize>()) {
+            Some(Ok(c)) if (1..=256).contains(&c) => spec.hash_concurrency = Some(c),
+            Some(_) => w
+                .diags
+                .error(&l, "hash_concurrency must be a whole number from 1 to 256"),
+            None => {}
+        }
+    }
+    if let Some((n, l)) = f.take("login_throttle") {
+        spec.login_throttle = login_throttle(w, n, &l);
+    }
+    if let Some((n, l)) = f.take("admin_token")
+        && let Some(token) = w.secret(n, &l)
+    {
+        if token.expose().len() < 32 {
+            w.diags.error(
+                &l,
+                "admin_token must be at least 32 bytes (e.g. `openssl rand -hex 32`)",
+            );
+        }
+        spec.admin_token = Some((token, l));
+    }
     f.finish(w, &[]);
     spec
+}
+
+fn login_throttle(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> crate::throttle::ThrottleSettings {
+    let mut t = crate::throttle::ThrottleSettings::default();
+    let Some(mut f) = w.fields(node, loc) else {
+        return t;
+    };
+    let count = |w: &mut Walker<'_>, f: &mut Fields<'_>, key: &'static str| {
+        let (n, l) = f.take(key)?;
+        match w.string(n, &l).map(|s| s.parse::<u32>()) {
+            Some(Ok(c)) if c >= 1 => Some(c),
+            Some(_) => {
+                w.diags
+                    .error(&l, format!("{key} must be a whole number of at least 1"));
+                None
+            }
+            None => None,
+        }
+    };
+    if let Some(max) = count(w, &mut f, "max_failures") {
+        t.max_failures = max;
+    }
+    if let Some(max) = count(w, &mut f, "max_failures_per_user") {
+        t.max_failures_per_user = Some(max);
+    }
+    if let Some((n, l)) = f.take("window") {
+        match w.duration(n, &l) {
+            Some(d) if !d.is_zero() => t.window = d,
+            Some(_) => w.diags.error(&l, "window must be more than 0"),
+            None => {}
+        }
+    }
+    if let Some((n, l)) = f.take("enabled") {
+        t.enabled = w.bool(n, &l).unwrap_or(true);
+    }
+    if let Some((n, l)) = f.take("per_user")
+        && w.bool(n, &l) == Some(false)
+    {
+        t.max_failures_per_user = None;
+    }
+    f.finish(w, &[]);
+    t
 }
 
 fn socket_addr(w: &mut Walker<'_>, f: &mut Fields<'_>, key: &'static str) -> Option<SocketAddr> {
@@ -213,6 +278,7 @@ fn rule(w: &mut Walker<'_>, node: &Node, loc: Loc) -> Option<RuleSpec> {
         None => Vec::new(),
     };
     f.finish(w, IGNORED_RULE);
+    warn_open_prefixes(w, &backend_spec, &paths);
     Some(RuleSpec {
         loc,
         host,
@@ -221,6 +287,38 @@ fn rule(w: &mut Walker<'_>, node: &Node, loc: Loc) -> Option<RuleSpec> {
         backend: backend_spec,
         paths,
     })
+}
+
+/// Whether a backend demands credentials.
+fn authenticates(backend: &BackendSpec) -> bool {
+    backend.kind == BackendKind::Service
+        && backend
+            .auth
+            .as_ref()
+            .is_some_and(|a| a.enabled != Some(false) && a.method.is_some())
+}
+
+/// Path rules match as prefixes: an open `/public` under an authenticated
+/// rule also opens `/public-internal` and `/publicity`.
+fn warn_open_prefixes(w: &mut Walker<'_>, rule: &BackendSpec, paths: &[PathSpec]) {
+    if !authenticates(rule) {
+        return;
+    }
+    for p in paths {
+        let open = match &p.backend.auth {
+            None => p.backend.kind != BackendKind::Service,
+            Some(_) => !authenticates(&p.backend),
+        };
+        if open && !p.path.ends_with('/') && !p.path.ends_with('$') {
+            w.diags.warn(
+                &p.path_loc,
+                format!(
+                    "`{}` is an open prefix under an authenticated rule: it also opens `{}-internal` and `{}x`; end it with `/` or `$`",
+                    p.path, p.path, p.path
+                ),
+            );
+        }
+    }
 }
 
 fn path(w: &mut Walker<'_>, node: &Node, loc: Loc) -> Option<PathSpec> {

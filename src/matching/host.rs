@@ -23,6 +23,15 @@ const REGEX_CHARS: &[char] = &['(', ')', '[', ']', '^', '$', '|', '+', '?', '\\'
 
 impl HostPattern {
     pub fn compile(host: &str, host_type: HostType) -> Result<Self, String> {
+        // A bracketed IPv6 literal is an exact host, not a regex class.
+        if let Some(inside) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'))
+            && matches!(host_type, HostType::Auto | HostType::Exact)
+        {
+            return inside
+                .parse::<std::net::Ipv6Addr>()
+                .map(|ip| HostPattern::Exact(ip.to_string()))
+                .map_err(|_| format!("`{host}` is not a valid bracketed IPv6 address"));
+        }
         let kind = match host_type {
             HostType::Auto if host.contains(REGEX_CHARS) => HostType::Regex,
             HostType::Auto if host.contains('*') => HostType::Wildcard,
@@ -75,11 +84,91 @@ pub(super) fn regex_error_detail(error: &regex::Error) -> String {
     text.lines().last().unwrap_or(&text).trim().to_string()
 }
 
-/// Strips the port (and IPv6 brackets) and a trailing dot; lower-cases.
-/// Borrows when nothing changes.
+/// Why a request's `Host` is refused (400 `bad_host`) before any lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    #[error("empty host")]
+    Empty,
+    #[error("host longer than 253 bytes")]
+    TooLong,
+    #[error("userinfo (`user@`) in the host")]
+    Userinfo,
+    #[error("the port is not 1 to 5 digits")]
+    BadPort,
+    #[error("more than one `:` outside brackets")]
+    ExtraColon,
+    #[error("an empty or over-long label")]
+    BadLabel,
+    #[error("a character outside host-name syntax")]
+    BadCharacter,
+    #[error("an invalid bracketed IPv6 address")]
+    BadIpv6,
+}
+
+/// Checks a request's `Host`/`:authority` (SPEC §13.2): a host name of
+/// letters, digits, `-` and `_` in labels of 1 to 63 bytes (a trailing dot
+/// allowed), or a bracketed IPv6 literal, then optionally `:` and 1 to 5
+/// digits. Everything else — userinfo, a second port, `host:x` — is
+/// refused rather than matched as some other host. Linear in the input.
+pub fn check_host(raw: &str) -> Result<(), HostError> {
+    if raw.is_empty() {
+        return Err(HostError::Empty);
+    }
+    if raw.contains('@') {
+        return Err(HostError::Userinfo);
+    }
+    let port_ok =
+        |port: &str| (1..=5).contains(&port.len()) && port.bytes().all(|b| b.is_ascii_digit());
+    if let Some(rest) = raw.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']').ok_or(HostError::BadIpv6)?;
+        inside
+            .parse::<std::net::Ipv6Addr>()
+            .map_err(|_| HostError::BadIpv6)?;
+        return match after {
+            "" => Ok(()),
+            _ => match after.strip_prefix(':') {
+                Some(port) if port_ok(port) => Ok(()),
+                Some(_) => Err(HostError::BadPort),
+                None => Err(HostError::BadCharacter),
+            },
+        };
+    }
+    let (name, port) = match raw.split_once(':') {
+        Some((_, port)) if port.contains(':') => return Err(HostError::ExtraColon),
+        Some((name, port)) => (name, Some(port)),
+        None => (raw, None),
+    };
+    if port.is_some_and(|p| !port_ok(p)) {
+        return Err(HostError::BadPort);
+    }
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.len() > 253 {
+        return Err(HostError::TooLong);
+    }
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(HostError::BadLabel);
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(HostError::BadCharacter);
+        }
+    }
+    Ok(())
+}
+
+/// Strips the port (and IPv6 brackets, writing the address in its one
+/// canonical form) and a trailing dot; lower-cases. Borrows when nothing
+/// changes.
 pub fn normalize_host(raw: &str) -> Cow<'_, str> {
     let host = if let Some(rest) = raw.strip_prefix('[') {
-        rest.split_once(']').map_or(rest, |(inside, _)| inside)
+        let inside = rest.split_once(']').map_or(rest, |(inside, _)| inside);
+        return match inside.parse::<std::net::Ipv6Addr>() {
+            Ok(ip) => Cow::Owned(ip.to_string()),
+            Err(_) => Cow::Owned(inside.to_ascii_lowercase()),
+        };
     } else {
         match raw.rsplit_once(':') {
             Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
@@ -97,6 +186,49 @@ pub fn normalize_host(raw: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_syntax_table() {
+        let long_label = format!("{}.example.com", "a".repeat(64));
+        let too_long = format!("{}com", "a.".repeat(127));
+        let cases: &[(&str, Result<(), HostError>)] = &[
+            ("example.com", Ok(())),
+            ("Example.COM.", Ok(())),
+            ("example.com:8080", Ok(())),
+            ("my_service:80", Ok(())),
+            ("[::1]", Ok(())),
+            ("[2001:db8::1]:443", Ok(())),
+            ("", Err(HostError::Empty)),
+            ("admin.example.com:80:80", Err(HostError::ExtraColon)),
+            ("host:x", Err(HostError::BadPort)),
+            ("host:", Err(HostError::BadPort)),
+            ("host:123456", Err(HostError::BadPort)),
+            ("u@host", Err(HostError::Userinfo)),
+            ("a..b", Err(HostError::BadLabel)),
+            (".a", Err(HostError::BadLabel)),
+            (&long_label, Err(HostError::BadLabel)),
+            (&too_long, Err(HostError::TooLong)),
+            ("a b", Err(HostError::BadCharacter)),
+            ("a/b", Err(HostError::BadCharacter)),
+            ("[::1", Err(HostError::BadIpv6)),
+            ("[zz::1]", Err(HostError::BadIpv6)),
+            ("[::1]x", Err(HostError::BadCharacter)),
+            ("[::1]:x", Err(HostError::BadPort)),
+        ];
+        for (host, want) in cases {
+            assert_eq!(check_host(host), *want, "{host:?}");
+        }
+    }
+
+    #[test]
+    fn bracketed_ipv6_rules_and_requests_meet_in_one_form() {
+        let rule = HostPattern::compile("[2001:DB8:0::1]", HostType::Auto).unwrap();
+        assert_eq!(rule.kind(), "exact");
+        for request in ["[2001:db8::1]", "[2001:0db8:0:0::1]:8443"] {
+            assert!(rule.matches(&normalize_host(request)), "{request}");
+        }
+        assert!(HostPattern::compile("[not-ipv6]", HostType::Auto).is_err());
+    }
 
     fn m(pattern: &str, host: &str) -> bool {
         HostPattern::compile(pattern, HostType::Auto)

@@ -27,6 +27,9 @@ pub fn strip_query(raw: &str) -> &str {
 /// Normalises the path part of a request target:
 /// * percent-decodes unreserved characters (`%61` → `a`), upper-cases the hex
 ///   of the rest; encoded `/`, `\` and NUL are refused;
+/// * removes each segment's `;params` (`/a;x=1/b` → `/a/b`) before dot
+///   segments are resolved: servlet containers (Tomcat, Jetty, Spring) drop
+///   them, so `/public/..;/admin` reaches their `/admin` and must match ours;
 /// * merges `//`, resolves `.` and `..` segments (`..` above `/` is refused);
 /// * keeps a trailing slash.
 ///
@@ -52,9 +55,9 @@ fn check_bytes(path: &str) -> Result<(), PathError> {
     Ok(())
 }
 
-/// Fast check: no `%`, no empty, `.` or `..` segment.
+/// Fast check: no `%`, no `;`, no empty, `.` or `..` segment.
 fn is_normal(path: &str) -> bool {
-    !path.contains('%')
+    !path.contains(['%', ';'])
         && !path.contains("//")
         && !path
             .split('/')
@@ -113,6 +116,9 @@ fn resolve_segments(path: &str) -> Result<String, PathError> {
     let mut trailing_slash = false;
     for segment in path.split('/').skip(1) {
         trailing_slash = false;
+        let segment = segment
+            .split_once(';')
+            .map_or(segment, |(name, _params)| name);
         match segment {
             "" | "." => trailing_slash = true,
             ".." => {
@@ -156,6 +162,13 @@ mod tests {
             ("/%61dmin", Ok("/admin")),
             ("/%41DMIN", Ok("/ADMIN")),
             ("/api/%2e%2e/admin", Ok("/admin")),
+            ("/public/..;/admin", Ok("/admin")),
+            ("/%2e%2e;/admin", Err(PathError::AboveRoot)),
+            ("/public/%2e%2e;x=1/admin", Ok("/admin")),
+            ("/a;x=1/b", Ok("/a/b")),
+            ("/admin;x", Ok("/admin")),
+            ("/;x/admin/", Ok("/admin/")),
+            ("/a%3Bx/b", Ok("/a%3Bx/b")),
             ("/api/%2E%2E/admin", Ok("/admin")),
             ("/a%20b", Ok("/a%20b")),
             ("/a%3fb", Ok("/a%3Fb")),

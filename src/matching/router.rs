@@ -110,6 +110,8 @@ pub struct Router {
     by_tail: HashMap<Box<str>, Vec<usize>>,
     /// Every other wildcard and regex rule, in config order.
     scanned: Vec<usize>,
+    /// Length of the longest key of `by_tail`.
+    longest_tail: usize,
     fallback: Option<Route>,
 }
 
@@ -129,11 +131,13 @@ impl Router {
                 _ => scanned.push(i),
             }
         }
+        let longest_tail = by_tail.keys().map(|k| k.len()).max().unwrap_or(0);
         Router {
             rules,
             exact,
             by_tail,
             scanned,
+            longest_tail,
             fallback,
         }
     }
@@ -164,7 +168,13 @@ impl Router {
         };
         // Only the wildcards whose tail is one of the host's dot suffixes
         // can match it: a few hash lookups, however many rules there are.
-        for (at, _) in host.match_indices('.') {
+        // Suffixes longer than the longest indexed tail cannot be one: a
+        // long hostile host costs a scan of its dots, not a hash of each.
+        let shortest_start = host.len().saturating_sub(self.longest_tail);
+        for (at, _) in host
+            .match_indices('.')
+            .filter(|(at, _)| *at >= shortest_start)
+        {
             if let Some(candidates) = self.by_tail.get(&host[at..]) {
                 consider(candidates);
             }

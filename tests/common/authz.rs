@@ -24,13 +24,36 @@ pub struct Authz {
     _dir: TempDir,
 }
 
+/// The suite sends many wrong credentials from one address on purpose;
+/// failed-login throttling (on by default) is tested by configs that set
+/// `login_throttle` themselves, and every other config gets a limit its
+/// test never reaches.
+pub fn untrottled(config_yaml: &str) -> String {
+    const LIMIT: &str = "  login_throttle: {max_failures: 1000000, per_user: false}\n";
+    if config_yaml.contains("login_throttle") {
+        return config_yaml.to_owned();
+    }
+    if let Some(rest) = config_yaml.strip_prefix("authz:\n") {
+        return format!("authz:\n{LIMIT}{rest}");
+    }
+    if let Some(at) = config_yaml.find("\nauthz:\n") {
+        let split = at + "\nauthz:\n".len();
+        return format!("{}{LIMIT}{}", &config_yaml[..split], &config_yaml[split..]);
+    }
+    if config_yaml.contains("authz:") {
+        // Another form (flow style): left as the test wrote it.
+        return config_yaml.to_owned();
+    }
+    format!("authz:\n{LIMIT}{config_yaml}")
+}
+
 impl Authz {
     /// Writes `config_yaml` to a file and runs `ingress-authz serve` on it,
     /// returning once it has printed its `listening` line.
     pub async fn start(config_yaml: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("config.yaml");
-        std::fs::write(&config, config_yaml).expect("write config");
+        std::fs::write(&config, untrottled(config_yaml)).expect("write config");
         Self::spawn(config, dir).await
     }
 
@@ -106,7 +129,7 @@ impl Authz {
         let staging = self.config_path.with_file_name("staging");
         std::fs::create_dir_all(&staging).expect("create staging dir");
         let staged = staging.join("config.yaml");
-        std::fs::write(&staged, config_yaml).expect("write staged config");
+        std::fs::write(&staged, untrottled(config_yaml)).expect("write staged config");
         self.secrets
             .lock()
             .unwrap()

@@ -1,0 +1,292 @@
+//! Failed-authentication throttling (SPEC §13.2): per (route, client
+//! address) and, for basic, per (route, username). A key with
+//! `max_failures` failures inside one window is refused — with 429 and
+//! `Retry-After`, a correct credential too, or guessing would go on —
+//! until its window ends. Counting is per route, so an attacker on one
+//! route never throttles another. Only failures are counted.
+//!
+//! Memory is bounded: each table holds at most [`CAPACITY`] keys; when it
+//! is full, expired windows go first, then the oldest half.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::decision::RouteId;
+
+/// Keys kept per table (about 64 bytes each).
+pub const CAPACITY: usize = 100_000;
+
+/// The settings (`authz.login_throttle`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThrottleSettings {
+    pub enabled: bool,
+    pub max_failures: u32,
+    pub window: Duration,
+    /// None: no per-user limit (it lets anyone lock an account out).
+    pub max_failures_per_user: Option<u32>,
+}
+
+impl Default for ThrottleSettings {
+    fn default() -> Self {
+        ThrottleSettings {
+            enabled: true,
+            max_failures: 10,
+            window: Duration::from_secs(60),
+            max_failures_per_user: Some(100),
+        }
+    }
+}
+
+/// Failures of one key in its current window.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    started: Instant,
+    failures: u32,
+}
+
+/// One table of windows.
+#[derive(Debug)]
+struct Table<K> {
+    windows: Mutex<HashMap<K, Window>>,
+    max: u32,
+    epoch: Instant,
+    /// Until when (ms after `epoch`) some key may be blocked: while nothing
+    /// is, a check costs one atomic load here and takes no lock.
+    blocked_until: AtomicU64,
+}
+
+impl<K: Hash + Eq + Clone> Table<K> {
+    fn new(max: u32) -> Self {
+        Table {
+            windows: Mutex::new(HashMap::new()),
+            max: max.max(1),
+            epoch: Instant::now(),
+            blocked_until: AtomicU64::new(0),
+        }
+    }
+
+    fn millis(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    /// Seconds until `key` may try again, if it is blocked now.
+    fn blocked(&self, key: &K, window: Duration, now: Instant) -> Option<u64> {
+        if self.blocked_until.load(Ordering::Relaxed) <= self.millis(now) {
+            return None;
+        }
+        let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let w = windows.get(key)?;
+        let ends = w.started + window;
+        (w.failures >= self.max && ends > now).then(|| seconds_until(ends, now))
+    }
+
+    fn fail(&self, key: K, window: Duration, now: Instant) {
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        if windows.len() >= CAPACITY && !windows.contains_key(&key) {
+            evict(&mut windows, window, now);
+        }
+        let w = windows.entry(key).or_insert(Window {
+            started: now,
+            failures: 0,
+        });
+        if w.started + window <= now {
+            *w = Window {
+                started: now,
+                failures: 0,
+            };
+        }
+        w.failures = w.failures.saturating_add(1);
+        if w.failures >= self.max {
+            let ends = self.millis(w.started + window) + 1;
+            self.blocked_until.fetch_max(ends, Ordering::Relaxed);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.windows.lock().unwrap().len()
+    }
+}
+
+/// Expired windows go; if that frees too little, the oldest half.
+fn evict<K: Hash + Eq + Clone>(windows: &mut HashMap<K, Window>, window: Duration, now: Instant) {
+    windows.retain(|_, w| w.started + window > now);
+    if windows.len() >= CAPACITY / 2 {
+        let mut starts: Vec<Instant> = windows.values().map(|w| w.started).collect();
+        let middle = starts.len() / 2;
+        let (_, median, _) = starts.select_nth_unstable(middle);
+        let median = *median;
+        windows.retain(|_, w| w.started > median);
+    }
+}
+
+fn seconds_until(at: Instant, now: Instant) -> u64 {
+    let left = at.saturating_duration_since(now);
+    left.as_secs() + u64::from(left.subsec_nanos() > 0)
+}
+
+/// Keys are 64-bit keyed hashes of (route, client) and (route, user):
+/// nothing to allocate per check, and a key per client of a few bytes.
+#[derive(Debug)]
+pub struct Throttle {
+    settings: ThrottleSettings,
+    hasher: std::collections::hash_map::RandomState,
+    by_client: Table<u64>,
+    by_user: Option<Table<u64>>,
+}
+
+impl Throttle {
+    pub fn new(settings: ThrottleSettings) -> Self {
+        Throttle {
+            by_client: Table::new(settings.max_failures),
+            by_user: settings.max_failures_per_user.map(Table::new),
+            hasher: Default::default(),
+            settings,
+        }
+    }
+
+    /// False when no key of any route can be blocked now (one atomic load
+    /// per table): the common case costs nothing more.
+    pub fn may_block(&self) -> bool {
+        if !self.settings.enabled {
+            return false;
+        }
+        let now = Instant::now();
+        let live = |t: &Table<u64>| t.blocked_until.load(Ordering::Relaxed) > t.millis(now);
+        live(&self.by_client) || self.by_user.as_ref().is_some_and(live)
+    }
+
+    fn key(&self, route: RouteId, who: &[u8]) -> u64 {
+        self.hasher.hash_one((route.0, who))
+    }
+
+    pub fn settings(&self) -> &ThrottleSettings {
+        &self.settings
+    }
+
+    /// Seconds to wait, when this client (or this username) is blocked on
+    /// this route. `client` is None only for a CheckRequest without a
+    /// source address (Envoy always sends one).
+    pub fn blocked(
+        &self,
+        route: RouteId,
+        client: Option<&str>,
+        user: Option<&[u8]>,
+    ) -> Option<u64> {
+        if !self.settings.enabled {
+            return None;
+        }
+        let now = Instant::now();
+        let window = self.settings.window;
+        let by_client = client.and_then(|c| {
+            self.by_client
+                .blocked(&self.key(route, c.as_bytes()), window, now)
+        });
+        let by_user = match (&self.by_user, user) {
+            (Some(table), Some(user)) => table.blocked(&self.key(route, user), window, now),
+            _ => None,
+        };
+        by_client.max(by_user)
+    }
+
+    /// Counts one failed authentication.
+    pub fn fail(&self, route: RouteId, client: Option<&str>, user: Option<&[u8]>) {
+        if !self.settings.enabled {
+            return;
+        }
+        let now = Instant::now();
+        let window = self.settings.window;
+        if let Some(client) = client {
+            self.by_client
+                .fail(self.key(route, client.as_bytes()), window, now);
+        }
+        if let (Some(table), Some(user)) = (&self.by_user, user) {
+            table.fail(self.key(route, user), window, now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn throttle(max: u32, per_user: Option<u32>) -> Throttle {
+        Throttle::new(ThrottleSettings {
+            enabled: true,
+            max_failures: max,
+            window: Duration::from_secs(60),
+            max_failures_per_user: per_user,
+        })
+    }
+
+    #[test]
+    fn blocks_after_max_failures_per_route_and_client() {
+        let t = throttle(3, None);
+        let (a, b) = (RouteId(0), RouteId(1));
+        for _ in 0..2 {
+            t.fail(a, Some("10.0.0.1"), None);
+        }
+        assert_eq!(t.blocked(a, Some("10.0.0.1"), None), None, "2 of 3");
+        t.fail(a, Some("10.0.0.1"), None);
+        let wait = t.blocked(a, Some("10.0.0.1"), None).expect("blocked");
+        assert!((59..=60).contains(&wait), "{wait}");
+        assert_eq!(t.blocked(b, Some("10.0.0.1"), None), None, "another route");
+        assert_eq!(t.blocked(a, Some("10.0.0.2"), None), None, "another client");
+    }
+
+    #[test]
+    fn per_user_limit_counts_across_addresses_and_can_be_off() {
+        let t = throttle(100, Some(3));
+        for i in 0..3 {
+            t.fail(RouteId(0), Some(&format!("10.0.0.{i}")), Some(b"alice"));
+        }
+        assert!(
+            t.blocked(RouteId(0), Some("10.9.9.9"), Some(b"alice"))
+                .is_some()
+        );
+        assert!(
+            t.blocked(RouteId(0), Some("10.9.9.9"), Some(b"bob"))
+                .is_none()
+        );
+        let off = throttle(100, None);
+        for i in 0..10 {
+            off.fail(RouteId(0), Some(&format!("10.0.0.{i}")), Some(b"alice"));
+        }
+        assert!(
+            off.blocked(RouteId(0), Some("10.9.9.9"), Some(b"alice"))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_window_that_ended_starts_over() {
+        let table = Table::<u32>::new(2);
+        let window = Duration::from_secs(60);
+        let t0 = Instant::now();
+        table.fail(1, window, t0);
+        table.fail(1, window, t0);
+        assert!(
+            table
+                .blocked(&1, window, t0 + Duration::from_secs(59))
+                .is_some()
+        );
+        assert!(table.blocked(&1, window, t0 + window).is_none());
+        table.fail(1, window, t0 + window);
+        assert!(
+            table.blocked(&1, window, t0 + window).is_none(),
+            "one failure in the new window"
+        );
+    }
+
+    #[test]
+    fn a_flood_of_distinct_clients_stays_bounded() {
+        let t = throttle(10, None);
+        for i in 0..(CAPACITY + 50_000) {
+            t.fail(RouteId(0), Some(&format!("c{i}")), None);
+        }
+        assert!(t.by_client.len() <= CAPACITY, "{}", t.by_client.len());
+    }
+}
