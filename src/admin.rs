@@ -27,6 +27,33 @@ impl AdminService {
     }
 }
 
+/// With `authz.admin_token` set (the config serving now), every admin call
+/// carries `authorization: Bearer <token>`, compared in constant time.
+#[allow(clippy::result_large_err)] // tonic's interceptor signature
+pub fn check_token(shared: &Shared, request: Request<()>) -> Result<Request<()>, Status> {
+    use subtle::ConstantTimeEq;
+    let engine = shared.engine();
+    let Some((token, _)) = &engine.settings.admin_token else {
+        return Ok(request);
+    };
+    let presented = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(rest.trim())
+        })
+        .unwrap_or_default();
+    if bool::from(presented.as_bytes().ct_eq(token.expose().as_bytes())) {
+        Ok(request)
+    } else {
+        Err(Status::unauthenticated(
+            "the admin API needs `authorization: Bearer <admin_token>`",
+        ))
+    }
+}
+
 fn auth_summary(route: &Route) -> String {
     match &route.policy {
         RouteAuth::Open(reason) => format!("none: {}", reason.describe()),
@@ -124,6 +151,11 @@ impl Admin for AdminService {
             generation: self.shared.generation(),
             routes,
             fallback: engine.router().fallback().is_some(),
+            stale: self
+                .shared
+                .stale()
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
         }))
     }
 }

@@ -5,7 +5,27 @@
 use crate::decision::{Decision, Verdict};
 use crate::request::{RequestError, RequestView};
 
+/// At most this much of a client-sent host or path goes into a log line:
+/// a 30 KB `Host` must not become a 30 KB log line per request.
+const MAX_LOGGED: usize = 256;
+
+fn bounded(s: &str) -> &str {
+    if s.len() <= MAX_LOGGED {
+        return s;
+    }
+    let cut = (0..=MAX_LOGGED)
+        .rev()
+        .find(|i| s.is_char_boundary(*i))
+        .unwrap_or(0);
+    &s[..cut]
+}
+
 pub fn check(req: &RequestView<'_>, decision: &Decision<'_>) {
+    let req = &RequestView {
+        host: bounded(req.host),
+        path: bounded(req.path),
+        ..*req
+    };
     let route = decision.label.unwrap_or("-");
     let kind = decision.kind.map_or("-", |k| k.as_str());
     // The query may carry tokens: never logged.
@@ -24,6 +44,21 @@ pub fn check(req: &RequestView<'_>, decision: &Decision<'_>) {
             method = req.method,
             client = req.client.unwrap_or("-"),
         ),
+        Verdict::Allow {
+            would_deny: Some((status, reason)),
+            ..
+        } => tracing::info!(
+            target: "audit",
+            event = "would_deny",
+            status = status.code(),
+            reason = reason.code(),
+            rule = route,
+            auth = kind,
+            host = req.host,
+            path,
+            method = req.method,
+            client = req.client.unwrap_or("-"),
+        ),
         Verdict::Allow { reason, user, .. } => tracing::debug!(
             target: "audit",
             event = "allowed",
@@ -34,7 +69,7 @@ pub fn check(req: &RequestView<'_>, decision: &Decision<'_>) {
             path,
             method = req.method,
             client = req.client.unwrap_or("-"),
-            user = user.as_deref().unwrap_or("-"),
+            user = user.as_ref().and_then(|u| u.user()).unwrap_or("-"),
         ),
     }
 }

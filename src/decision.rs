@@ -60,6 +60,8 @@ pub enum Reason {
     Throttled,
     /// The password-hash pool and its queue are full.
     Busy,
+    /// A `report_only` route let through a request it would have denied.
+    ReportOnly,
 }
 
 impl Reason {
@@ -80,6 +82,7 @@ impl Reason {
             Reason::BadHost => "bad_host",
             Reason::Throttled => "throttled",
             Reason::Busy => "busy",
+            Reason::ReportOnly => "report_only",
         }
     }
 }
@@ -245,11 +248,14 @@ pub enum Pending {
 pub enum Verdict<'a> {
     Allow {
         reason: Reason,
-        user: Option<String>,
+        /// Who passed, when a credential said (audit lines).
+        user: Option<crate::identity::Identity>,
         /// Headers to set upstream (connect headers, the rewritten cookie).
         upstream: UpstreamHeaders,
         /// Headers to remove upstream.
         remove: Vec<&'static str>,
+        /// `report_only`: what the route would have answered.
+        would_deny: Option<(Status, Reason)>,
     },
     Deny(Denial<'a>),
     /// Not a decision yet; `then` is the answer if the work cannot be done.

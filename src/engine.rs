@@ -207,7 +207,25 @@ impl Engine {
         let Some(route) = found.route() else {
             return Decision::unrouted(Status::Forbidden, Reason::NoRoute);
         };
-        let mut decision = self.decide_route(route, req);
+        let decision = self.decide_route(route, req);
+        self.settle(decision, req)
+    }
+
+    /// The last step of a decision (also after pending work): a
+    /// `report_only` route lets a denial through and records it; an allow
+    /// never carries our cookies upstream.
+    pub fn settle<'e>(&'e self, mut decision: Decision<'e>, req: &RequestView<'_>) -> Decision<'e> {
+        if let (Verdict::Deny(denial), Some(route)) = (&decision.verdict, decision.route)
+            && self.protected(route).is_some_and(|p| p.report_only)
+        {
+            decision.verdict = Verdict::Allow {
+                reason: Reason::ReportOnly,
+                user: None,
+                upstream: Vec::new(),
+                remove: Vec::new(),
+                would_deny: Some((denial.status, denial.reason)),
+            };
+        }
         if let Verdict::Allow {
             upstream, remove, ..
         } = &mut decision.verdict
@@ -234,7 +252,16 @@ impl Engine {
             }
             self.record_failure(route, req);
         }
-        decision
+        let Verdict::Pending { then, .. } = decision.verdict else {
+            return decision;
+        };
+        self.settle(
+            Decision {
+                verdict: Verdict::Deny(then),
+                ..decision
+            },
+            req,
+        )
     }
 
     /// Counts a failed authentication of `req` on `route`.
@@ -264,6 +291,7 @@ impl Engine {
                     user: None,
                     upstream: Vec::new(),
                     remove: Vec::new(),
+                    would_deny: None,
                 },
             ),
             RouteAuth::Protected(p) => (Some(p.authenticator.kind()), self.guarded(route, p, req)),
@@ -400,9 +428,10 @@ fn authorize<'e>(p: &'e Protected, req: &RequestView<'_>, label: &str) -> Verdic
             {
                 Ok(()) => Verdict::Allow {
                     reason: Reason::Authenticated,
-                    user: identity.user().map(str::to_string),
+                    user: Some(identity),
                     upstream,
                     remove: Vec::new(),
+                    would_deny: None,
                 },
                 // A session from before sessions carried what policies
                 // read: log in again rather than judge it on nothing.
@@ -487,6 +516,7 @@ impl Builder<'_> {
             (_, Some(authenticator)) => RouteAuth::Protected(Arc::new(Protected {
                 authenticator,
                 allow,
+                report_only: auth.report_only,
             })),
             // No `type`, or one whose errors are already reported.
             (_, None) => RouteAuth::Open(OpenReason::NotConfigured),

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use crate::decision::Verdict;
+use crate::decision::{Reason, Verdict};
 use crate::engine::Engine;
 use crate::matching::path::normalize;
 use crate::matching::{Route, RouteAuth, RouteMatch};
@@ -85,6 +85,20 @@ pub fn explain_request(engine: &Engine, req: &RequestView<'_>) -> Explanation {
         .map(|k| k.as_str().to_string())
         .unwrap_or_default();
     match &decision.verdict {
+        Verdict::Allow {
+            would_deny: Some((status, would)),
+            ..
+        } => {
+            ex.allowed = true;
+            ex.status = 200;
+            ex.reason = Reason::ReportOnly.code().to_string();
+            let _ = writeln!(
+                ex.text,
+                "decision: allow (report_only: would deny {} {})",
+                status.code(),
+                would.code()
+            );
+        }
         Verdict::Allow { reason, .. } => {
             ex.allowed = true;
             ex.status = 200;

@@ -112,6 +112,15 @@ pub struct Identity {
     who: Who,
 }
 
+/// Two identities are the same caller when kind, id and login agree.
+impl PartialEq for Identity {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.user() == other.user() && self.login() == other.login()
+    }
+}
+
+impl Eq for Identity {}
+
 impl Identity {
     pub(crate) fn named(kind: AuthKind, name: Option<Arc<str>>) -> Self {
         Identity {

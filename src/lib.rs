@@ -150,6 +150,15 @@ pub fn run(cli: Cli) -> ExitCode {
                     .or(engine.settings.admin_addr)
                     .unwrap_or_else(|| server::DEFAULT_ADMIN_ADDR.parse().expect("valid default")),
             };
+            // The admin API reloads configs and explains decisions: off
+            // loopback it needs a token, or anyone who reaches the port could.
+            if !addrs.admin.ip().is_loopback() && engine.settings.admin_token.is_none() {
+                eprintln!(
+                    "ingress-authz: admin address {} is not loopback: set authz.admin_token (at least 32 bytes, e.g. ${{ADMIN_TOKEN}}) or keep authz.admin_addr on 127.0.0.1",
+                    addrs.admin
+                );
+                return ExitCode::FAILURE;
+            }
             let shared = state::Shared::new(engine, config);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

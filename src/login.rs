@@ -24,6 +24,7 @@ struct Failure {
     reason: &'static str,
     message: &'static str,
     provider: String,
+    retry_after: Option<u64>,
 }
 
 impl Failure {
@@ -33,8 +34,20 @@ impl Failure {
             reason,
             message,
             provider: "-".into(),
+            retry_after: None,
         }
     }
+}
+
+/// The client as Envoy saw it: Envoy (with `use_remote_address`) appends
+/// the peer it accepted to `x-forwarded-for`, so the last entry is the one
+/// it vouches for; `x-envoy-external-address` when it sets that.
+fn client_address(headers: &HeaderMap) -> Option<String> {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    get("x-envoy-external-address")
+        .or_else(|| get("x-forwarded-for").and_then(|x| x.rsplit(',').next()))
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
 }
 
 pub async fn callback(
@@ -59,7 +72,28 @@ pub async fn callback(
     let retry = login
         .as_ref()
         .map_or("/".to_string(), |l| l.original.clone());
-    let result = complete(&shared, &engine, &query, login).await;
+    // Failed callbacks count towards the login throttle of the route that
+    // asked, per client, as failed credentials do on `Check`.
+    let route = login
+        .as_ref()
+        .and_then(|l| engine.route_by_label(&l.route))
+        .map(|r| r.id);
+    let client = client_address(&headers);
+    let blocked = route.and_then(|r| engine.throttle.blocked(r, client.as_deref(), None));
+    let result = match blocked {
+        Some(wait) => Err(Failure {
+            retry_after: Some(wait),
+            ..Failure::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "throttled",
+                "Too many failed sign-ins; try again later.",
+            )
+        }),
+        None => complete(&shared, &engine, &query, login).await,
+    };
+    if let (Err(_), Some(route), None) = (&result, route, blocked) {
+        engine.throttle.fail(route, client.as_deref(), None);
+    }
     let mut response = match result {
         Ok((set_cookie, original, provider, user)) => {
             shared.metrics.record_login(&provider, "ok");
@@ -71,7 +105,13 @@ pub async fn callback(
         Err(f) => {
             shared.metrics.record_login(&f.provider, f.reason);
             tracing::warn!(target: "audit", event = "login_failed", provider = %f.provider, reason = f.reason, status = f.status.as_u16());
-            error_page(f.status, f.reason, f.message, &retry, wants_html)
+            let mut page = error_page(f.status, f.reason, f.message, &retry, wants_html);
+            if let Some(wait) = f.retry_after
+                && let Ok(v) = HeaderValue::from_str(&wait.to_string())
+            {
+                page.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            page
         }
     };
     if let Some(clear) = clear_login {

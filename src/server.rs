@@ -44,8 +44,12 @@ pub async fn serve(shared: Arc<Shared>, addrs: Addrs) -> std::io::Result<()> {
         .add_service(health_service)
         .add_service(AuthorizationServer::new(CheckService::new(shared.clone())))
         .serve_with_incoming_shutdown(no_delay(grpc_listener), stopped(stop_rx.clone()));
+    let token_source = shared.clone();
     let admin = tonic::transport::Server::builder()
-        .add_service(AdminServer::new(AdminService::new(shared.clone())))
+        .add_service(AdminServer::with_interceptor(
+            AdminService::new(shared.clone()),
+            move |request| crate::admin::check_token(&token_source, request),
+        ))
         .serve_with_incoming_shutdown(no_delay(admin_listener), stopped(stop_rx.clone()));
     let http = axum::serve(http_listener, crate::sidecar::router(shared.clone()))
         .with_graceful_shutdown(stopped(stop_rx));

@@ -103,6 +103,7 @@ impl CheckService {
         }
         if let Verdict::Pending { then, .. } = decision.verdict {
             decision.verdict = Verdict::Deny(then);
+            decision = engine.settle(decision, &req);
         }
         let seen = match &refreshed {
             Some((headers, _)) => RequestView { headers, ..req },

@@ -22,11 +22,14 @@ pub fn router(shared: Arc<Shared>) -> Router {
 
 /// Ready once a valid config is loaded, which `serve` guarantees before it
 /// binds; the generation tells which config serves.
+/// A failed reload keeps the previous config serving (still ready) and
+/// says so on a second line, where operators look.
 async fn ready(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    (
-        StatusCode::OK,
-        format!("ready generation={}\n", shared.generation()),
-    )
+    let mut body = format!("ready generation={}\n", shared.generation());
+    if let Some(stale) = shared.stale() {
+        body.push_str(&format!("{stale}\n"));
+    }
+    (StatusCode::OK, body)
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {

@@ -23,6 +23,28 @@ pub struct Shared {
     pub http: crate::auth::providers::ProviderHttp,
     /// Fingerprint of the inputs of the config serving; serialises reloads.
     inputs: Mutex<[u8; 32]>,
+    /// Set while the last reload failed: the previous config serves.
+    stale: Mutex<Option<Stale>>,
+}
+
+/// A failed reload, as operators are told on `/readyz` and `ConfigSummary`.
+#[derive(Clone, Debug)]
+pub struct Stale {
+    /// The first failure since the last good load.
+    pub since: std::time::SystemTime,
+    /// The first error of the latest failure.
+    pub error: String,
+}
+
+impl std::fmt::Display for Stale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "stale since {}: {}",
+            httpdate::fmt_http_date(self.since),
+            self.error
+        )
+    }
 }
 
 /// The outcome of a reload attempt.
@@ -45,6 +67,7 @@ impl Shared {
             http: crate::auth::providers::ProviderHttp::default(),
             reloaded: tokio::sync::Notify::new(),
             inputs: Mutex::new(inputs),
+            stale: Mutex::new(None),
         })
     }
 
@@ -56,6 +79,11 @@ impl Shared {
     /// The engine serving now; a check keeps the one it loaded to the end.
     pub fn engine(&self) -> arc_swap::Guard<Arc<Engine>> {
         self.engine.load()
+    }
+
+    /// Why the config serving is not the one on disk, if it is not.
+    pub fn stale(&self) -> Option<Stale> {
+        self.stale.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn generation(&self) -> u64 {
@@ -79,6 +107,7 @@ impl Shared {
                 }
                 // The old engine is freed here unless a check still holds it.
                 self.engine.store(Arc::new(engine));
+                *self.stale.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 crate::memory::release_free_heap();
                 let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
                 self.metrics.record_reload(true, generation);
@@ -89,6 +118,17 @@ impl Shared {
             Err(e) => {
                 // Remember the broken inputs so they are not retried until they change.
                 *inputs = before;
+                let error = match &e {
+                    ConfigError::Invalid { errors, .. } => errors
+                        .first()
+                        .map_or_else(|| e.to_string(), ToString::to_string),
+                    other => other.to_string(),
+                };
+                let mut stale = self.stale.lock().unwrap_or_else(|e| e.into_inner());
+                let since = stale
+                    .as_ref()
+                    .map_or_else(std::time::SystemTime::now, |s| s.since);
+                *stale = Some(Stale { since, error });
                 self.metrics.record_reload(false, self.generation());
                 log_reload_error(&e);
                 Err(e)

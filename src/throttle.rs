@@ -59,11 +59,11 @@ struct Table<K> {
 }
 
 impl<K: Hash + Eq + Clone> Table<K> {
-    fn new(max: u32) -> Self {
+    fn new(max: u32, epoch: Instant) -> Self {
         Table {
             windows: Mutex::new(HashMap::new()),
             max: max.max(1),
-            epoch: Instant::now(),
+            epoch,
             blocked_until: AtomicU64::new(0),
         }
     }
@@ -140,9 +140,12 @@ pub struct Throttle {
 
 impl Throttle {
     pub fn new(settings: ThrottleSettings) -> Self {
+        let epoch = Instant::now();
         Throttle {
-            by_client: Table::new(settings.max_failures),
-            by_user: settings.max_failures_per_user.map(Table::new),
+            by_client: Table::new(settings.max_failures, epoch),
+            by_user: settings
+                .max_failures_per_user
+                .map(|max| Table::new(max, epoch)),
             hasher: Default::default(),
             settings,
         }
@@ -154,9 +157,10 @@ impl Throttle {
         if !self.settings.enabled {
             return false;
         }
-        let now = Instant::now();
-        let live = |t: &Table<u64>| t.blocked_until.load(Ordering::Relaxed) > t.millis(now);
-        live(&self.by_client) || self.by_user.as_ref().is_some_and(live)
+        let until = |t: &Table<u64>| t.blocked_until.load(Ordering::Relaxed);
+        let latest = until(&self.by_client).max(self.by_user.as_ref().map_or(0, until));
+        // Nothing was ever blocked: no clock read either.
+        latest != 0 && latest > self.by_client.millis(Instant::now())
     }
 
     fn key(&self, route: RouteId, who: &[u8]) -> u64 {
@@ -263,7 +267,7 @@ mod tests {
 
     #[test]
     fn a_window_that_ended_starts_over() {
-        let table = Table::<u32>::new(2);
+        let table = Table::<u32>::new(2, Instant::now());
         let window = Duration::from_secs(60);
         let t0 = Instant::now();
         table.fail(1, window, t0);

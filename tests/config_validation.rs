@@ -531,3 +531,100 @@ fn github_without_allow_warns_that_anyone_can_sign_in() {
         "{warnings:#?}"
     );
 }
+
+#[test]
+fn hash_costs_above_the_caps_are_errors_at_the_user() {
+    let bcrypt15 = "$2b$15$KQ7QUeZQdNQm3jG5u7QFceE0Z1b9x5WcS8i1h0Q3b1nH3d9o7VQ1W";
+    let yaml = with_auth(&format!(
+        "  type: basic\n  basic:\n    users:\n      - username: slow\n        password: '{bcrypt15}'"
+    ));
+    assert_error_at(
+        &yaml,
+        "rules[0].backend.service.auth.basic.users[0].password",
+        &["bcrypt cost 15", "cap 14"],
+    );
+    // m = 128 MiB.
+    let argon = "$argon2id$v=19$m=131072,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc";
+    let yaml = with_auth(&format!(
+        "  type: basic\n  basic:\n    users:\n      - username: big\n        password: '{argon}'"
+    ));
+    assert_error_at(
+        &yaml,
+        "rules[0].backend.service.auth.basic.users[0].password",
+        &["m=131072", "64 MiB"],
+    );
+    let ok = bcrypt::hash("pw", 4).unwrap();
+    let yaml = with_auth(&format!(
+        "  type: basic\n  basic:\n    users:\n      - username: fine\n        password: '{ok}'"
+    ));
+    assert!(errors(&yaml).is_empty(), "{:?}", errors(&yaml));
+}
+
+#[test]
+fn hostile_traffic_settings_are_checked() {
+    let with_authz = |authz: &str| {
+        format!(
+            "authz:\n{authz}rules:\n  - host: a.example.com\n    backend: {{service: {{name: app}}}}\n"
+        )
+    };
+    assert_error_at(
+        &with_authz("  hash_concurrency: 0\n"),
+        "authz.hash_concurrency",
+        &["1 to 256"],
+    );
+    assert_error_at(
+        &with_authz("  login_throttle: {max_failures: 0}\n"),
+        "authz.login_throttle.max_failures",
+        &["at least 1"],
+    );
+    assert_error_at(
+        &with_authz("  login_throttle: {windw: 1m}\n"),
+        "authz.login_throttle.windw",
+        &["unknown key"],
+    );
+    assert_error_at(
+        &with_authz("  admin_token: short\n"),
+        "authz.admin_token",
+        &["32 bytes"],
+    );
+    assert!(errors(&with_authz(
+        "  hash_concurrency: 2\n  login_throttle: {enabled: true, max_failures: 5, window: 30s, max_failures_per_user: 50, per_user: false}\n  admin_token: 0123456789abcdef0123456789abcdef\n"
+    ))
+    .is_empty());
+}
+
+#[test]
+fn an_emptied_credential_file_is_valid_and_admits_no_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    let users = dir.path().join("htpasswd");
+    std::fs::write(&tokens, "# all revoked\n").unwrap();
+    std::fs::write(&users, "").unwrap();
+    let yaml = format!(
+        "rules:\n  - host: t.example.com\n    backend:\n      service:\n        auth: {{type: bearer, bearer: {{tokens_file: '{}'}}}}\n  - host: u.example.com\n    backend:\n      service:\n        auth: {{type: basic, basic: {{users_file: '{}'}}}}\n",
+        tokens.display(),
+        users.display()
+    );
+    assert!(errors(&yaml).is_empty(), "{:?}", errors(&yaml));
+}
+
+#[test]
+fn an_open_prefix_under_an_authenticated_rule_is_warned() {
+    let yaml = "rules:\n  - host: a.example.com\n    backend:\n      service:\n        auth: {type: bearer, bearer: {tokens: [t-123]}}\n    paths:\n      - path: /public\n        backend: {service: {auth: {enabled: false}}}\n      - path: /static/\n        backend: {service: {auth: {enabled: false}}}\n      - path: /health$\n        backend: {service: {auth: {enabled: false}}}\n";
+    let engine = Engine::from_text(yaml, "test.yaml", &env).expect("valid");
+    let warnings: Vec<String> = engine.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        warnings
+            .iter()
+            .filter(|w| w.contains("open prefix"))
+            .count(),
+        1,
+        "{warnings:#?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("rules[0].paths[0].path") && w.contains("/public-internal")),
+        "{warnings:#?}"
+    );
+}

@@ -147,7 +147,8 @@ impl Jwt {
         validation.leeway = spec.leeway.as_secs();
         validation.validate_nbf = true;
         let mut required = Vec::new();
-        validation.validate_exp = spec.require_exp;
+        // `require_exp: false` makes `exp` optional, never ignored when present.
+        validation.validate_exp = true;
         if spec.require_exp {
             required.push("exp");
         }
@@ -202,7 +203,8 @@ impl Jwt {
         let mut validation = Validation::new(Algorithm::RS256);
         validation.leeway = spec.leeway.as_secs();
         validation.validate_nbf = true;
-        validation.validate_exp = spec.require_exp;
+        // `require_exp: false` makes `exp` optional, never ignored when present.
+        validation.validate_exp = true;
         let mut required = Vec::new();
         if spec.require_exp {
             required.push("exp");

@@ -108,6 +108,8 @@ pub struct AuthSpec {
     pub method: Option<MethodSpec>,
     /// `allow:` with the older aliases folded in; empty when none.
     pub allow: AllowSpec,
+    /// Allow everything, record what would have been denied.
+    pub report_only: bool,
 }
 
 /// Claim name → any of these values.

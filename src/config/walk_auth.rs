@@ -68,6 +68,10 @@ pub fn auth_block(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<AuthSpec
             "`enabled: true` needs a `type` (one of basic, bearer, jwt, oauth2, oidc)",
         );
     }
+    let report_only = f
+        .take("report_only")
+        .and_then(|(n, l)| w.bool(n, &l))
+        .unwrap_or(false);
     let mut allow = f
         .take("allow")
         .map(|(n, l)| super::walk_allow::allow_block(w, n, &l))
@@ -111,6 +115,7 @@ pub fn auth_block(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<AuthSpec
         enabled,
         method,
         allow,
+        report_only,
     })
 }
 

@@ -111,52 +111,77 @@ pub enum HostError {
 /// digits. Everything else — userinfo, a second port, `host:x` — is
 /// refused rather than matched as some other host. Linear in the input.
 pub fn check_host(raw: &str) -> Result<(), HostError> {
-    if raw.is_empty() {
+    let bytes = raw.as_bytes();
+    if bytes.is_empty() {
         return Err(HostError::Empty);
     }
+    // 253 bytes of name, a trailing dot and `:65535` at most: a longer
+    // host is refused without being read.
+    if bytes.len() > 253 + 1 + 6 {
+        return Err(HostError::TooLong);
+    }
+    if bytes[0] == b'[' {
+        return check_bracketed(raw);
+    }
+    // One pass over the name: it runs on every check.
+    let mut label = 0usize;
+    let mut name_end = bytes.len();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => {
+                label += 1;
+                if label > 63 {
+                    return Err(HostError::BadLabel);
+                }
+            }
+            b'.' if label == 0 => return Err(HostError::BadLabel),
+            b'.' => label = 0,
+            b':' => {
+                name_end = i;
+                break;
+            }
+            b'@' => return Err(HostError::Userinfo),
+            _ => return Err(HostError::BadCharacter),
+        }
+    }
+    // Ended on a dot (a trailing dot is allowed) or on nothing at all.
+    if label == 0 && name_end == 0 {
+        return Err(HostError::BadLabel);
+    }
+    let name_len = name_end - usize::from(bytes[name_end - 1] == b'.');
+    if name_len > 253 {
+        return Err(HostError::TooLong);
+    }
+    match raw.get(name_end + 1..) {
+        None => Ok(()),
+        Some(port) if port.contains('@') => Err(HostError::Userinfo),
+        Some(port) if port.contains(':') => Err(HostError::ExtraColon),
+        Some(port) if port_ok(port) => Ok(()),
+        Some(_) => Err(HostError::BadPort),
+    }
+}
+
+fn port_ok(port: &str) -> bool {
+    (1..=5).contains(&port.len()) && port.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `[IPv6]` with an optional port.
+fn check_bracketed(raw: &str) -> Result<(), HostError> {
     if raw.contains('@') {
         return Err(HostError::Userinfo);
     }
-    let port_ok =
-        |port: &str| (1..=5).contains(&port.len()) && port.bytes().all(|b| b.is_ascii_digit());
-    if let Some(rest) = raw.strip_prefix('[') {
-        let (inside, after) = rest.split_once(']').ok_or(HostError::BadIpv6)?;
-        inside
-            .parse::<std::net::Ipv6Addr>()
-            .map_err(|_| HostError::BadIpv6)?;
-        return match after {
-            "" => Ok(()),
-            _ => match after.strip_prefix(':') {
-                Some(port) if port_ok(port) => Ok(()),
-                Some(_) => Err(HostError::BadPort),
-                None => Err(HostError::BadCharacter),
-            },
-        };
+    let (inside, after) = raw[1..].split_once(']').ok_or(HostError::BadIpv6)?;
+    inside
+        .parse::<std::net::Ipv6Addr>()
+        .map_err(|_| HostError::BadIpv6)?;
+    match after {
+        "" => Ok(()),
+        _ => match after.strip_prefix(':') {
+            Some(port) if port_ok(port) => Ok(()),
+            Some(_) => Err(HostError::BadPort),
+            None => Err(HostError::BadCharacter),
+        },
     }
-    let (name, port) = match raw.split_once(':') {
-        Some((_, port)) if port.contains(':') => return Err(HostError::ExtraColon),
-        Some((name, port)) => (name, Some(port)),
-        None => (raw, None),
-    };
-    if port.is_some_and(|p| !port_ok(p)) {
-        return Err(HostError::BadPort);
-    }
-    let name = name.strip_suffix('.').unwrap_or(name);
-    if name.len() > 253 {
-        return Err(HostError::TooLong);
-    }
-    for label in name.split('.') {
-        if label.is_empty() || label.len() > 63 {
-            return Err(HostError::BadLabel);
-        }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(HostError::BadCharacter);
-        }
-    }
-    Ok(())
 }
 
 /// Strips the port (and IPv6 brackets, writing the address in its one

@@ -44,6 +44,8 @@ pub enum RouteAuth {
 pub struct Protected {
     pub authenticator: Authenticator,
     pub allow: Option<Policy>,
+    /// Evaluate, allow, and record what would have been denied.
+    pub report_only: bool,
 }
 
 /// Where a request ends up and the policy that applies there.

@@ -52,6 +52,7 @@ pub struct Metrics {
     check_seconds: AtomicHistogram,
     reloads: Family<ResultLabels, Counter>,
     generation: Gauge,
+    stale: Gauge,
 }
 
 impl Default for Metrics {
@@ -89,6 +90,12 @@ impl Metrics {
             generation.clone(),
         );
         generation.set(1);
+        let stale = Gauge::default();
+        registry.register(
+            "config_stale",
+            "1 while the last reload failed and the previous config still serves",
+            stale.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -116,11 +123,16 @@ impl Metrics {
             check_seconds,
             reloads,
             generation,
+            stale,
         }
     }
 
     pub fn record_check(&self, decision: &Decision<'_>, seconds: f64) {
         let (verdict, reason, condition) = match &decision.verdict {
+            Verdict::Allow {
+                would_deny: Some((_, reason)),
+                ..
+            } => ("would_deny", reason.code(), "-"),
             Verdict::Allow { reason, .. } => ("allow", reason.code(), "-"),
             Verdict::Deny(d) | Verdict::Pending { then: d, .. } => (
                 "deny",
@@ -162,6 +174,7 @@ impl Metrics {
         let result = if ok { "ok" } else { "failed" };
         self.reloads.get_or_create(&ResultLabels { result }).inc();
         self.generation.set(generation as i64);
+        self.stale.set(i64::from(!ok));
     }
 
     /// The OpenMetrics text exposition.

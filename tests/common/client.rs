@@ -106,6 +106,27 @@ pub async fn send(addr: SocketAddr, request: &Request) -> std::io::Result<Respon
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "HTTP exchange"))?
 }
 
+/// As [`send`], from a socket bound to `source` (any address of 127.0.0.0/8
+/// works on loopback): many clients, as Envoy's `source.address` sees them.
+pub async fn send_from(
+    addr: SocketAddr,
+    source: std::net::Ipv4Addr,
+    request: &Request,
+) -> std::io::Result<Response> {
+    let head_only = request.method == "HEAD";
+    let exchange = async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::from((source, 0)))?;
+        let mut stream = socket.connect(addr).await?;
+        stream.set_nodelay(true)?;
+        stream.write_all(&request.to_bytes()).await?;
+        read_response(&mut stream, head_only).await
+    };
+    tokio::time::timeout(IO_TIMEOUT, exchange)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "HTTP exchange"))?
+}
+
 /// Reads until the response is complete rather than until EOF: after a local
 /// reply Envoy may hold the connection open for its delayed-close timeout.
 async fn read_response(stream: &mut TcpStream, head_only: bool) -> std::io::Result<Response> {

@@ -63,6 +63,13 @@ impl Stack {
             .unwrap_or_else(|e| panic!("{request:?} through envoy: {e}\n{}", self.debug_logs()))
     }
 
+    /// Sends `request` through Envoy from the loopback address `source`.
+    pub async fn send_from(&self, source: std::net::Ipv4Addr, request: Request) -> Response {
+        client::send_from(self.envoy.addr(), source, &request)
+            .await
+            .unwrap_or_else(|e| panic!("{request:?} from {source}: {e}\n{}", self.debug_logs()))
+    }
+
     pub async fn get(&self, host: &str, target: &str, headers: &[(&str, &str)]) -> Response {
         let request = headers
             .iter()

@@ -1,0 +1,501 @@
+//! Hostile traffic through real Envoy (SPEC §13.2): failed-login
+//! throttling per route and client, the bounded password-hash pool under a
+//! flood from a thousand addresses, strict hosts, path parameters,
+//! revocation by emptying a credential file, a stale config on `/readyz`,
+//! report-only routes and the locked admin API.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::client::{Request, Response};
+use common::expect::assert_upstream_ok;
+use common::{Authz, Stack};
+
+const ALICE: &str = "alice:alice-pass-9f3c";
+const BEARER: &str = "hostile-bearer-token-5d2a";
+
+fn basic(credentials: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(credentials)
+    )
+}
+
+fn loopback(n: u32) -> Ipv4Addr {
+    // 127.0.1.0 upwards: clear of 127.0.0.1, where the servers listen.
+    Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 0, 1, 0)) + n)
+}
+
+/// `authz` settings, then two basic rules (a, b) with alice and bob, and a
+/// bearer rule.
+fn config(authz: &str, alice_password: &str) -> String {
+    format!(
+        "authz:\n{authz}rules:\n{}{}  - host: bearer.example.com\n    backend:\n      service:\n        name: app\n        auth:\n          type: bearer\n          bearer:\n            tokens: [{BEARER}]\n",
+        basic_rule("a.example.com", alice_password),
+        basic_rule("b.example.com", alice_password),
+    )
+}
+
+fn basic_rule(host: &str, alice_password: &str) -> String {
+    format!(
+        "  - host: {host}\n    backend:\n      service:\n        name: app\n        auth:\n          type: basic\n          basic:\n            users:\n              - username: alice\n                password: '{alice_password}'\n              - username: bob\n                password: bob-pass-7e1d\n"
+    )
+}
+
+fn get(host: &str, authorization: &str) -> Request {
+    Request::get(host, "/")
+        .header("authorization", authorization)
+        .header("accept", "application/json")
+}
+
+fn retry_after(response: &Response) -> u64 {
+    response
+        .header("retry-after")
+        .unwrap_or_else(|| panic!("429 without Retry-After: {response:?}"))
+        .parse()
+        .expect("Retry-After in seconds")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_are_throttled_per_route_and_client() {
+    let stack = Stack::start(&config(
+        "  login_throttle: {max_failures: 3, window: 2s, per_user: false}\n",
+        "alice-pass-9f3c",
+    ))
+    .await;
+    let me = loopback(1);
+    let wrong = basic("alice:wrong");
+    for i in 0..3 {
+        let r = stack.send_from(me, get("a.example.com", &wrong)).await;
+        assert_eq!(r.status, 401, "failure {i} is still a 401: {}", r.text());
+    }
+    // Blocked, the right password too: else guessing would go on.
+    let blocked = stack
+        .send_from(me, get("a.example.com", &basic(ALICE)))
+        .await;
+    assert_eq!(blocked.status, 429, "{}", blocked.text());
+    let wait = retry_after(&blocked);
+    assert!((1..=2).contains(&wait), "Retry-After {wait}");
+    assert_eq!(blocked.json()["status"], 429);
+    // Another route from the same address, and another address: untouched.
+    assert_upstream_ok(
+        &stack
+            .send_from(me, get("b.example.com", &basic(ALICE)))
+            .await,
+    );
+    assert_upstream_ok(
+        &stack
+            .send_from(loopback(2), get("a.example.com", &basic(ALICE)))
+            .await,
+    );
+    // Successes are never counted.
+    for _ in 0..5 {
+        assert_upstream_ok(
+            &stack
+                .send_from(loopback(3), get("a.example.com", &basic(ALICE)))
+                .await,
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    assert_upstream_ok(
+        &stack
+            .send_from(me, get("a.example.com", &basic(ALICE)))
+            .await,
+    );
+    let logs = stack.authz.logs();
+    assert!(
+        logs.contains("\"reason\":\"throttled\""),
+        "an audit line says throttled:\n{logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_account_guessed_from_many_addresses_is_throttled_by_username() {
+    let stack = Stack::start(&config(
+        "  login_throttle: {max_failures: 100, max_failures_per_user: 3, window: 60s}\n",
+        "alice-pass-9f3c",
+    ))
+    .await;
+    for i in 0..3 {
+        let r = stack
+            .send_from(
+                loopback(10 + i),
+                get("a.example.com", &basic("alice:guess")),
+            )
+            .await;
+        assert_eq!(r.status, 401);
+    }
+    let r = stack
+        .send_from(loopback(20), get("a.example.com", &basic(ALICE)))
+        .await;
+    assert_eq!(r.status, 429, "alice is locked on this route: {}", r.text());
+    assert_upstream_ok(
+        &stack
+            .send_from(
+                loopback(20),
+                get("a.example.com", &basic("bob:bob-pass-7e1d")),
+            )
+            .await,
+    );
+    assert_upstream_ok(
+        &stack
+            .send_from(loopback(20), get("b.example.com", &basic(ALICE)))
+            .await,
+    );
+}
+
+/// Wrong passwords against a bcrypt route, from `flooders` tasks cycling
+/// through `addresses` loopback addresses for `period`, while the bearer
+/// route is checked one request after another. Returns (bearer statuses,
+/// flood statuses).
+async fn flood(
+    stack: &Arc<Stack>,
+    addresses: u32,
+    flooders: usize,
+    period: Duration,
+) -> (Vec<u16>, Vec<u16>) {
+    let stop = Instant::now() + period;
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..flooders {
+        let (stack, next) = (stack.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            while Instant::now() < stop {
+                let n = next.fetch_add(1, Ordering::Relaxed) as u32;
+                let wrong = basic(&format!("alice:wrong-{n}"));
+                let r = stack
+                    .send_from(loopback(n % addresses), get("a.example.com", &wrong))
+                    .await;
+                statuses.push(r.status);
+            }
+            statuses
+        }));
+    }
+    let mut bearer = Vec::new();
+    while Instant::now() < stop {
+        let r = stack
+            .send_from(
+                loopback(5000),
+                get("bearer.example.com", &format!("Bearer {BEARER}")),
+            )
+            .await;
+        bearer.push(r.status);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut flood = Vec::new();
+    for t in tasks {
+        flood.extend(t.await.expect("flooder"));
+    }
+    (bearer, flood)
+}
+
+fn assert_flood(bearer: &[u16], flood: &[u16], what: &str) {
+    assert!(bearer.len() > 20, "{what}: the bearer route was checked");
+    assert!(
+        bearer.iter().all(|s| *s == 200),
+        "{what}: the bearer route kept answering 200: {bearer:?}"
+    );
+    assert!(
+        flood.iter().all(|s| matches!(s, 401 | 429)),
+        "{what}: the flood only ever got 401/429, never 5xx: {:?}",
+        flood
+            .iter()
+            .filter(|s| !matches!(s, 401 | 429))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        flood.contains(&429),
+        "{what}: the flood was pushed back (429 busy or throttled)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bcrypt_flood_never_hurts_another_route() {
+    let hash = bcrypt::hash("alice-pass-9f3c", 10).expect("bcrypt");
+    // Throttle off, a thousand addresses: the bounded hash pool itself is
+    // what protects the bearer route.
+    let stack = Arc::new(
+        Stack::start(&config(
+            "  hash_concurrency: 1\n  login_throttle: {enabled: false}\n",
+            &hash,
+        ))
+        .await,
+    );
+    let (bearer, flood_statuses) = flood(&stack, 1000, 32, Duration::from_secs(4)).await;
+    assert_flood(&bearer, &flood_statuses, "throttle off, 1000 addresses");
+    let busy = stack.authz.logs().matches("\"reason\":\"busy\"").count();
+    assert!(busy > 0, "the pool answered busy");
+    // The right password still works once the flood is over.
+    let mut ok = false;
+    for _ in 0..20 {
+        let r = stack
+            .send_from(loopback(4000), get("a.example.com", &basic(ALICE)))
+            .await;
+        if r.status == 200 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "alice gets in after the flood");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bcrypt_flood_from_one_address_is_throttled() {
+    let hash = bcrypt::hash("alice-pass-9f3c", 10).expect("bcrypt");
+    let stack = Arc::new(
+        Stack::start(&config(
+            "  hash_concurrency: 1\n  login_throttle: {max_failures: 10, window: 2s, per_user: false}\n",
+            &hash,
+        ))
+        .await,
+    );
+    let (bearer, flood_statuses) = flood(&stack, 1, 8, Duration::from_secs(3)).await;
+    assert_flood(&bearer, &flood_statuses, "throttle on, one address");
+    let failures = flood_statuses.iter().filter(|s| **s == 401).count();
+    assert!(
+        failures <= 20,
+        "at most max_failures per window got a hash: {failures} 401s"
+    );
+    let blocked = stack
+        .send_from(loopback(0), get("a.example.com", &basic(ALICE)))
+        .await;
+    let wait = if blocked.status == 429 {
+        retry_after(&blocked)
+    } else {
+        0
+    };
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    assert_upstream_ok(
+        &stack
+            .send_from(loopback(0), get("a.example.com", &basic(ALICE)))
+            .await,
+    );
+}
+
+/// The histogram's total seconds, from `/metrics`.
+async fn check_seconds(stack: &Stack) -> (f64, u64) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let text = reqwest::get(format!("http://{}/metrics", stack.authz.http_addr()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        value("ingress_authz_check_duration_seconds_sum"),
+        value("ingress_authz_check_duration_seconds_count") as u64,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_that_are_no_host_names_are_refused() {
+    let stack = Stack::start(&config(
+        "  trust_forwarded_proto: true\n",
+        "alice-pass-9f3c",
+    ))
+    .await;
+    for host in [
+        "a.example.com:80:80",
+        "a.example.com:x",
+        "alice@a.example.com",
+        "a..example.com",
+        "a.example.com:123456",
+    ] {
+        let r = stack.send(get(host, &basic(ALICE))).await;
+        assert_eq!(r.status, 400, "{host}: {}", r.text());
+        assert!(
+            stack.upstream_requests().is_empty(),
+            "{host} reached the upstream"
+        );
+    }
+    // A 30 KB host costs the authorizer well under a millisecond.
+    let (before, n) = check_seconds(&stack).await;
+    let long = format!("{}.a.example.com", "x".repeat(30 * 1024));
+    let r = stack.send(get(&long, &basic(ALICE))).await;
+    assert_eq!(r.status, 400, "a 30 KB host: {}", r.text());
+    let (after, m) = check_seconds(&stack).await;
+    // Envoy may refuse such a host itself (then no check is made at all).
+    if m == n + 1 {
+        assert!(
+            after - before < 0.001,
+            "authorizer time for a 30 KB host: {} s",
+            after - before
+        );
+    } else {
+        assert_eq!(m, n, "no check, or exactly one");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_parameters_never_reach_a_protected_path() {
+    let stack = Stack::start(
+        "rules:\n  - host: app.example.com\n    backend:\n      service:\n        name: app\n        auth:\n          type: bearer\n          bearer: {tokens: [path-token-1]}\n    paths:\n      - path: /public/\n        backend: {service: {auth: {enabled: false}}}\n",
+    )
+    .await;
+    assert_upstream_ok(&stack.get("app.example.com", "/public/x", &[]).await);
+    for target in [
+        "/public/..;/admin",
+        "/admin;x",
+        "/%2e%2e;/admin",
+        "/public/%2e%2e;x=1/admin",
+        "/public;/../admin",
+    ] {
+        let r = stack.get("app.example.com", target, &[]).await;
+        assert_ne!(r.status, 200, "{target} got through: {}", r.text());
+        assert!(
+            stack
+                .upstream_requests()
+                .iter()
+                .all(|u| !u.target.contains("admin")),
+            "{target} reached the upstream"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emptying_a_tokens_file_revokes_and_a_broken_config_shows_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "ci revocable-token-31\n").unwrap();
+    let config_text = format!(
+        "rules:\n  - host: app.example.com\n    backend:\n      service:\n        name: app\n        auth:\n          type: bearer\n          bearer: {{tokens_file: '{}'}}\n",
+        tokens.display()
+    );
+    let stack = Stack::start(&config_text).await;
+    let with_token = || stack.get_auth("app.example.com", "/", Some("Bearer revocable-token-31"));
+    assert_upstream_ok(&with_token().await);
+    std::fs::write(&tokens, "").unwrap();
+    let started = Instant::now();
+    while with_token().await.status == 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the emptied file still lets the token in"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(with_token().await.status, 401);
+
+    stack.authz.write_config("rules: [this is not: valid");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let readyz = format!("http://{}/readyz", stack.authz.http_addr());
+    let started = Instant::now();
+    loop {
+        let body = reqwest::get(&readyz).await.unwrap().text().await.unwrap();
+        if body.contains("stale since ") {
+            assert!(body.starts_with("ready generation="), "{body}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "/readyz: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let metrics = reqwest::get(format!("http://{}/metrics", stack.authz.http_addr()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("ingress_authz_config_stale 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_only_allows_and_records_what_it_would_deny() {
+    let stack = Stack::start(
+        "rules:\n  - host: app.example.com\n    backend:\n      service:\n        name: app\n        auth:\n          type: bearer\n          report_only: true\n          bearer: {tokens: [report-token-1]}\n",
+    )
+    .await;
+    let r = stack
+        .get("app.example.com", "/", &[("accept", "text/html")])
+        .await;
+    assert_upstream_ok(&r);
+    let r = stack
+        .get_auth("app.example.com", "/", Some("Bearer wrong"))
+        .await;
+    assert_upstream_ok(&r);
+    let logs = stack.authz.logs();
+    assert!(
+        logs.contains("\"event\":\"would_deny\"")
+            && logs.contains("\"reason\":\"missing_credentials\""),
+        "{logs}"
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let metrics = reqwest::get(format!("http://{}/metrics", stack.authz.http_addr()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("ingress_authz_checks_total")
+                && l.contains("decision=\"would_deny\"")
+                && l.contains("reason=\"invalid_credentials\"")),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_off_loopback_needs_a_token() {
+    use ingress_authz::admin::proto::ConfigSummaryRequest;
+    use ingress_authz::admin::proto::admin_client::AdminClient;
+    let open = "authz:\n  admin_addr: 0.0.0.0:0\nrules:\n  - host: a.example.com\n    backend: {service: {name: app}}\n";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, open).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ingress-authz"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .output()
+        .expect("run serve");
+    assert!(!out.status.success(), "served an open admin API");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("authz.admin_token"), "{stderr}");
+
+    let token = "admin-token-0123456789abcdef0123456789";
+    let authz = Authz::start(&format!(
+        "authz:\n  admin_token: {token}\nrules:\n  - host: a.example.com\n    backend: {{service: {{name: app}}}}\n"
+    ))
+    .await;
+    let mut client = AdminClient::connect(format!("http://{}", authz.admin_addr()))
+        .await
+        .expect("connect admin");
+    let refused = client
+        .config_summary(ConfigSummaryRequest {})
+        .await
+        .expect_err("no token");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    let mut with = tonic::Request::new(ConfigSummaryRequest {});
+    with.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let summary = client.config_summary(with).await.expect("with the token");
+    assert_eq!(summary.into_inner().routes.len(), 1);
+    let mut wrong = tonic::Request::new(ConfigSummaryRequest {});
+    wrong
+        .metadata_mut()
+        .insert("authorization", "Bearer admin-token-wrong".parse().unwrap());
+    assert_eq!(
+        client.config_summary(wrong).await.unwrap_err().code(),
+        tonic::Code::Unauthenticated
+    );
+}
