@@ -44,7 +44,9 @@ pub fn untrottled(config_yaml: &str) -> String {
         // Another form (flow style): left as the test wrote it.
         return config_yaml.to_owned();
     }
-    format!("authz:\n{LIMIT}{config_yaml}")
+    // At the end, so that line numbers in the test's assertions hold.
+    let sep = if config_yaml.ends_with('\n') { "" } else { "\n" };
+    format!("{config_yaml}{sep}authz:\n{LIMIT}")
 }
 
 impl Authz {
