@@ -64,9 +64,13 @@ pub async fn callback(
     let login = query
         .get("state")
         .and_then(|state| open_login_state(&engine.login.keys, &cookies, cookie_header, state));
-    let clear_login = query
-        .get("state")
-        .map(|s| expire_cookie(&cookies.login_cookie(s), "/oauth2/"));
+    // Under whichever name it was set (https: `__Host-`, path `/`).
+    let clear_login = query.get("state").map(|s| {
+        [
+            expire_cookie(&cookies.login_cookie(s, false), "/oauth2/", false),
+            expire_cookie(&cookies.login_cookie(s, true), "/", true),
+        ]
+    });
     let wants_html =
         crate::negotiate::prefers_html(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let retry = login
@@ -114,8 +118,8 @@ pub async fn callback(
             page
         }
     };
-    if let Some(clear) = clear_login {
-        append_cookie(&mut response, &clear);
+    for clear in clear_login.iter().flatten() {
+        append_cookie(&mut response, clear);
     }
     response
         .headers_mut()
@@ -129,7 +133,9 @@ fn open_login_state(
     cookie_header: &str,
     state: &str,
 ) -> Option<LoginState> {
-    let sealed = cookie_value(cookie_header, &cookies.login_cookie(state))?;
+    // A login begun on https (or by a release before the prefix) on http.
+    let sealed = cookie_value(cookie_header, &cookies.login_cookie(state, true))
+        .or_else(|| cookie_value(cookie_header, &cookies.login_cookie(state, false)))?;
     let login: LoginState = keys.open_json(Purpose::LoginState, sealed)?;
     let same: bool = login.state.as_bytes().ct_eq(state.as_bytes()).into();
     (same && login.expires > now_secs()).then_some(login)
@@ -261,8 +267,9 @@ fn new_session(
     }
 }
 
-fn expire_cookie(name: &str, path: &str) -> String {
-    format!("{name}=; Path={path}; Max-Age=0; HttpOnly; SameSite=Lax")
+fn expire_cookie(name: &str, path: &str, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{name}=; Path={path}; Max-Age=0; HttpOnly; SameSite=Lax{secure}")
 }
 
 fn append_cookie(response: &mut Response, cookie: &str) {
@@ -330,7 +337,9 @@ pub async fn logout(
     tracing::info!(target: "audit", event = "logout", at_provider = at_provider.is_some());
     let location = at_provider.unwrap_or(target);
     let mut r = (StatusCode::FOUND, [(header::LOCATION, location)]).into_response();
-    append_cookie(&mut r, &expire_cookie(&engine.login.cookies.name, "/"));
+    for expire in engine.login.cookies.expire_session() {
+        append_cookie(&mut r, &expire);
+    }
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
@@ -345,7 +354,9 @@ fn provider_logout(
     target: &str,
 ) -> Option<String> {
     let header = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    let cookie = cookie_value(header(header::COOKIE)?, &engine.login.cookies.name)?;
+    let cookies = &engine.login.cookies;
+    let cookie = cookie_value(header(header::COOKIE)?, &cookies.session_name(true))
+        .or_else(|| cookie_value(header(header::COOKIE)?, &cookies.name))?;
     let session: Session = engine.login.keys.open_json(Purpose::Session, cookie)?;
     let oidc = engine.oidc_routes().find(|o| {
         o.logout_at_provider

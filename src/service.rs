@@ -10,7 +10,7 @@ use crate::audit;
 use std::collections::HashMap;
 
 use crate::auth::Authenticator;
-use crate::auth::oauth2::{cookie_value, scheme};
+use crate::auth::oauth2::scheme;
 use crate::decision::{Decision, Denial, Pending, Reason, RouteId, Status, Verdict};
 use crate::engine::Engine;
 use crate::negotiate::prefers_html;
@@ -111,7 +111,14 @@ impl CheckService {
         };
         audit::check(&seen, &decision);
         let mut response = to_check_response(&decision, || prefers_html(req.header("accept")));
-        if let Some((_, cookie)) = &refreshed {
+        let mut set_cookies = refreshed
+            .as_ref()
+            .map(|(_, c)| c.clone())
+            .unwrap_or_default();
+        if set_cookies.is_empty() {
+            set_cookies = self.reissue(&engine, &decision, &seen);
+        }
+        for cookie in &set_cookies {
             add_set_cookie(&mut response, cookie);
         }
         self.shared
@@ -140,11 +147,12 @@ impl CheckService {
         engine: &Engine,
         route: RouteId,
         req: &RequestView<'_>,
-    ) -> Option<(HashMap<String, String>, String)> {
+    ) -> Option<(HashMap<String, String>, Vec<String>)> {
         let protected = engine.protected(route)?;
         let cookies = engine.login.cookies.clone();
-        let value = cookie_value(req.header("cookie")?, &cookies.name)?.to_string();
         let secure = scheme(req, cookies.trust_forwarded_proto) == "https";
+        let (value, _) = cookies.session_in(req.header("cookie")?, secure)?;
+        let value = value.to_string();
         let http = self.shared.http.clone();
         let old = value.clone();
         let task = tokio::spawn(async move {
@@ -157,32 +165,62 @@ impl CheckService {
         let outcome = tokio::time::timeout(REFRESH_WAIT, task).await.ok()?.ok()?;
         let mut headers = req.headers.clone();
         let cookie_header = req.header("cookie").unwrap_or_default();
-        let (replacement, set_cookie) = match outcome {
-            Some((new_value, set_cookie)) => (format!("{}={new_value}", cookies.name), set_cookie),
-            // Refused: the session ends here.
-            None => (
-                String::new(),
-                format!(
-                    "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax",
-                    cookies.name
-                ),
+        let (replacement, set_cookies) = match outcome {
+            Some((new_value, set_cookie)) => (
+                format!("{}={new_value}", cookies.session_name(secure)),
+                vec![set_cookie],
             ),
+            // Refused: the session ends here.
+            None => (String::new(), cookies.expire_session().to_vec()),
         };
+        let plain = cookies.name.as_str();
+        let prefixed = cookies.session_name(true);
+        let mut replaced = false;
         let rewritten: Vec<String> = cookie_header
             .split(';')
             .map(str::trim)
             .filter(|p| !p.is_empty())
-            .map(|p| {
-                if p.split_once('=').is_some_and(|(n, _)| n == cookies.name) {
-                    replacement.clone()
-                } else {
-                    p.to_string()
+            .filter_map(|p| {
+                let name = p.split_once('=').map_or(p, |(n, _)| n);
+                if name != plain && name != prefixed {
+                    return Some(p.to_string());
                 }
+                // Every session cookie goes; the new one once.
+                (!std::mem::replace(&mut replaced, true)).then(|| replacement.clone())
             })
             .filter(|p| !p.is_empty())
             .collect();
         headers.insert("cookie".into(), rewritten.join("; "));
-        Some((headers, set_cookie))
+        Some((headers, set_cookies))
+    }
+
+    /// On https, a session cookie under its plain name (set by a release
+    /// before the `__Host-` prefix) is read once and replaced.
+    fn reissue(
+        &self,
+        engine: &Engine,
+        decision: &Decision<'_>,
+        req: &RequestView<'_>,
+    ) -> Vec<String> {
+        let cookies = &engine.login.cookies;
+        let secure = scheme(req, cookies.trust_forwarded_proto) == "https";
+        let legacy = req
+            .header("cookie")
+            .and_then(|h| cookies.session_in(h, secure))
+            .filter(|(_, legacy)| *legacy);
+        let (Some((value, _)), true, Some(route)) = (legacy, decision.is_allowed(), decision.route)
+        else {
+            return Vec::new();
+        };
+        engine
+            .protected(route)
+            .and_then(|p| {
+                p.authenticator
+                    .login_client()
+                    .and_then(|c| c.reissue(value))
+            })
+            .map(Vec::from)
+            .unwrap_or_default()
     }
 }
 #[tonic::async_trait]

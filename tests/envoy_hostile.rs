@@ -499,3 +499,123 @@ async fn the_admin_api_off_loopback_needs_a_token() {
         tonic::Code::Unauthenticated
     );
 }
+
+/// One Check straight to the authorizer (Envoy sets `x-forwarded-proto`
+/// itself, so https is a CheckRequest matter): (status, headers of the
+/// answer, `Set-Cookie`s for the client).
+async fn check(authz: &Authz, scheme: &str, headers: &[(&str, &str)]) -> (u16, Vec<String>) {
+    use envoy_types::ext_authz::v3::pb::{CheckRequest, HttpResponse};
+    use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+    use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, attribute_context};
+    let mut client = AuthorizationClient::connect(format!("http://{}", authz.grpc_addr()))
+        .await
+        .expect("connect");
+    let request = CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(attribute_context::Request {
+                http: Some(attribute_context::HttpRequest {
+                    host: "app.example.com".into(),
+                    path: "/dashboard".into(),
+                    method: "GET".into(),
+                    scheme: scheme.into(),
+                    headers: headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    };
+    let response = client.check(request).await.expect("check").into_inner();
+    let cookies = |hs: &[envoy_types::pb::envoy::config::core::v3::HeaderValueOption]| {
+        hs.iter()
+            .filter_map(|h| h.header.as_ref())
+            .filter(|h| h.key.eq_ignore_ascii_case("set-cookie"))
+            .map(|h| h.value.clone())
+            .collect::<Vec<_>>()
+    };
+    match response.http_response {
+        Some(HttpResponse::OkResponse(ok)) => (200, cookies(&ok.response_headers_to_add)),
+        Some(HttpResponse::DeniedResponse(d)) => {
+            (d.status.map_or(0, |s| s.code as u16), cookies(&d.headers))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_https_our_cookies_carry_the_host_prefix() {
+    use ingress_authz::secret::Secret;
+    use ingress_authz::session::{Purpose, SessionKeys};
+    let secret = "hostile-session-secret-0123456789abcdef";
+    let authz = Authz::start(&format!(
+        "authz:\n  session: {{secret: {secret}}}\nrules:\n  - host: app.example.com\n    backend:\n      service:\n        name: app\n        auth:\n          type: oauth2\n          oauth2: {{provider: github, client_id: cid, client_secret: cs}}\n"
+    ))
+    .await;
+    let navigate = [("accept", "text/html"), ("sec-fetch-mode", "navigate")];
+    let (status, cookies) = check(&authz, "https", &navigate).await;
+    assert_eq!(status, 302);
+    let login = &cookies[0];
+    assert!(
+        login.starts_with("__Host-ingress_authz_login_")
+            && login.contains("; Path=/;")
+            && login.ends_with("; Secure"),
+        "{login}"
+    );
+    let (_, cookies) = check(&authz, "http", &navigate).await;
+    assert!(
+        cookies[0].starts_with("ingress_authz_login_") && cookies[0].contains("Path=/oauth2/"),
+        "plain http keeps the plain name: {}",
+        cookies[0]
+    );
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let session = serde_json::json!({
+        "u": {"id": "1", "username": "octocat", "email": "", "nickname": "", "avatar": ""},
+        "p": "github", "c": "cid", "i": now, "e": now + 3600,
+        "a": {"v": 1, "t": now}
+    });
+    let sealed = SessionKeys::from_secrets(&[Secret::new(secret.into())])
+        .seal_json(Purpose::Session, &session);
+    // A cookie from the release before the prefix: read once, replaced.
+    let (status, cookies) = check(
+        &authz,
+        "https",
+        &[("cookie", &format!("ingress_authz={sealed}"))],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("__Host-ingress_authz=") && c.ends_with("; Secure")),
+        "{cookies:?}"
+    );
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("ingress_authz=;") && c.contains("Max-Age=0")),
+        "{cookies:?}"
+    );
+    let (status, cookies) = check(
+        &authz,
+        "https",
+        &[("cookie", &format!("__Host-ingress_authz={sealed}"))],
+    )
+    .await;
+    assert_eq!((status, cookies.len()), (200, 0), "{cookies:?}");
+    // On http a prefixed cookie is no cookie of ours (a browser never sends one there).
+    let (status, _) = check(
+        &authz,
+        "http",
+        &[("cookie", &format!("__Host-ingress_authz={sealed}"))],
+    )
+    .await;
+    assert_eq!(status, 401);
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use oauth2::{CsrfToken, PkceCodeChallenge};
 
-use super::oauth2::{CookieSettings, cookie_value, is_navigation, scheme};
+use super::oauth2::{CookieSettings, is_navigation, scheme};
 use super::open_sessions::{OpenSessions, Opened};
 use super::{AuthKind, AuthResult, Denial, PolicyNeeds, Redirect};
 use crate::config::spec::ConnectSpec;
@@ -142,7 +142,8 @@ impl LoginClient {
     /// Some(decision) when the request carries a valid session of this
     /// client; None when it carries none (or one that must log in again).
     pub fn session_result<'s>(&self, req: &RequestView<'_>) -> Option<AuthResult<'s>> {
-        let value = cookie_value(req.header("cookie")?, &self.cookies.name)?;
+        let secure = scheme(req, self.cookies.trust_forwarded_proto) == "https";
+        let (value, _) = self.cookies.session_in(req.header("cookie")?, secure)?;
         let opened = self.opened.get_or_open(value, || self.open_cookie(value))?;
         let session = &opened.session;
         let now = now_secs();
@@ -235,14 +236,12 @@ impl LoginClient {
             expires: now_secs() + LOGIN_TTL_SECS,
         };
         let sealed = self.keys.seal_json(Purpose::LoginState, &login);
-        let secure = if scheme(req, self.cookies.trust_forwarded_proto) == "https" {
-            "; Secure"
-        } else {
-            ""
-        };
+        let https = scheme(req, self.cookies.trust_forwarded_proto) == "https";
+        let secure = if https { "; Secure" } else { "" };
         let set_cookie = format!(
-            "{}={sealed}; Path=/oauth2/; Max-Age={LOGIN_TTL_SECS}; HttpOnly; SameSite=Lax{secure}",
-            self.cookies.login_cookie(&state)
+            "{}={sealed}; Path={}; Max-Age={LOGIN_TTL_SECS}; HttpOnly; SameSite=Lax{secure}",
+            self.cookies.login_cookie(&state, https),
+            CookieSettings::login_path(https),
         );
         let location = authorize(&AuthorizeParams {
             client_id: &self.client_id,
@@ -282,17 +281,17 @@ impl LoginClient {
             sealed = self.keys.seal_json(Purpose::Session, &session);
         }
         let max_age = session.expires.saturating_sub(now_secs());
+        let name = self.cookies.session_name(secure);
         let secure = if secure { "; Secure" } else { "" };
-        let set_cookie = format!(
-            "{}={sealed}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}",
-            self.cookies.name
-        );
+        let set_cookie =
+            format!("{name}={sealed}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}");
         (sealed, set_cookie)
     }
 
     /// The session in a request, valid or not (for a refresh).
     pub fn open_session(&self, req: &RequestView<'_>) -> Option<(String, Session)> {
-        let value = cookie_value(req.header("cookie")?, &self.cookies.name)?;
+        let secure = scheme(req, self.cookies.trust_forwarded_proto) == "https";
+        let (value, _) = self.cookies.session_in(req.header("cookie")?, secure)?;
         self.open_cookie(value).map(|s| (value.to_string(), s))
     }
 
@@ -300,6 +299,15 @@ impl LoginClient {
     /// policy check, before the cookie exists).
     pub fn identity_of(&self, session: Session) -> Identity {
         Identity::session(self.kind, Arc::new(Opened::new(session)))
+    }
+
+    /// A plain-named session cookie read on https, sealed again under the
+    /// `__Host-` name: the `Set-Cookie`s that replace it.
+    pub fn reissue(&self, value: &str) -> Option<[String; 2]> {
+        let session = self.open_cookie(value)?;
+        let (_, set_cookie) = self.seal_session(session, true);
+        let [plain, _] = self.cookies.expire_session();
+        Some([set_cookie, plain])
     }
 
     /// A session cookie's content, valid or not, if it is of this client.

@@ -20,19 +20,61 @@ pub struct CookieSettings {
     pub trust_forwarded_proto: bool,
 }
 
+/// On https our cookies carry this prefix: the browser then accepts them
+/// only with `Secure`, `Path=/` and no `Domain`, so a subdomain or a plain
+/// http page can never set or shadow them.
+pub const HOST_PREFIX: &str = "__Host-";
+
 impl CookieSettings {
     /// `<name>_login_<id>`: one cookie per login in flight, so tabs and
-    /// favicon requests never overwrite each other's state.
-    pub fn login_cookie(&self, state: &str) -> String {
+    /// favicon requests never overwrite each other's state. `__Host-` on https.
+    pub fn login_cookie(&self, state: &str, secure: bool) -> String {
         let digest = Sha256::digest(state.as_bytes());
-        format!("{}_login_{}", self.name, &hex::encode(digest)[..12])
+        let prefix = if secure { HOST_PREFIX } else { "" };
+        format!("{prefix}{}_login_{}", self.name, &hex::encode(digest)[..12])
+    }
+
+    /// The login-state cookie's path: `/oauth2/`, or `/` where `__Host-` demands it.
+    pub fn login_path(secure: bool) -> &'static str {
+        if secure { "/" } else { "/oauth2/" }
+    }
+
+    /// The session cookie's name: `__Host-<name>` on https.
+    pub fn session_name(&self, secure: bool) -> String {
+        if secure {
+            format!("{HOST_PREFIX}{}", self.name)
+        } else {
+            self.name.clone()
+        }
+    }
+
+    /// The session cookie of a request: `__Host-<name>` on https, else (on
+    /// http, or set by a release before the prefix) `<name>`. The value,
+    /// and whether it is the plain-named one on https (to be replaced).
+    pub fn session_in<'h>(&self, header: &'h str, secure: bool) -> Option<(&'h str, bool)> {
+        if secure && let Some(v) = cookie_value(header, &self.session_name(true)) {
+            return Some((v, false));
+        }
+        cookie_value(header, &self.name).map(|v| (v, secure))
     }
 
     pub fn is_ours(&self, cookie_name: &str) -> bool {
-        cookie_name == self.name
-            || cookie_name
+        let name = cookie_name.strip_prefix(HOST_PREFIX).unwrap_or(cookie_name);
+        name == self.name
+            || name
                 .strip_prefix(&self.name)
                 .is_some_and(|rest| rest.starts_with("_login_"))
+    }
+
+    /// `Set-Cookie` values that delete the session cookie under both names.
+    pub fn expire_session(&self) -> [String; 2] {
+        [
+            format!("{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax", self.name),
+            format!(
+                "{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax; Secure",
+                self.session_name(true)
+            ),
+        ]
     }
 }
 
@@ -245,10 +287,24 @@ mod tests {
         assert!(
             c.is_ours("ingress_authz")
                 && c.is_ours("ingress_authz_login_0123")
+                && c.is_ours("__Host-ingress_authz")
+                && c.is_ours("__Host-ingress_authz_login_0123")
                 && !c.is_ours("ingress_authzx")
+                && !c.is_ours("__Host-other")
                 && !c.is_ours("other")
         );
-        assert_ne!(c.login_cookie("s1"), c.login_cookie("s2"));
+        assert_ne!(c.login_cookie("s1", false), c.login_cookie("s2", false));
+        assert!(
+            c.login_cookie("s1", true)
+                .starts_with("__Host-ingress_authz_login_")
+        );
+        // https: the prefixed cookie wins; a plain one is read (and flagged
+        // for replacement); http reads only the plain name.
+        let both = "ingress_authz=old; __Host-ingress_authz=new";
+        assert_eq!(c.session_in(both, true), Some(("new", false)));
+        assert_eq!(c.session_in("ingress_authz=old", true), Some(("old", true)));
+        assert_eq!(c.session_in(both, false), Some(("old", false)));
+        assert_eq!(c.session_in("__Host-ingress_authz=new", false), None);
     }
 
     #[test]

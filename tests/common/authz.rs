@@ -45,7 +45,11 @@ pub fn untrottled(config_yaml: &str) -> String {
         return config_yaml.to_owned();
     }
     // At the end, so that line numbers in the test's assertions hold.
-    let sep = if config_yaml.ends_with('\n') { "" } else { "\n" };
+    let sep = if config_yaml.ends_with('\n') {
+        ""
+    } else {
+        "\n"
+    };
     format!("{config_yaml}{sep}authz:\n{LIMIT}")
 }
 
