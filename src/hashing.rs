@@ -3,43 +3,70 @@
 //! argon2id and bcrypt cost milliseconds of CPU and, for argon2, megabytes
 //! of memory per verification by design. Run on the threads that answer
 //! checks, a flood of wrong passwords would starve every other route; so
-//! they run here instead: on blocking threads, at most `concurrency` at a
-//! time, behind a short queue. When both are full a check is not made to
-//! wait: it answers 429 `busy` at once.
+//! they run here instead: on `concurrency` threads of their own, at the
+//! lowest scheduling priority (nice 19), behind a queue as long again.
+//! Other checks therefore keep the CPU they need however long the flood
+//! lasts; a full pool answers 429 `busy` at once, and a check never waits
+//! on a hash past [`MAX_WAIT`].
 
-use std::sync::Arc;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 
-/// How long a queued verification may wait for a slot before the check
-/// gives up with 429 (well inside Envoy's ext_authz timeout).
-const QUEUE_WAIT: Duration = Duration::from_millis(150);
+/// The longest a check waits for its verification (inside Envoy's 0.5 s
+/// ext_authz timeout): past it the answer is 429, and a verification that
+/// still succeeds is cached for the next try.
+pub const MAX_WAIT: Duration = Duration::from_millis(400);
 
 /// Why a verification did not run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum HashError {
-    /// The pool and its queue are full.
+    /// The pool and its queue are full, or the verification took too long.
     #[error("the password-hash pool is busy")]
     Busy,
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
 #[derive(Debug)]
 pub struct HashPool {
-    /// Verifications running.
-    running: Arc<Semaphore>,
     /// Verifications running or queued.
     admitted: Arc<Semaphore>,
+    /// The threads' queue; dropping it ends them.
+    jobs: Mutex<mpsc::Sender<Job>>,
     concurrency: usize,
 }
 
 impl HashPool {
-    /// `concurrency` verifications at a time, as many again may queue.
+    /// `concurrency` threads; as many verifications again may queue.
     pub fn new(concurrency: usize) -> Self {
         let concurrency = concurrency.max(1);
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..concurrency {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("password-hash-{i}"))
+                .spawn(move || {
+                    // Best effort: without it the pool is still bounded.
+                    let _ = thread_priority::ThreadPriority::Min.set_for_current();
+                    loop {
+                        let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password-hash thread");
+            }
+        }
         HashPool {
-            running: Arc::new(Semaphore::new(concurrency)),
             admitted: Arc::new(Semaphore::new(concurrency * 2)),
+            jobs: Mutex::new(tx),
             concurrency,
         }
     }
@@ -53,7 +80,7 @@ impl HashPool {
         self.concurrency
     }
 
-    /// Runs `verify` on a blocking thread when a slot is free.
+    /// Runs `verify` on the pool when a slot is free.
     pub async fn run<T: Send + 'static>(
         &self,
         verify: impl FnOnce() -> T + Send + 'static,
@@ -63,23 +90,49 @@ impl HashPool {
             .clone()
             .try_acquire_owned()
             .map_err(|_| HashError::Busy)?;
-        let running = tokio::time::timeout(QUEUE_WAIT, self.running.clone().acquire_owned())
-            .await
-            .map_err(|_| HashError::Busy)?
+        let (done, result) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _slot = admitted;
+            let _ = done.send(verify());
+        });
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(job)
             .map_err(|_| HashError::Busy)?;
-        let result = tokio::task::spawn_blocking(move || {
-            let _slots = (admitted, running);
-            verify()
-        })
-        .await;
-        // A panicking hash is a failed verification, never an allow.
-        result.map_err(|_| HashError::Busy)
+        match tokio::time::timeout(MAX_WAIT, result).await {
+            Ok(Ok(value)) => Ok(value),
+            // Too slow, or the verification panicked: never an allow.
+            _ => Err(HashError::Busy),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The pool's threads yield the CPU to the threads that answer checks.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn hash_threads_run_at_the_lowest_priority() {
+        let pool = HashPool::new(1);
+        let nice = (0..50).find_map(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            std::fs::read_dir("/proc/self/task").ok()?.flatten().find_map(|task| {
+                let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+                if comm.trim() != "password-hash-0" {
+                    return None;
+                }
+                let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+                // Fields after the parenthesised name; nice is field 19.
+                let after = stat.rsplit_once(')')?.1;
+                after.split_whitespace().nth(16)?.parse::<i32>().ok()
+            })
+        });
+        assert_eq!(nice, Some(19));
+        drop(pool);
+    }
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,10 @@
 //!
 //! Envoy routes and proxies; for each request it asks [`service::CheckService`],
 //! which matches host and path against the user's rules and answers allow,
-//! 401/403/400, or (later) a login redirect.
+//! 401/403/429/400, or a login redirect. One pass per check: route →
+//! throttle gate → authenticate (an [`identity::Identity`] only a verified
+//! credential builds) → authorize ([`policy::Policy`]) → pending work (keys,
+//! session refresh, a password hash on the bounded pool) → response.
 //!
 //! # Layout
 //!
@@ -17,9 +20,20 @@
 //!   regexes), path normalisation, path patterns (plain prefixes without
 //!   regexes), the rule router and route policies (SPEC §4).
 //! * [`auth`] — the closed [`auth::Authenticator`] enum: `basic`, `bearer`,
-//!   `jwt`, `oauth2`, `oidc`, one file each.
+//!   `jwt`, `oauth2`, `oidc`, one file each; `login_client` (sessions and
+//!   login redirects of oauth2/oidc), `providers` (one descriptor table:
+//!   scopes, PKCE, email trust, group source), `discovery`, `jwks`, caches.
+//! * [`identity`] — the proof type: who a verified credential names, with its
+//!   verified email, groups and policy claims; [`policy`] — the compiled
+//!   `allow:` block that judges it on every request.
+//! * [`hashing`] — the bounded password-hash pool (429 `busy` when full);
+//!   [`throttle`] — failed-authentication limits per route and client/user.
+//! * [`session`] — sealed session and login-state cookies; [`login`] — the
+//!   sidecar's `/oauth2/callback` and `/oauth2/logout`; [`connect`] —
+//!   `X-Connect-Token`.
 //! * [`request`] — the validated view of an Envoy `CheckRequest`.
-//! * [`decision`] — decisions and reason codes; [`response`] turns one into a
+//! * [`decision`] — the leaf vocabulary (statuses, reasons, denials, the
+//!   typed pending work, route ids); [`response`] turns a decision into a
 //!   `CheckResponse` (the only place); [`negotiate`] picks JSON or HTML.
 //! * [`service`] — the tonic `Authorization` service and audit lines.
 //! * [`audit`] — one structured event per denial on the `audit` target.
