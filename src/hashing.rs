@@ -119,16 +119,19 @@ mod tests {
         let pool = HashPool::new(1);
         let nice = (0..50).find_map(|_| {
             std::thread::sleep(Duration::from_millis(10));
-            std::fs::read_dir("/proc/self/task").ok()?.flatten().find_map(|task| {
-                let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
-                if comm.trim() != "password-hash-0" {
-                    return None;
-                }
-                let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
-                // Fields after the parenthesised name; nice is field 19.
-                let after = stat.rsplit_once(')')?.1;
-                after.split_whitespace().nth(16)?.parse::<i32>().ok()
-            })
+            std::fs::read_dir("/proc/self/task")
+                .ok()?
+                .flatten()
+                .find_map(|task| {
+                    let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+                    if comm.trim() != "password-hash-0" {
+                        return None;
+                    }
+                    let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+                    // Fields after the parenthesised name; nice is field 19.
+                    let after = stat.rsplit_once(')')?.1;
+                    after.split_whitespace().nth(16)?.parse::<i32>().ok()
+                })
         });
         assert_eq!(nice, Some(19));
         drop(pool);

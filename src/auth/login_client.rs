@@ -170,9 +170,7 @@ impl LoginClient {
         }
         let mut upstream = Vec::new();
         if let Some(signer) = &self.connect {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
+            let now = crate::connect::unix_now();
             let audience = signer.audience_for(req.host);
             let signed = match opened.connect.load_full() {
                 Some(signed) if signer.is_fresh(&signed, now) && *signed.audience == *audience => {

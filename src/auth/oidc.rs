@@ -306,9 +306,7 @@ impl Oidc {
     fn allow_token(&self, req: &RequestView<'_>, who: Arc<TokenIdentity>) -> AuthResult<'_> {
         let mut upstream = Vec::new();
         if let Some(signer) = &self.api_connect {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
+            let now = crate::connect::unix_now();
             let audience = signer.audience_for(req.host);
             let signed = signer.sign(&ConnectClaims::of_token(&who, &audience), now);
             upstream.push(("x-connect-token", signed.token));

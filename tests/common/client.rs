@@ -94,9 +94,17 @@ impl Response {
 
 /// Sends `request` to `addr` and reads the whole response.
 pub async fn send(addr: SocketAddr, request: &Request) -> std::io::Result<Response> {
+    exchange(TcpStream::connect(addr), request).await
+}
+
+/// Connects, writes `request`, reads the answer, all within [`IO_TIMEOUT`].
+async fn exchange(
+    connect: impl std::future::Future<Output = std::io::Result<TcpStream>>,
+    request: &Request,
+) -> std::io::Result<Response> {
     let head_only = request.method == "HEAD";
     let exchange = async {
-        let mut stream = TcpStream::connect(addr).await?;
+        let mut stream = connect.await?;
         stream.set_nodelay(true)?;
         stream.write_all(&request.to_bytes()).await?;
         read_response(&mut stream, head_only).await
@@ -113,18 +121,12 @@ pub async fn send_from(
     source: std::net::Ipv4Addr,
     request: &Request,
 ) -> std::io::Result<Response> {
-    let head_only = request.method == "HEAD";
-    let exchange = async {
+    let connect = async move {
         let socket = tokio::net::TcpSocket::new_v4()?;
         socket.bind(SocketAddr::from((source, 0)))?;
-        let mut stream = socket.connect(addr).await?;
-        stream.set_nodelay(true)?;
-        stream.write_all(&request.to_bytes()).await?;
-        read_response(&mut stream, head_only).await
+        socket.connect(addr).await
     };
-    tokio::time::timeout(IO_TIMEOUT, exchange)
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "HTTP exchange"))?
+    exchange(connect, request).await
 }
 
 /// Reads until the response is complete rather than until EOF: after a local
