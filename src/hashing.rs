@@ -6,8 +6,9 @@
 //! they run here instead: on `concurrency` threads of their own, at the
 //! lowest scheduling priority (nice 19), behind a queue as long again.
 //! Other checks therefore keep the CPU they need however long the flood
-//! lasts; a full pool answers 429 `busy` at once, and a check never waits
-//! on a hash past [`MAX_WAIT`].
+//! lasts; a full pool answers 429 `busy` at once, a check waits at most
+//! [`MAX_QUEUE_WAIT`] for its hash to start and [`MAX_WAIT`] in all — so it
+//! answers before Envoy's ext_authz timeout, never a 5xx.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -15,10 +16,15 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, oneshot};
 
-/// The longest a check waits for its verification (inside Envoy's 0.5 s
-/// ext_authz timeout): past it the answer is 429, and a verification that
-/// still succeeds is cached for the next try.
-pub const MAX_WAIT: Duration = Duration::from_millis(400);
+/// The longest a verification waits in the queue for a thread: past it the
+/// check answers 429 and the verification is dropped unrun. Once running,
+/// a verification is waited for up to [`MAX_WAIT`].
+pub const MAX_QUEUE_WAIT: Duration = Duration::from_millis(200);
+
+/// The longest a check waits for its verification, inside the shipped
+/// Envoy's 0.5 s ext_authz timeout: past it the answer is 429, and the
+/// verification runs on — a success is cached, so the retry passes.
+pub const MAX_WAIT: Duration = Duration::from_millis(450);
 
 /// Why a verification did not run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -90,9 +96,14 @@ impl HashPool {
             .clone()
             .try_acquire_owned()
             .map_err(|_| HashError::Busy)?;
+        let (started, on_start) = oneshot::channel::<()>();
         let (done, result) = oneshot::channel();
         let job: Job = Box::new(move || {
             let _slot = admitted;
+            // The check gave up waiting: nobody wants this hash any more.
+            if started.send(()).is_err() {
+                return;
+            }
             let _ = done.send(verify());
         });
         self.jobs
@@ -100,9 +111,15 @@ impl HashPool {
             .unwrap_or_else(|e| e.into_inner())
             .send(job)
             .map_err(|_| HashError::Busy)?;
-        match tokio::time::timeout(MAX_WAIT, result).await {
+        let deadline = tokio::time::Instant::now() + MAX_WAIT;
+        match tokio::time::timeout(MAX_QUEUE_WAIT, on_start).await {
+            Ok(Ok(())) => {}
+            _ => return Err(HashError::Busy),
+        }
+        match tokio::time::timeout_at(deadline, result).await {
             Ok(Ok(value)) => Ok(value),
-            // Too slow, or the verification panicked: never an allow.
+            // Too slow (it runs on and caches a success), or it panicked:
+            // never an allow.
             _ => Err(HashError::Busy),
         }
     }

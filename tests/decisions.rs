@@ -770,3 +770,30 @@ fn explain_shows_the_policy_and_which_kind_failed_never_the_credential() {
     );
     assert!(!text.contains("bob"), "no value of the identity in metrics");
 }
+
+#[test]
+fn require_exp_false_makes_exp_optional_never_ignored() {
+    let e = jwt_engine(
+        "type: jwt\njwt:\n  secret: optional-exp-secret-0123456789\n  require_exp: false",
+    );
+    let key = EncodingKey::from_secret(b"optional-exp-secret-0123456789").unwrap();
+    let status = |claims: serde_json::Value| {
+        decide(
+            &e,
+            "a.com",
+            "/",
+            Some(&sign(Algorithm::HS256, &key, claims)),
+        )
+        .status
+    };
+    assert_eq!(status(serde_json::json!({"sub": "u"})), 200, "no exp");
+    assert_eq!(
+        status(serde_json::json!({"sub": "u", "exp": now() + 60})),
+        200
+    );
+    assert_eq!(
+        status(serde_json::json!({"sub": "u", "exp": now() - 3600})),
+        401,
+        "an exp that is present and passed"
+    );
+}
