@@ -490,7 +490,7 @@ impl Builder<'_> {
     }
 
     fn auth(&mut self, auth: &AuthSpec) -> RouteAuth {
-        let allow = Policy::compile(&auth.allow);
+        let allow = Policy::compile(&auth.allow).map(Box::new);
         let needs = PolicyNeeds {
             groups_ttl: allow
                 .as_ref()

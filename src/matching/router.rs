@@ -43,7 +43,8 @@ pub enum RouteAuth {
 #[derive(Debug)]
 pub struct Protected {
     pub authenticator: Authenticator,
-    pub allow: Option<Policy>,
+    /// Boxed: most routes have none, and a config can hold thousands.
+    pub allow: Option<Box<Policy>>,
     /// Evaluate, allow, and record what would have been denied.
     pub report_only: bool,
 }
