@@ -40,8 +40,9 @@ type Job = Box<dyn FnOnce() + Send>;
 pub struct HashPool {
     /// Verifications running or queued.
     admitted: Arc<Semaphore>,
-    /// The threads' queue; dropping it ends them.
-    jobs: Mutex<mpsc::Sender<Job>>,
+    /// The threads' queue, made with the threads at the first verification
+    /// (a config without hashed passwords starts none); dropping it ends them.
+    jobs: std::sync::OnceLock<Mutex<mpsc::Sender<Job>>>,
     concurrency: usize,
 }
 
@@ -49,6 +50,14 @@ impl HashPool {
     /// `concurrency` threads; as many verifications again may queue.
     pub fn new(concurrency: usize) -> Self {
         let concurrency = concurrency.max(1);
+        HashPool {
+            admitted: Arc::new(Semaphore::new(concurrency * 2)),
+            jobs: std::sync::OnceLock::new(),
+            concurrency,
+        }
+    }
+
+    fn start(concurrency: usize) -> Mutex<mpsc::Sender<Job>> {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..concurrency {
@@ -70,11 +79,7 @@ impl HashPool {
                 tracing::error!(error = %e, "cannot start a password-hash thread");
             }
         }
-        HashPool {
-            admitted: Arc::new(Semaphore::new(concurrency * 2)),
-            jobs: Mutex::new(tx),
-            concurrency,
-        }
+        Mutex::new(tx)
     }
 
     /// Half the cores, at least one.
@@ -107,6 +112,7 @@ impl HashPool {
             let _ = done.send(verify());
         });
         self.jobs
+            .get_or_init(|| Self::start(self.concurrency))
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .send(job)
@@ -134,6 +140,15 @@ mod tests {
     #[test]
     fn hash_threads_run_at_the_lowest_priority() {
         let pool = HashPool::new(1);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        assert_eq!(
+            runtime.block_on(pool.run(|| 7)),
+            Ok(7),
+            "threads start at the first hash"
+        );
         let nice = (0..50).find_map(|_| {
             std::thread::sleep(Duration::from_millis(10));
             std::fs::read_dir("/proc/self/task")
