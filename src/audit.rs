@@ -30,36 +30,33 @@ pub fn check(req: &RequestView<'_>, decision: &Decision<'_>) {
     let kind = decision.kind.map_or("-", |k| k.as_str());
     // The query may carry tokens: never logged.
     let path = crate::matching::path::strip_query(req.path);
-    match &decision.verdict {
-        Verdict::Deny(denial) | Verdict::Pending { then: denial, .. } => tracing::info!(
-            target: "audit",
-            event = "denied",
-            status = denial.status.code(),
-            reason = denial.reason.code(),
-            condition = denial.condition.map_or("-", |c| c.key()),
-            rule = route,
-            auth = kind,
-            host = req.host,
-            path,
-            method = req.method,
-            client = req.client.unwrap_or("-"),
-        ),
+    // A denial, or what a report-only route would have denied.
+    let denied = match &decision.verdict {
+        Verdict::Deny(d) | Verdict::Pending { then: d, .. } => {
+            Some(("denied", d.status, d.reason, d.condition))
+        }
         Verdict::Allow {
             would_deny: Some((status, reason)),
             ..
-        } => tracing::info!(
+        } => Some(("would_deny", *status, *reason, None)),
+        Verdict::Allow { .. } => None,
+    };
+    if let Some((event, status, reason, condition)) = denied {
+        tracing::info!(
             target: "audit",
-            event = "would_deny",
+            event,
             status = status.code(),
             reason = reason.code(),
+            condition = condition.map_or("-", |c| c.key()),
             rule = route,
             auth = kind,
             host = req.host,
             path,
             method = req.method,
             client = req.client.unwrap_or("-"),
-        ),
-        Verdict::Allow { reason, user, .. } => tracing::debug!(
+        );
+    } else if let Verdict::Allow { reason, user, .. } = &decision.verdict {
+        tracing::debug!(
             target: "audit",
             event = "allowed",
             reason = reason.code(),
@@ -70,7 +67,7 @@ pub fn check(req: &RequestView<'_>, decision: &Decision<'_>) {
             method = req.method,
             client = req.client.unwrap_or("-"),
             user = user.as_ref().and_then(|u| u.user()).unwrap_or("-"),
-        ),
+        );
     }
 }
 

@@ -87,10 +87,6 @@ impl HashPool {
         std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
     }
 
-    pub fn concurrency(&self) -> usize {
-        self.concurrency
-    }
-
     /// Runs `verify` on the pool when a slot is free.
     pub async fn run<T: Send + 'static>(
         &self,

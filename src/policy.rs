@@ -101,22 +101,6 @@ impl Policy {
         !self.groups.is_empty() || !self.claims.is_empty()
     }
 
-    pub fn uses(&self, condition: Condition) -> bool {
-        match condition {
-            Condition::Users => !self.users.is_empty(),
-            Condition::Logins => !self.logins.is_empty(),
-            Condition::Emails => !self.emails.is_empty(),
-            Condition::Domains => !self.domains.is_empty(),
-            Condition::Groups => !self.groups.is_empty(),
-            Condition::Claims => !self.claims.is_empty(),
-        }
-    }
-
-    /// The claim names the policy reads.
-    pub fn claim_names(&self) -> impl Iterator<Item = &str> {
-        self.claims.iter().map(|(n, _)| n.as_str())
-    }
-
     /// One line for `explain`: the policy's kinds and values (no secrets
     /// live here: names, emails and groups are the operator's own text).
     pub fn describe(&self) -> String {

@@ -202,14 +202,21 @@ impl CheckService {
         decision: &Decision<'_>,
         req: &RequestView<'_>,
     ) -> Vec<String> {
+        // Only allowed checks of login routes on https can carry one.
+        let (true, Some(true), Some(route)) = (
+            decision.is_allowed(),
+            decision.kind.map(|k| k.is_login()),
+            decision.route,
+        ) else {
+            return Vec::new();
+        };
         let cookies = &engine.login.cookies;
         let secure = scheme(req, cookies.trust_forwarded_proto) == "https";
         let legacy = req
             .header("cookie")
             .and_then(|h| cookies.session_in(h, secure))
             .filter(|(_, legacy)| *legacy);
-        let (Some((value, _)), true, Some(route)) = (legacy, decision.is_allowed(), decision.route)
-        else {
+        let Some((value, _)) = legacy else {
             return Vec::new();
         };
         engine

@@ -167,10 +167,6 @@ impl Throttle {
         self.hasher.hash_one((route.0, who))
     }
 
-    pub fn settings(&self) -> &ThrottleSettings {
-        &self.settings
-    }
-
     /// Seconds to wait, when this client (or this username) is blocked on
     /// this route. `client` is None only for a CheckRequest without a
     /// source address (Envoy always sends one).

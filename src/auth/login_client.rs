@@ -286,13 +286,6 @@ impl LoginClient {
         (sealed, set_cookie)
     }
 
-    /// The session in a request, valid or not (for a refresh).
-    pub fn open_session(&self, req: &RequestView<'_>) -> Option<(String, Session)> {
-        let secure = scheme(req, self.cookies.trust_forwarded_proto) == "https";
-        let (value, _) = self.cookies.session_in(req.header("cookie")?, secure)?;
-        self.open_cookie(value).map(|s| (value.to_string(), s))
-    }
-
     /// The identity a session of this client proves (for the callback's
     /// policy check, before the cookie exists).
     pub fn identity_of(&self, session: Session) -> Identity {
@@ -308,13 +301,9 @@ impl LoginClient {
         Some([set_cookie, plain])
     }
 
-    /// A session cookie's content, valid or not, if it is of this client.
-    pub fn open_any(&self, value: &str) -> Option<Session> {
-        self.open_cookie(value)
-    }
-
-    /// Decrypts a session cookie; None unless it is a session of this client.
-    fn open_cookie(&self, value: &str) -> Option<Session> {
+    /// Decrypts a session cookie, valid or not; None unless it is a session
+    /// of this client.
+    pub fn open_cookie(&self, value: &str) -> Option<Session> {
         let session: Session = self.keys.open_json(Purpose::Session, value)?;
         (session.provider == self.provider && session.client_id == self.client_id)
             .then_some(session)

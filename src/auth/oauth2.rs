@@ -52,7 +52,8 @@ impl CookieSettings {
     /// http, or set by a release before the prefix) `<name>`. The value,
     /// and whether it is the plain-named one on https (to be replaced).
     pub fn session_in<'h>(&self, header: &'h str, secure: bool) -> Option<(&'h str, bool)> {
-        if secure && let Some(v) = cookie_value(header, &self.session_name(true)) {
+        let prefixed = |name: &str| name.strip_prefix(HOST_PREFIX) == Some(self.name.as_str());
+        if secure && let Some(v) = cookie_where(header, prefixed) {
             return Some((v, false));
         }
         cookie_value(header, &self.name).map(|v| (v, secure))
@@ -168,7 +169,7 @@ impl OAuth2 {
     ) -> Option<(String, String)> {
         self.flights
             .run(cookie, || async {
-                let mut session: Session = self.client.open_any(cookie)?;
+                let mut session: Session = self.client.open_cookie(cookie)?;
                 let token = session.attrs.access.clone()?;
                 let groups = self.provider.groups(http, &token).await?;
                 session.attrs.groups = Some(groups);
@@ -210,10 +211,15 @@ pub fn is_navigation(req: &RequestView<'_>) -> bool {
 
 /// The value of cookie `name` in a `Cookie` header.
 pub fn cookie_value<'h>(header: &'h str, name: &str) -> Option<&'h str> {
+    cookie_where(header, |k| k == name)
+}
+
+/// The value of the first cookie whose name `is` accepts.
+fn cookie_where(header: &str, is: impl Fn(&str) -> bool) -> Option<&str> {
     header
         .split(';')
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
+        .find(|(k, _)| is(k))
         .map(|(_, v)| v.trim_matches('"'))
 }
 
