@@ -7,7 +7,7 @@
 // it as http://APP_HOST:PORT (APP_HOST defaults to app.example.com, resolved
 // to 127.0.0.1 by Chromium's --host-resolver-rules), the host the ingress
 // config and the provider's redirect_uris name. PROVIDER_URL is the issuer
-// (http://127.0.0.1:PORT). Run by tests/envoy_idp.rs; exits 0 when every
+// (http://127.0.0.1:PORT). Run by tests/envoy/idp.rs; exits 0 when every
 // check passed, 1 otherwise, with screenshots of the open pages in
 // SCREENSHOT_DIR (default target/browser-screenshots/).
 //

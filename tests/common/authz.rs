@@ -123,10 +123,6 @@ impl Authz {
         self.admin.expect("ingress-authz printed no admin= address")
     }
 
-    pub fn config_path(&self) -> &Path {
-        &self.config_path
-    }
-
     /// Replaces the config file atomically (written beside it, then renamed
     /// over it), so a file watcher never reads a half-written config.
     pub fn write_config(&self, config_yaml: &str) {

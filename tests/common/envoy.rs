@@ -84,10 +84,6 @@ impl Envoy {
         self.listener
     }
 
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.admin
-    }
-
     pub fn log_path(&self) -> &Path {
         &self.log_path
     }

@@ -12,7 +12,7 @@
 //! The signing keys are the PEM fixtures in tests/fixtures (RSA, a second RSA
 //! key for rotations, EC P-256, EC P-384, Ed25519); their JWKs are derived
 //! from the private keys by `jsonwebtoken` and checked against `jose` in
-//! tests/envoy_oidc.rs. What the ID token looks like is switchable
+//! tests/envoy/oidc.rs. What the ID token looks like is switchable
 //! ([`IdToken`]): valid, or one defect at a time. [`FakeOidc::mint`] signs
 //! access-token JWTs for API mode. Discovery and the JWKS can be made to fail
 //! or hang, the JWKS can be slowed down (to test single-flight refreshes),
@@ -378,14 +378,6 @@ impl FakeOidc {
         format!("{}/authorize", self.base())
     }
 
-    pub fn client_id(&self) -> String {
-        self.lock().client_id.clone()
-    }
-
-    pub fn client_secret(&self) -> String {
-        self.lock().client_secret.clone()
-    }
-
     // ------------------------------------------------------------ switches
 
     pub fn set_id_token(&self, shape: IdToken) {
@@ -539,11 +531,6 @@ impl FakeOidc {
             .chain(&state.id_tokens)
             .cloned()
             .collect()
-    }
-
-    /// The last ID token it issued.
-    pub fn last_id_token(&self) -> Option<String> {
-        self.lock().id_tokens.last().cloned()
     }
 
     // ------------------------------------------------------------ minting

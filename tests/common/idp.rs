@@ -4,8 +4,8 @@
 //! a minimal cookie jar, and verification of tokens with `jose` (a JavaScript
 //! JWT library, tests/idp/verify-jwt.mjs), not with our Rust code.
 //!
-//! Independent of any one config: tests/envoy_idp.rs (OAuth2 against the
-//! provider) and tests/envoy_oidc.rs (OIDC) drive it with their own.
+//! Independent of any one config: tests/envoy/idp.rs (OAuth2 against the
+//! provider) and tests/envoy/oidc.rs (OIDC) drive it with their own.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -256,10 +256,6 @@ impl Jar {
                 self.0.insert(cookie.name, cookie.value);
             }
         }
-    }
-
-    pub fn insert(&mut self, cookie: &SetCookie) {
-        self.0.insert(cookie.name.clone(), cookie.value.clone());
     }
 
     pub fn header(&self) -> String {

@@ -1,13 +1,10 @@
-//! Harness for the real-Envoy integration tests (`tests/envoy_*.rs`).
+//! Harness for the integration tests (`tests/envoy/`).
 //!
 //! A [`Stack`] is what a user deploys, on ephemeral loopback ports: an echo
 //! upstream that records what reaches it, the `ingress-authz` binary with the
 //! test's config, and Envoy with the shipped `envoy/envoy.yaml`. Every test
 //! starts its own stack, so tests run in parallel. Envoy comes from
 //! `ENVOY_BIN`, `.venv/bin/envoy` (scripts/install-deps) or PATH.
-
-// Each tests/envoy_*.rs binary uses a different part of the harness.
-#![allow(dead_code)]
 
 pub mod authz;
 pub mod client;

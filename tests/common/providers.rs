@@ -711,18 +711,9 @@ impl FakeProvider {
         }
     }
 
-    /// Replaces the user endpoint's whole answer.
-    pub fn set_profile(&self, profile: Value) {
-        self.lock().profile = profile;
-    }
-
     /// Edits the user endpoint's answer in place.
     pub fn edit_profile(&self, edit: impl FnOnce(&mut Value)) {
         edit(&mut self.lock().profile);
-    }
-
-    pub fn profile(&self) -> Value {
-        self.lock().profile.clone()
     }
 
     /// GitHub: the `/user/emails` answer.

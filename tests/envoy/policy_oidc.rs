@@ -13,8 +13,6 @@
 //! carries `groups` and `aud` (the host); API mode's `allow.claims` on the
 //! provider's JWT access tokens, and API mode needing `audience`.
 
-mod common;
-
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -23,9 +21,9 @@ use ingress_authz::admin::proto::admin_client::AdminClient;
 use serde_json::Value;
 use url::Url;
 
-use common::Stack;
-use common::client::Response;
-use common::idp::{
+use crate::common::Stack;
+use crate::common::client::Response;
+use crate::common::idp::{
     self, AtProvider, IDP_CLIENT_ID, IDP_CLIENT_SECRET, Idp, Jar, LOGIN_COOKIE_PREFIX, NAVIGATE,
     SESSION_COOKIE, SetCookie, new_session, set_cookies,
 };

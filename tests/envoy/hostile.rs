@@ -4,16 +4,14 @@
 //! revocation by emptying a credential file, a stale config on `/readyz`,
 //! report-only routes and the locked admin API.
 
-mod common;
-
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::client::{Request, Response};
-use common::expect::assert_upstream_ok;
-use common::{Authz, Stack};
+use crate::common::client::{Request, Response};
+use crate::common::expect::assert_upstream_ok;
+use crate::common::{Authz, Stack};
 
 const ALICE: &str = "alice:alice-pass-9f3c";
 const BEARER: &str = "hostile-bearer-token-5d2a";

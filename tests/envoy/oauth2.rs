@@ -4,8 +4,6 @@
 //! identity mapping as the upstream sees it in `X-Connect-Token`, and the
 //! ways a login must fail without ever making a session.
 
-mod common;
-
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cookie::{Cookie, SameSite};
@@ -13,9 +11,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 use url::Url;
 
-use common::expect::assert_upstream_ok;
-use common::providers::{Failure, FakeProvider, Identity, Kind, REDIRECT_TRAP, pkce_s256};
-use common::{Normalize, Request, Response, Stack, client};
+use crate::common::expect::assert_upstream_ok;
+use crate::common::providers::{Failure, FakeProvider, Identity, Kind, REDIRECT_TRAP, pkce_s256};
+use crate::common::{Normalize, Request, Response, Stack, client};
 
 const HOST: &str = "app.example.com";
 const TARGET: &str = "/dashboard?tab=1";
@@ -435,7 +433,7 @@ fn assert_authorize_url(kind: Kind, login: &Login, host: &str) {
     let url = &login.authorize;
     assert_eq!(
         query(url, kind.client_id_param()).as_deref(),
-        Some(common::providers::CLIENT_ID),
+        Some(crate::common::providers::CLIENT_ID),
         "{url}"
     );
     assert_eq!(
@@ -1338,7 +1336,7 @@ async fn tampered_or_foreign_session_cookies_are_no_session() {
 async fn client_connect_headers_are_replaced_not_forwarded() {
     let (fake, stack) = setup(Kind::Kakao).await;
     let session = log_in(&stack, &fake, HOST, TARGET).await;
-    let forged_token = common::creds::hs256(
+    let forged_token = crate::common::creds::hs256(
         CONNECT_SECRET,
         &json!({"id": "admin", "sub": "admin", "username": "admin", "iss": "ingress-authz",
                 "iat": now_ms() / 1000, "exp": now_ms() / 1000 + 300}),

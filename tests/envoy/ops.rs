@@ -1,13 +1,11 @@
 //! Operations through a real Envoy: reloads under traffic, and the admin
 //! API's `Explain` agreeing with what Envoy actually does.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use common::{Stack, creds};
+use crate::common::{Stack, creds};
 use ingress_authz::admin::proto::admin_client::AdminClient;
 use ingress_authz::admin::proto::{ExplainRequest, ReloadRequest};
 

@@ -3,12 +3,10 @@
 //! Envoy's path normalisation on (the shipped config) and off (the authorizer
 //! on its own), and paths that cannot be normalised (400).
 
-mod common;
-
-use common::configs::PATH_LEVEL;
-use common::creds::{basic, bearer};
-use common::expect::assert_upstream_ok;
-use common::{Normalize, Stack};
+use crate::common::configs::PATH_LEVEL;
+use crate::common::creds::{basic, bearer};
+use crate::common::expect::assert_upstream_ok;
+use crate::common::{Normalize, Stack};
 
 const HOST: &str = "example.com";
 

@@ -6,16 +6,14 @@
 //! stay 401. GitHub's groups (orgs and `org/team` slugs) come from the fake
 //! provider's `/user/orgs` and `/user/teams` (tests/common/providers.rs).
 
-mod common;
-
 use serde_json::{Value, json};
 use url::Url;
 
-use common::creds::{basic, bearer, claims, hs256};
-use common::expect::{BASIC_CHALLENGE, INVALID_TOKEN, assert_401, assert_upstream_ok};
-use common::idp::{LOGIN_COOKIE_PREFIX, NAVIGATE, new_session, set_cookies};
-use common::providers::{FakeProvider, GITHUB_ACME_ID, Kind, github_org, github_team};
-use common::{Request, Response, Stack, client};
+use crate::common::creds::{basic, bearer, claims, hs256};
+use crate::common::expect::{BASIC_CHALLENGE, INVALID_TOKEN, assert_401, assert_upstream_ok};
+use crate::common::idp::{LOGIN_COOKIE_PREFIX, NAVIGATE, new_session, set_cookies};
+use crate::common::providers::{FakeProvider, GITHUB_ACME_ID, Kind, github_org, github_team};
+use crate::common::{Request, Response, Stack, client};
 
 const SESSION_SECRET: &str = "policy-test-session-secret-0123456789abcdef";
 const CALLBACK: &str = "/oauth2/callback";

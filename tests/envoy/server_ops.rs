@@ -1,12 +1,10 @@
 //! Operating the server: health, readiness, metrics, admin API, reload,
 //! signals and audit lines — against the real binary on ephemeral ports.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{Authz, creds};
+use crate::common::{Authz, creds};
 use envoy_types::ext_authz::v3::pb::{CheckRequest, HttpResponse};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, attribute_context};

@@ -2,12 +2,10 @@
 //! guide's path-level example, `enabled: false`, and host matching (SPEC §4,
 //! §5). Each test runs its own upstream + ingress-authz + Envoy.
 
-mod common;
-
-use common::Stack;
-use common::configs::{BASIC, PATH_LEVEL};
-use common::creds::{self, alg_none, basic, bearer, claims, hs256};
-use common::expect::{BASIC_CHALLENGE, INVALID_TOKEN, assert_401, assert_upstream_ok};
+use crate::common::Stack;
+use crate::common::configs::{BASIC, PATH_LEVEL};
+use crate::common::creds::{self, alg_none, basic, bearer, claims, hs256};
+use crate::common::expect::{BASIC_CHALLENGE, INVALID_TOKEN, assert_401, assert_upstream_ok};
 use serde_json::json;
 
 /// The paths that reached the upstream, in order.

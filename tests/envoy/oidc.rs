@@ -15,8 +15,6 @@
 //! cache (one fetch per rate window under a flood of unknown `kid`s, stale
 //! keys while the JWKS is down) and `type: jwt` with `jwks_url`.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -32,17 +30,17 @@ use serde_json::{Value, json};
 use tonic::transport::Channel;
 use url::Url;
 
-use common::client::{self, Request, Response};
-use common::expect::{INVALID_TOKEN, assert_401, assert_upstream_ok};
-use common::fake_oidc::{
+use crate::common::client::{self, Request, Response};
+use crate::common::expect::{INVALID_TOKEN, assert_401, assert_upstream_ok};
+use crate::common::fake_oidc::{
     self, Availability, CLIENT_ID, CLIENT_SECRET, Failure, FakeOidc, IdToken, KeyKind, pkce_s256,
     reserve_port,
 };
-use common::idp::{
+use crate::common::idp::{
     self, AtProvider, IDP_CLIENT_SECRET, Idp, Jar, LOGIN_COOKIE_PREFIX, NAVIGATE, SESSION_COOKIE,
     SetCookie, new_session, set_cookies,
 };
-use common::{Authz, Stack};
+use crate::common::{Authz, Stack};
 
 const HOST: &str = "app.example.com";
 const API_HOST: &str = "api.example.com";

@@ -2,11 +2,9 @@
 //! tries to forge, request bodies of denied requests, error bodies by
 //! `Accept`, the `/oauth2/` bypass route, and failing closed (SPEC §5, §8, §9).
 
-mod common;
-
-use common::creds::basic;
-use common::expect::{BASIC_CHALLENGE, assert_401, assert_upstream_ok};
-use common::{Request, Stack, client};
+use crate::common::creds::basic;
+use crate::common::expect::{BASIC_CHALLENGE, assert_401, assert_upstream_ok};
+use crate::common::{Request, Stack, client};
 
 const CONFIG: &str = r#"
 rules:

@@ -14,16 +14,14 @@
 //!
 //! Node packages and Chromium come from scripts/install-deps.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::Stack;
-use common::client::Response;
-use common::idp::{
+use crate::common::Stack;
+use crate::common::client::Response;
+use crate::common::idp::{
     AtProvider, IDP_CLIENT_ID as CLIENT_ID, IDP_CLIENT_SECRET as CLIENT_SECRET, Idp, Jar,
     LOGIN_COOKIE_PREFIX, NAVIGATE, SESSION_COOKIE, SetCookie, at_provider, node, repo, set_cookies,
     verify_with_jose,
