@@ -45,8 +45,10 @@
 //!   HTTP side (`/healthz`, `/readyz`, `/metrics`).
 //! * [`explain`] — `ingress-authz explain`.
 //! * [`secret`] — redacted, zeroized secret strings.
-//! * [`memory`] — the allocator (mimalloc), and returning the heap a config
-//!   load freed to the system.
+//! * [`memory`] — returning the heap a config load freed to the system (the
+//!   binary's allocator, mimalloc, is set in `main.rs`).
+
+#![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod audit;

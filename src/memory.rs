@@ -1,24 +1,25 @@
-//! The allocator, and returning freed heap to the operating system.
+//! Returning freed heap to the operating system after a config load.
 //!
-//! Every binary built from this crate allocates with mimalloc. A check
-//! allocates and frees a few dozen small blocks (the decoded CheckRequest's
-//! header map above all) on whichever runtime worker runs it; mimalloc's
-//! per-thread free lists make that markedly cheaper than glibc's arenas
-//! (in the benchmark, CPU per check fell by about a fifth).
-//!
-//! It is built without transparent huge pages (`no_thp` in Cargo.toml):
-//! with them, touching one 4 KiB page can make 2 MiB resident, which added
-//! about 3 MiB to the resident set of a 10,000-rule config.
+//! The allocator is the binary's choice (`src/main.rs` sets mimalloc), so
+//! tests, benchmarks and dependants keep their own. What the binary's
+//! allocator can do to give memory back it registers here, once, at start.
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use std::sync::OnceLock;
 
-/// Gives the calling thread's free heap pages back to the system now rather
-/// than after mimalloc's purge delay. Loading a large config allocates
-/// several times the engine's size (YAML tree, spec, positions) and frees
-/// it on the loading thread, so that is where to call this.
+static RELEASE_FREE_HEAP: OnceLock<fn()> = OnceLock::new();
+
+/// Registers how the global allocator returns free pages to the system.
+/// Only the first registration counts.
+pub fn on_release_free_heap(release: fn()) {
+    let _ = RELEASE_FREE_HEAP.set(release);
+}
+
+/// Gives the calling thread's free heap pages back to the system now, if the
+/// binary registered a way to (a no-op otherwise). Loading a large config
+/// allocates several times the engine's size (YAML tree, spec, positions)
+/// and frees it on the loading thread, so that is where to call this.
 pub fn release_free_heap() {
-    // SAFETY: mi_collect only walks mimalloc's own structures; it has no
-    // preconditions and may be called from any thread at any time.
-    unsafe { libmimalloc_sys::mi_collect(true) }
+    if let Some(release) = RELEASE_FREE_HEAP.get() {
+        release();
+    }
 }
