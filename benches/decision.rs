@@ -101,7 +101,7 @@ fn bench(c: &mut Criterion) {
                     "{name} must be allowed"
                 );
                 group.bench_with_input(BenchmarkId::new(name, n), &req, |b, req| {
-                    b.iter(|| black_box(engine.decide(black_box(req))).is_allowed())
+                    b.iter(|| black_box(engine.decide(black_box(req))).is_allowed());
                 });
             }
         }
@@ -186,7 +186,7 @@ fn bench_jwks(c: &mut Criterion) {
         };
         assert!(engine.decide(&req).is_allowed(), "{kid} must be allowed");
         group.bench_with_input(BenchmarkId::new(format!("{alg:?}"), 1), &req, |b, req| {
-            b.iter(|| black_box(engine.decide(black_box(req))).is_allowed())
+            b.iter(|| black_box(engine.decide(black_box(req))).is_allowed());
         });
     }
     group.finish();
@@ -240,7 +240,7 @@ fn bench_session(c: &mut Criterion) {
         "the session must be valid"
     );
     c.bench_function("decide/oauth2_session_connect", |b| {
-        b.iter(|| black_box(engine.decide(black_box(&req))).is_allowed())
+        b.iter(|| black_box(engine.decide(black_box(&req))).is_allowed());
     });
     // The same session on a route whose policy it meets.
     let config = config.replace(
@@ -269,7 +269,7 @@ fn bench_session(c: &mut Criterion) {
     };
     assert!(engine.decide(&req).is_allowed(), "the policy must hold");
     c.bench_function("decide_policy/oauth2_session_connect", |b| {
-        b.iter(|| black_box(engine.decide(black_box(&req))).is_allowed())
+        b.iter(|| black_box(engine.decide(black_box(&req))).is_allowed());
     });
 }
 

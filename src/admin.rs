@@ -10,7 +10,7 @@ use crate::request::RequestView;
 use crate::state::{Reloaded, Shared};
 
 pub mod proto {
-    #![allow(missing_docs, clippy::all)]
+    #![allow(missing_docs, unused_qualifications, unreachable_pub, clippy::all)]
     tonic::include_proto!("ingress_authz.admin.v1");
 }
 
@@ -23,7 +23,7 @@ pub struct AdminService {
 
 impl AdminService {
     pub fn new(shared: Arc<Shared>) -> Self {
-        AdminService { shared }
+        Self { shared }
     }
 }
 

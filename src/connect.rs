@@ -132,7 +132,7 @@ impl ConnectSigner {
             other => return Err(format!("unknown connect algorithm {other}")),
         };
         let key = key.map_err(|e| format!("invalid connect key: {e}"))?;
-        Ok(Some(ConnectSigner {
+        Ok(Some(Self {
             key,
             algorithm,
             expires_in: spec.expires_in.as_secs().max(1),

@@ -19,12 +19,12 @@ pub enum Status {
 impl Status {
     pub fn code(self) -> u16 {
         match self {
-            Status::Found => 302,
-            Status::BadRequest => 400,
-            Status::Unauthorized => 401,
-            Status::Forbidden => 403,
-            Status::TooManyRequests => 429,
-            Status::ServiceUnavailable => 503,
+            Self::Found => 302,
+            Self::BadRequest => 400,
+            Self::Unauthorized => 401,
+            Self::Forbidden => 403,
+            Self::TooManyRequests => 429,
+            Self::ServiceUnavailable => 503,
         }
     }
 }
@@ -67,22 +67,22 @@ pub enum Reason {
 impl Reason {
     pub fn code(self) -> &'static str {
         match self {
-            Reason::Authenticated => "authenticated",
-            Reason::Open => "open",
-            Reason::NoRoute => "no_route",
-            Reason::BadPath => "bad_path",
-            Reason::BadRequest => "bad_request",
-            Reason::MissingCredentials => "missing_credentials",
-            Reason::InvalidCredentials => "invalid_credentials",
-            Reason::LoginRedirect => "login_redirect",
-            Reason::LoginRequired => "login_required",
-            Reason::NotAllowed => "not_allowed",
-            Reason::UnknownKey => "unknown_key",
-            Reason::IdpUnavailable => "idp_unavailable",
-            Reason::BadHost => "bad_host",
-            Reason::Throttled => "throttled",
-            Reason::Busy => "busy",
-            Reason::ReportOnly => "report_only",
+            Self::Authenticated => "authenticated",
+            Self::Open => "open",
+            Self::NoRoute => "no_route",
+            Self::BadPath => "bad_path",
+            Self::BadRequest => "bad_request",
+            Self::MissingCredentials => "missing_credentials",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::LoginRedirect => "login_redirect",
+            Self::LoginRequired => "login_required",
+            Self::NotAllowed => "not_allowed",
+            Self::UnknownKey => "unknown_key",
+            Self::IdpUnavailable => "idp_unavailable",
+            Self::BadHost => "bad_host",
+            Self::Throttled => "throttled",
+            Self::Busy => "busy",
+            Self::ReportOnly => "report_only",
         }
     }
 }
@@ -100,24 +100,24 @@ pub enum Condition {
 }
 
 impl Condition {
-    pub const ALL: [Condition; 6] = [
-        Condition::Users,
-        Condition::Logins,
-        Condition::Emails,
-        Condition::Domains,
-        Condition::Groups,
-        Condition::Claims,
+    pub const ALL: [Self; 6] = [
+        Self::Users,
+        Self::Logins,
+        Self::Emails,
+        Self::Domains,
+        Self::Groups,
+        Self::Claims,
     ];
 
     /// The key under `allow:`.
     pub fn key(self) -> &'static str {
         match self {
-            Condition::Users => "users",
-            Condition::Logins => "logins",
-            Condition::Emails => "emails",
-            Condition::Domains => "domains",
-            Condition::Groups => "groups",
-            Condition::Claims => "claims",
+            Self::Users => "users",
+            Self::Logins => "logins",
+            Self::Emails => "emails",
+            Self::Domains => "domains",
+            Self::Groups => "groups",
+            Self::Claims => "claims",
         }
     }
 }
@@ -135,18 +135,18 @@ pub enum AuthKind {
 impl AuthKind {
     pub fn as_str(self) -> &'static str {
         match self {
-            AuthKind::Basic => "basic",
-            AuthKind::Bearer => "bearer",
-            AuthKind::Jwt => "jwt",
-            AuthKind::OAuth2 => "oauth2",
-            AuthKind::Oidc => "oidc",
+            Self::Basic => "basic",
+            Self::Bearer => "bearer",
+            Self::Jwt => "jwt",
+            Self::OAuth2 => "oauth2",
+            Self::Oidc => "oidc",
         }
     }
 
     /// Methods whose users log in through a browser (a 403 page offers
     /// to switch account).
     pub fn is_login(self) -> bool {
-        matches!(self, AuthKind::OAuth2 | AuthKind::Oidc)
+        matches!(self, Self::OAuth2 | Self::Oidc)
     }
 }
 

@@ -41,7 +41,7 @@ pub struct Engine {
 
 impl Engine {
     /// Reads, validates and compiles a config file: every error at once.
-    pub fn load(path: &Path) -> Result<Engine, ConfigError> {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
             file: file.clone(),
@@ -54,7 +54,7 @@ impl Engine {
         text: &str,
         file: &str,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Engine, ConfigError> {
+    ) -> Result<Self, ConfigError> {
         let parsed = config::parse(text, file, env)?;
         let mut errors = parsed.errors;
         let built = Self::build(parsed.spec);
@@ -82,7 +82,7 @@ impl Engine {
     }
 
     /// Compiles host and path patterns, authenticators and policies.
-    pub fn build(spec: ConfigSpec) -> Result<Engine, Vec<Diagnostic>> {
+    pub fn build(spec: ConfigSpec) -> Result<Self, Vec<Diagnostic>> {
         let mut errors = Vec::new();
         let session = spec.authz.session.as_ref();
         let (policy_claims, any_groups) = policy_needs(&spec);
@@ -176,7 +176,7 @@ impl Engine {
             .authz
             .hash_concurrency
             .unwrap_or_else(HashPool::default_concurrency);
-        Ok(Engine {
+        Ok(Self {
             router,
             slots,
             hash_pool: Arc::new(HashPool::new(concurrency)),
@@ -199,9 +199,8 @@ impl Engine {
         if check_host(req.host).is_err() {
             return Decision::unrouted(Status::BadRequest, Reason::BadHost);
         }
-        let path = match normalize(req.path) {
-            Ok(p) => p,
-            Err(_) => return Decision::unrouted(Status::BadRequest, Reason::BadPath),
+        let Ok(path) = normalize(req.path) else {
+            return Decision::unrouted(Status::BadRequest, Reason::BadPath);
         };
         let found = self.router.find(req.host, &path);
         let Some(route) = found.route() else {

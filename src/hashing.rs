@@ -50,7 +50,7 @@ impl HashPool {
     /// `concurrency` threads; as many verifications again may queue.
     pub fn new(concurrency: usize) -> Self {
         let concurrency = concurrency.max(1);
-        HashPool {
+        Self {
             admitted: Arc::new(Semaphore::new(concurrency * 2)),
             jobs: std::sync::OnceLock::new(),
             concurrency,

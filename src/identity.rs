@@ -123,21 +123,21 @@ impl Eq for Identity {}
 
 impl Identity {
     pub(crate) fn named(kind: AuthKind, name: Option<Arc<str>>) -> Self {
-        Identity {
+        Self {
             kind,
             who: Who::Name(name),
         }
     }
 
     pub(crate) fn token(kind: AuthKind, token: Arc<TokenIdentity>) -> Self {
-        Identity {
+        Self {
             kind,
             who: Who::Token(token),
         }
     }
 
     pub(crate) fn session(kind: AuthKind, opened: Arc<Opened>) -> Self {
-        Identity {
+        Self {
             kind,
             who: Who::Session(opened),
         }

@@ -29,7 +29,7 @@ struct Failure {
 
 impl Failure {
     fn new(status: StatusCode, reason: &'static str, message: &'static str) -> Self {
-        Failure {
+        Self {
             status,
             reason,
             message,
@@ -75,7 +75,7 @@ pub async fn callback(
         crate::negotiate::prefers_html(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
     let retry = login
         .as_ref()
-        .map_or("/".to_string(), |l| l.original.clone());
+        .map_or_else(|| "/".to_string(), |l| l.original.clone());
     // Failed callbacks count towards the login throttle of the route that
     // asked, per client, as failed credentials do on `Check`.
     let route = login

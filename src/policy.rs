@@ -32,8 +32,8 @@ fn lower(items: &[String]) -> Vec<String> {
 
 impl Policy {
     /// None for an empty block: no policy, every verified identity passes.
-    pub fn compile(spec: &AllowSpec) -> Option<Policy> {
-        let policy = Policy {
+    pub fn compile(spec: &AllowSpec) -> Option<Self> {
+        let policy = Self {
             users: spec.users.clone(),
             logins: lower(&spec.logins),
             emails: lower(&spec.emails),
@@ -45,7 +45,7 @@ impl Policy {
             groups: spec.groups.clone(),
             claims: spec.claims.clone(),
         };
-        (policy != Policy::default()).then_some(policy)
+        (policy != Self::default()).then_some(policy)
     }
 
     /// Ok, or the first kind of condition that failed.
@@ -210,7 +210,7 @@ mod tests {
             s.claims = vec![
                 ("tenant".into(), vec!["acme".into()]),
                 ("scope".into(), vec!["read".into()]),
-            ]
+            ];
         });
         let with = |tenant: Value, scope: Value| {
             token(|t| {

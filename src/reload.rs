@@ -47,7 +47,7 @@ impl Reloader {
         if let Some(w) = watcher.as_mut() {
             watch_dirs(w, &shared, &mut watched);
         }
-        Reloader {
+        Self {
             shared,
             hup: hangup_signal(),
             rx,
@@ -134,5 +134,5 @@ async fn recv_signal(hup: &mut Hangup) {
         return;
     }
     let _ = hup;
-    std::future::pending::<()>().await
+    std::future::pending::<()>().await;
 }

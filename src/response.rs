@@ -210,7 +210,7 @@ mod tests {
     fn json_denial_has_the_spec_body() {
         let body: serde_json::Value = serde_json::from_str(&json_body(&Denial::status(
             Status::Unauthorized,
-            crate::decision::Reason::MissingCredentials,
+            Reason::MissingCredentials,
         )))
         .unwrap();
         assert_eq!(

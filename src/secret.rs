@@ -11,7 +11,7 @@ pub struct Secret(Zeroizing<String>);
 
 impl Secret {
     pub fn new(value: String) -> Self {
-        Secret(Zeroizing::new(value))
+        Self(Zeroizing::new(value))
     }
 
     /// The secret itself: call only where it is used, never to log it.

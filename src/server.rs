@@ -109,7 +109,7 @@ async fn stopped(mut rx: tokio::sync::watch::Receiver<()>) {
 }
 
 /// Installs the SIGINT/SIGTERM handlers now; the future resolves on either.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("install SIGTERM handler");

@@ -34,7 +34,7 @@ pub struct CheckService {
 
 impl CheckService {
     pub fn new(shared: Arc<Shared>) -> Self {
-        CheckService { shared }
+        Self { shared }
     }
 
     /// The decision and its wire form for one CheckRequest.

@@ -28,8 +28,8 @@ pub enum Purpose {
 impl Purpose {
     fn aad(self) -> &'static [u8] {
         match self {
-            Purpose::Session => b"ingress-authz session v1",
-            Purpose::LoginState => b"ingress-authz login-state v1",
+            Self::Session => b"ingress-authz session v1",
+            Self::LoginState => b"ingress-authz login-state v1",
         }
     }
 }
@@ -62,12 +62,12 @@ impl SessionKeys {
         if secrets.is_empty() {
             let mut random = zeroize::Zeroizing::new([0u8; 32]);
             rand::fill(random.as_mut());
-            return SessionKeys {
+            return Self {
                 ciphers: vec![derive(random.as_ref())],
                 ephemeral: true,
             };
         }
-        SessionKeys {
+        Self {
             ciphers: secrets
                 .iter()
                 .map(|s| derive(s.expose().as_bytes()))
@@ -358,7 +358,7 @@ mod tests {
         use serde::{Deserialize, Serialize};
 
         #[derive(Serialize, Deserialize)]
-        pub struct Identity {
+        pub(super) struct Identity {
             pub id: String,
             pub username: String,
             pub email: String,
@@ -367,7 +367,7 @@ mod tests {
         }
 
         #[derive(Serialize, Deserialize)]
-        pub struct Session {
+        pub(super) struct Session {
             #[serde(rename = "u")]
             pub identity: Identity,
             #[serde(rename = "p")]
@@ -385,7 +385,7 @@ mod tests {
         }
 
         #[derive(Serialize, Deserialize, PartialEq, Debug)]
-        pub struct LoginState {
+        pub(super) struct LoginState {
             #[serde(rename = "s")]
             pub state: String,
             #[serde(rename = "v")]

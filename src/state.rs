@@ -59,7 +59,7 @@ pub enum Reloaded {
 impl Shared {
     pub fn new(engine: Engine, config_path: PathBuf) -> Arc<Self> {
         let inputs = fingerprint(&config_path, &engine.files);
-        Arc::new(Shared {
+        Arc::new(Self {
             engine: ArcSwap::from_pointee(engine),
             generation: AtomicU64::new(1),
             config_path,

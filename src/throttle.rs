@@ -31,7 +31,7 @@ pub struct ThrottleSettings {
 
 impl Default for ThrottleSettings {
     fn default() -> Self {
-        ThrottleSettings {
+        Self {
             enabled: true,
             max_failures: 10,
             window: Duration::from_secs(60),
@@ -60,7 +60,7 @@ struct Table<K> {
 
 impl<K: Hash + Eq + Clone> Table<K> {
     fn new(max: u32, epoch: Instant) -> Self {
-        Table {
+        Self {
             windows: Mutex::new(HashMap::new()),
             max: max.max(1),
             epoch,
@@ -141,7 +141,7 @@ pub struct Throttle {
 impl Throttle {
     pub fn new(settings: ThrottleSettings) -> Self {
         let epoch = Instant::now();
-        Throttle {
+        Self {
             by_client: Table::new(settings.max_failures, epoch),
             by_user: settings
                 .max_failures_per_user

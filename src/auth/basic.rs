@@ -32,9 +32,9 @@ enum Stored {
 impl std::fmt::Debug for Stored {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Stored::Plain(_) => "Plain([redacted])",
-            Stored::Argon2(_) => "Argon2([redacted])",
-            Stored::Bcrypt(_) => "Bcrypt([redacted])",
+            Self::Plain(_) => "Plain([redacted])",
+            Self::Argon2(_) => "Argon2([redacted])",
+            Self::Bcrypt(_) => "Bcrypt([redacted])",
         })
     }
 }
@@ -66,7 +66,7 @@ impl Stored {
                     params.p_cost()
                 ));
             }
-            Ok(Stored::Argon2(password.to_string()))
+            Ok(Self::Argon2(password.to_string()))
         } else if ["$2a$", "$2b$", "$2y$"]
             .iter()
             .any(|p| password.starts_with(p))
@@ -80,7 +80,7 @@ impl Stored {
                     parts.get_cost()
                 ));
             }
-            Ok(Stored::Bcrypt(password.to_string()))
+            Ok(Self::Bcrypt(password.to_string()))
         } else if password.starts_with("$apr1$")
             || password.starts_with("{SHA}")
             || password.starts_with("$1$")
@@ -95,23 +95,23 @@ impl Stored {
                     .into(),
             )
         } else {
-            Ok(Stored::Plain(Sha256::digest(password.as_bytes()).into()))
+            Ok(Self::Plain(Sha256::digest(password.as_bytes()).into()))
         }
     }
 
     fn is_hashed(&self) -> bool {
-        !matches!(self, Stored::Plain(_))
+        !matches!(self, Self::Plain(_))
     }
 
     fn verify(&self, password: &[u8]) -> bool {
         match self {
-            Stored::Plain(digest) => {
+            Self::Plain(digest) => {
                 let presented: [u8; 32] = Sha256::digest(password).into();
                 presented.ct_eq(digest).into()
             }
-            Stored::Argon2(phc) => PasswordHash::new(phc)
+            Self::Argon2(phc) => PasswordHash::new(phc)
                 .is_ok_and(|h| Argon2::default().verify_password(password, &h).is_ok()),
-            Stored::Bcrypt(hash) => bcrypt::verify(password, hash).unwrap_or(false),
+            Self::Bcrypt(hash) => bcrypt::verify(password, hash).unwrap_or(false),
         }
     }
 }
@@ -186,7 +186,7 @@ impl Basic {
             .find(|s| s.is_hashed())
             .cloned()
             .unwrap_or(Stored::Plain([0; 32]));
-        Ok(Basic {
+        Ok(Self {
             users,
             decoy,
             challenge: format!("Basic realm=\"{}\", charset=\"UTF-8\"", spec.realm),

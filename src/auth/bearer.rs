@@ -88,7 +88,7 @@ impl Bearer {
             }
         }
         if errors.is_empty() {
-            Ok(Bearer { digests })
+            Ok(Self { digests })
         } else {
             Err(errors)
         }

@@ -33,7 +33,7 @@ impl VerifiedCache {
     pub fn new(capacity: usize) -> Self {
         let mut key = [0u8; 32];
         rand::fill(&mut key);
-        VerifiedCache {
+        Self {
             key,
             capacity,
             verified: RwLock::new(HashSet::new()),
@@ -118,7 +118,7 @@ pub const TOKEN_TTL: Duration = Duration::from_secs(60);
 
 impl Default for VerifiedTokens {
     fn default() -> Self {
-        VerifiedTokens {
+        Self {
             entries: Mutex::new(HashMap::new()),
             capacity: 10_000,
         }
@@ -134,7 +134,7 @@ impl std::fmt::Debug for VerifiedTokens {
 impl VerifiedTokens {
     pub fn key(token: &str) -> [u8; 32] {
         use sha2::Digest;
-        sha2::Sha256::digest(token.as_bytes()).into()
+        Sha256::digest(token.as_bytes()).into()
     }
 
     /// What a token verified before and not yet expired says.

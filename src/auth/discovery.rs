@@ -62,7 +62,7 @@ fn endpoint(doc: &Value, key: &str) -> Result<Option<Url>, String> {
 
 impl Discovery {
     pub fn new(issuer: &str) -> Self {
-        Discovery {
+        Self {
             issuer: issuer.trim_end_matches('/').to_string(),
             meta: ArcSwapOption::empty(),
             attempts: tokio::sync::Mutex::new(Attempts {

@@ -142,7 +142,7 @@ fn parse_set(doc: &serde_json::Value) -> Result<KeySet, String> {
 
 impl Jwks {
     pub fn new(url: Url) -> Self {
-        Jwks {
+        Self {
             url,
             keys: ArcSwap::from_pointee(KeySet::default()),
             fetch: tokio::sync::Mutex::new(Attempts::default()),
@@ -252,7 +252,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(algorithm_of(&ec), Some(Algorithm::ES256));
-        let mut claimed = ec.clone();
+        let mut claimed = ec;
         claimed.common.key_algorithm = Some(KeyAlgorithm::RS256);
         assert_eq!(
             algorithm_of(&claimed),

@@ -163,7 +163,7 @@ impl Jwt {
             required.push("aud");
         }
         validation.set_required_spec_claims(&required);
-        Ok(Jwt {
+        Ok(Self {
             groups_claim: spec.groups_claim.clone(),
             policy_claims,
             keys: Keys::Static(key),
@@ -220,7 +220,7 @@ impl Jwt {
             required.push("aud");
         }
         validation.set_required_spec_claims(&required);
-        Ok(Jwt {
+        Ok(Self {
             groups_claim: spec.groups_claim.clone(),
             policy_claims,
             keys: Keys::Jwks(Arc::new(Jwks::new(url.clone()))),

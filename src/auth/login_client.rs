@@ -53,7 +53,7 @@ impl RefreshFlights {
         refresh: impl FnOnce() -> F,
     ) -> Option<(String, String)>
     where
-        F: std::future::Future<Output = Option<(String, String)>>,
+        F: Future<Output = Option<(String, String)>>,
     {
         use sha2::Digest;
         let key: [u8; 32] = sha2::Sha256::digest(cookie.as_bytes()).into();
@@ -121,7 +121,7 @@ impl LoginClient {
             Some(c) => ConnectSigner::from_spec(c)?,
             None => None,
         };
-        Ok(LoginClient {
+        Ok(Self {
             provider: s.provider,
             client_id: s.client_id,
             client_secret: s.client_secret,

@@ -89,14 +89,14 @@ impl Fetcher {
     /// Brings metadata and keys up to date as far as the rate limits allow.
     pub async fn run(&self, http: &providers::ProviderHttp) {
         match self {
-            Fetcher::Discovery(d) => {
+            Self::Discovery(d) => {
                 if !d.is_fresh() {
                     let _ = d.refresh(http).await;
                 } else if let Some(meta) = d.metadata() {
                     let _ = meta.jwks.refresh(http).await;
                 }
             }
-            Fetcher::Jwks(j) => {
+            Self::Jwks(j) => {
                 if let Err(e) = j.refresh(http).await {
                     tracing::warn!(url = %j.url(), error = %e, "JWKS fetch failed");
                 }
@@ -109,8 +109,8 @@ impl Authenticator {
     /// The fetcher of an authenticator that depends on a remote issuer.
     pub fn fetcher(&self) -> Option<Fetcher> {
         match self {
-            Authenticator::Oidc(o) => Some(Fetcher::Discovery(o.discovery.clone())),
-            Authenticator::Jwt(j) => j.jwks().map(Fetcher::Jwks),
+            Self::Oidc(o) => Some(Fetcher::Discovery(o.discovery.clone())),
+            Self::Jwt(j) => j.jwks().map(Fetcher::Jwks),
             _ => None,
         }
     }
@@ -121,12 +121,12 @@ impl Authenticator {
         needs: PolicyNeeds,
     ) -> Result<Self, Vec<Diagnostic>> {
         Ok(match spec {
-            MethodSpec::Basic(s) => Authenticator::Basic(Box::new(basic::Basic::build(s)?)),
-            MethodSpec::Bearer(s) => Authenticator::Bearer(bearer::Bearer::build(s)?),
+            MethodSpec::Basic(s) => Self::Basic(Box::new(basic::Basic::build(s)?)),
+            MethodSpec::Bearer(s) => Self::Bearer(bearer::Bearer::build(s)?),
             MethodSpec::Jwt(s) => {
-                Authenticator::Jwt(Box::new(jwt::Jwt::build(s, ctx.policy_claims.clone())?))
+                Self::Jwt(Box::new(jwt::Jwt::build(s, ctx.policy_claims.clone())?))
             }
-            MethodSpec::OAuth2(s) => Authenticator::OAuth2(Box::new(
+            MethodSpec::OAuth2(s) => Self::OAuth2(Box::new(
                 oauth2::OAuth2::build(s, ctx, needs).map_err(|message| {
                     vec![Diagnostic {
                         loc: s.loc.clone(),
@@ -134,24 +134,24 @@ impl Authenticator {
                     }]
                 })?,
             )),
-            MethodSpec::Oidc(s) => Authenticator::Oidc(Box::new(
-                oidc::Oidc::build(s, ctx, needs).map_err(|message| {
+            MethodSpec::Oidc(s) => Self::Oidc(Box::new(oidc::Oidc::build(s, ctx, needs).map_err(
+                |message| {
                     vec![Diagnostic {
                         loc: s.loc.clone(),
                         message,
                     }]
-                })?,
-            )),
+                },
+            )?)),
         })
     }
 
     pub fn kind(&self) -> AuthKind {
         match self {
-            Authenticator::Basic(_) => AuthKind::Basic,
-            Authenticator::Bearer(_) => AuthKind::Bearer,
-            Authenticator::Jwt(_) => AuthKind::Jwt,
-            Authenticator::OAuth2(_) => AuthKind::OAuth2,
-            Authenticator::Oidc(_) => AuthKind::Oidc,
+            Self::Basic(_) => AuthKind::Basic,
+            Self::Bearer(_) => AuthKind::Bearer,
+            Self::Jwt(_) => AuthKind::Jwt,
+            Self::OAuth2(_) => AuthKind::OAuth2,
+            Self::Oidc(_) => AuthKind::Oidc,
         }
     }
 
@@ -159,8 +159,8 @@ impl Authenticator {
     /// session the request carries.
     pub fn login(&self, req: &RequestView<'_>, route: &str) -> AuthResult<'_> {
         match self {
-            Authenticator::OAuth2(a) => a.login(req, route),
-            Authenticator::Oidc(a) => a.login(req, route),
+            Self::OAuth2(a) => a.login(req, route),
+            Self::Oidc(a) => a.login(req, route),
             _ => AuthResult::Deny(Denial::status(Status::Unauthorized, Reason::LoginRequired)),
         }
     }
@@ -168,8 +168,8 @@ impl Authenticator {
     /// The login client of a redirect-login route.
     pub fn login_client(&self) -> Option<&login_client::LoginClient> {
         match self {
-            Authenticator::OAuth2(a) => Some(&a.client),
-            Authenticator::Oidc(a) => a.client.as_ref(),
+            Self::OAuth2(a) => Some(&a.client),
+            Self::Oidc(a) => a.client.as_ref(),
             _ => None,
         }
     }
@@ -177,11 +177,11 @@ impl Authenticator {
     /// `route` names the route asking (a login remembers it for the callback).
     pub fn authenticate(&self, req: &RequestView<'_>, route: &str) -> AuthResult<'_> {
         match self {
-            Authenticator::Basic(a) => a.authenticate(req),
-            Authenticator::Bearer(a) => a.authenticate(req),
-            Authenticator::Jwt(a) => a.authenticate(req),
-            Authenticator::OAuth2(a) => a.authenticate(req, route),
-            Authenticator::Oidc(a) => a.authenticate(req, route),
+            Self::Basic(a) => a.authenticate(req),
+            Self::Bearer(a) => a.authenticate(req),
+            Self::Jwt(a) => a.authenticate(req),
+            Self::OAuth2(a) => a.authenticate(req, route),
+            Self::Oidc(a) => a.authenticate(req, route),
         }
     }
 }

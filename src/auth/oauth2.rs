@@ -113,7 +113,7 @@ impl OAuth2 {
             ctx.keys.clone(),
             ctx.cookies.clone(),
         )?;
-        Ok(OAuth2 {
+        Ok(Self {
             provider,
             client,
             flights: RefreshFlights::default(),

@@ -107,10 +107,10 @@ pub enum OidcLoginError {
 impl OidcLoginError {
     pub fn code(&self) -> &'static str {
         match self {
-            OidcLoginError::Unavailable => "idp_unavailable",
-            OidcLoginError::Exchange(_) => "exchange_failed",
-            OidcLoginError::IdToken(_) => "invalid_id_token",
-            OidcLoginError::Userinfo(_) => "profile_failed",
+            Self::Unavailable => "idp_unavailable",
+            Self::Exchange(_) => "exchange_failed",
+            Self::IdToken(_) => "invalid_id_token",
+            Self::Userinfo(_) => "profile_failed",
         }
     }
 }
@@ -177,7 +177,7 @@ impl Oidc {
         if !scopes.iter().any(|s| s == "openid") {
             scopes.insert(0, "openid".into());
         }
-        Ok(Oidc {
+        Ok(Self {
             discovery: Arc::new(Discovery::new(&issuer)),
             client,
             scopes,

@@ -25,7 +25,7 @@ pub struct Opened {
 
 impl Opened {
     pub fn new(session: Session) -> Self {
-        Opened {
+        Self {
             session,
             connect: ArcSwapOption::empty(),
         }

@@ -115,7 +115,7 @@ pub static PROVIDERS: [Descriptor; 10] = [
 ];
 
 impl Kind {
-    pub fn parse(name: &str) -> Option<Kind> {
+    pub fn parse(name: &str) -> Option<Self> {
         PROVIDERS.iter().find(|d| d.name == name).map(|d| d.kind)
     }
 
@@ -164,7 +164,7 @@ fn url(s: &str) -> Url {
 }
 
 impl Provider {
-    pub fn from_spec(spec: &OAuth2Spec) -> Result<Provider, String> {
+    pub fn from_spec(spec: &OAuth2Spec) -> Result<Self, String> {
         let kind = Kind::parse(&spec.provider)
             .ok_or_else(|| format!("unknown provider {}", spec.provider))?;
         let base = spec.base_url.as_ref();
@@ -268,7 +268,7 @@ impl Provider {
                 )
             }
         };
-        Ok(Provider {
+        Ok(Self {
             kind,
             auth_url: spec.auth_url.clone().unwrap_or(auth),
             token_url: spec.token_url.clone().unwrap_or(token),
@@ -354,10 +354,10 @@ pub enum LoginError {
 impl LoginError {
     pub fn code(&self) -> &'static str {
         match self {
-            LoginError::Exchange(_) => "exchange_failed",
-            LoginError::EmptyToken => "empty_token",
-            LoginError::Profile(_) => "profile_failed",
-            LoginError::EmptyUser => "empty_user",
+            Self::Exchange(_) => "exchange_failed",
+            Self::EmptyToken => "empty_token",
+            Self::Profile(_) => "profile_failed",
+            Self::EmptyUser => "empty_user",
         }
     }
 }
@@ -389,7 +389,7 @@ impl ProviderHttp {
             .user_agent(concat!("ingress-authz/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("an HTTP client with a TLS provider installed");
-        ProviderHttp { client }
+        Self { client }
     }
 
     /// GET a JSON document (discovery, JWKS).

@@ -13,17 +13,17 @@ pub struct Loc {
 }
 
 impl Loc {
-    pub fn child(&self, key: &str, mark: Mark) -> Loc {
+    pub fn child(&self, key: &str, mark: Mark) -> Self {
         let path = if self.path.is_empty() {
             key.to_string()
         } else {
             format!("{}.{key}", self.path)
         };
-        Loc { path, mark }
+        Self { path, mark }
     }
 
-    pub fn index(&self, i: usize, mark: Mark) -> Loc {
-        Loc {
+    pub fn index(&self, i: usize, mark: Mark) -> Self {
+        Self {
             path: format!("{}[{i}]", self.path),
             mark,
         }
@@ -50,7 +50,7 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn at(loc: &Loc, message: impl Into<String>) -> Self {
-        Diagnostic {
+        Self {
             loc: loc.clone(),
             message: message.into(),
         }

@@ -9,11 +9,11 @@ use super::yaml::{Node, Value};
 use crate::secret::Secret;
 
 /// Looks up environment variables; a seam so tests need not touch the process env.
-pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+pub(super) type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Walk state: diagnostics so far, the environment, and which ignored keys
 /// were already reported (each is reported once).
-pub struct Walker<'a> {
+pub(super) struct Walker<'a> {
     pub diags: Diagnostics,
     /// Files the config refers to, for reload watching.
     pub files: Vec<std::path::PathBuf>,
@@ -22,7 +22,7 @@ pub struct Walker<'a> {
 }
 
 /// A YAML mapping being read: keys not taken by the end are unknown.
-pub struct Fields<'n> {
+pub(super) struct Fields<'n> {
     pub loc: Loc,
     entries: Vec<(&'n str, &'n Node, Loc)>,
     taken: Vec<bool>,
@@ -31,7 +31,7 @@ pub struct Fields<'n> {
 
 impl<'n> Fields<'n> {
     /// The value under `key`, if present and not null.
-    pub fn take(&mut self, key: &'static str) -> Option<(&'n Node, Loc)> {
+    pub(super) fn take(&mut self, key: &'static str) -> Option<(&'n Node, Loc)> {
         self.known.push(key);
         let i = self.entries.iter().position(|(k, _, _)| *k == key)?;
         self.taken[i] = true;
@@ -40,7 +40,7 @@ impl<'n> Fields<'n> {
     }
 
     /// Every entry, for maps whose keys are the user's (e.g. required claims).
-    pub fn take_all(&mut self) -> Vec<(&'n str, &'n Node, Loc)> {
+    pub(super) fn take_all(&mut self) -> Vec<(&'n str, &'n Node, Loc)> {
         self.taken.iter_mut().for_each(|t| *t = true);
         self.entries
             .iter()
@@ -48,7 +48,7 @@ impl<'n> Fields<'n> {
             .collect()
     }
 
-    pub fn has(&self, key: &str) -> bool {
+    pub(super) fn has(&self, key: &str) -> bool {
         self.entries
             .iter()
             .any(|(k, n, _)| *k == key && !n.is_null())
@@ -56,7 +56,7 @@ impl<'n> Fields<'n> {
 
     /// Reports keys not taken: `ignored` ones as "handled by Envoy" warnings
     /// (once per key path), all others as errors.
-    pub fn finish(self, w: &mut Walker<'_>, ignored: &[&str]) {
+    pub(super) fn finish(self, w: &mut Walker<'_>, ignored: &[&str]) {
         for (i, (key, _, loc)) in self.entries.iter().enumerate() {
             if self.taken[i] {
                 continue;
@@ -138,7 +138,7 @@ fn strsim_distance(a: &str, b: &str) -> usize {
 }
 
 impl<'a> Walker<'a> {
-    pub fn new(env: EnvLookup<'a>) -> Self {
+    pub(super) fn new(env: EnvLookup<'a>) -> Self {
         Walker {
             diags: Diagnostics::default(),
             files: Vec::new(),
@@ -148,7 +148,7 @@ impl<'a> Walker<'a> {
     }
 
     /// Opens a mapping; null counts as an empty one.
-    pub fn fields<'n>(&mut self, node: &'n Node, loc: &Loc) -> Option<Fields<'n>> {
+    pub(super) fn fields<'n>(&mut self, node: &'n Node, loc: &Loc) -> Option<Fields<'n>> {
         let entries = match &node.value {
             _ if node.is_null() => Vec::new(),
             Value::Map(entries) => {
@@ -184,7 +184,7 @@ impl<'a> Walker<'a> {
     }
 
     /// The items of a list, each with its location.
-    pub fn seq<'n>(&mut self, node: &'n Node, loc: &Loc) -> Vec<(&'n Node, Loc)> {
+    pub(super) fn seq<'n>(&mut self, node: &'n Node, loc: &Loc) -> Vec<(&'n Node, Loc)> {
         match &node.value {
             Value::Seq(items) => items
                 .iter()
@@ -200,7 +200,7 @@ impl<'a> Walker<'a> {
     }
 
     /// A scalar as text, without `${VAR}` expansion.
-    pub fn raw_string(&mut self, node: &Node, loc: &Loc) -> Option<String> {
+    pub(super) fn raw_string(&mut self, node: &Node, loc: &Loc) -> Option<String> {
         match &node.value {
             Value::Scalar { text, .. } => Some(text.clone()),
             _ => {
@@ -212,7 +212,7 @@ impl<'a> Walker<'a> {
     }
 
     /// A scalar as text with `${VAR}` and `${VAR:-default}` expanded.
-    pub fn string(&mut self, node: &Node, loc: &Loc) -> Option<String> {
+    pub(super) fn string(&mut self, node: &Node, loc: &Loc) -> Option<String> {
         let raw = self.raw_string(node, loc)?;
         match expand_env(&raw, self.env) {
             Ok(s) => Some(s),
@@ -224,7 +224,7 @@ impl<'a> Walker<'a> {
     }
 
     /// A non-empty expanded string.
-    pub fn non_empty(&mut self, node: &Node, loc: &Loc) -> Option<String> {
+    pub(super) fn non_empty(&mut self, node: &Node, loc: &Loc) -> Option<String> {
         let s = self.string(node, loc)?;
         if s.trim().is_empty() {
             self.diags.error(loc, "must not be empty");
@@ -233,11 +233,11 @@ impl<'a> Walker<'a> {
         Some(s)
     }
 
-    pub fn secret(&mut self, node: &Node, loc: &Loc) -> Option<Secret> {
+    pub(super) fn secret(&mut self, node: &Node, loc: &Loc) -> Option<Secret> {
         self.non_empty(node, loc).map(Secret::new)
     }
 
-    pub fn bool(&mut self, node: &Node, loc: &Loc) -> Option<bool> {
+    pub(super) fn bool(&mut self, node: &Node, loc: &Loc) -> Option<bool> {
         match self.string(node, loc)?.as_str() {
             "true" | "True" | "TRUE" => Some(true),
             "false" | "False" | "FALSE" => Some(false),
@@ -249,7 +249,7 @@ impl<'a> Walker<'a> {
         }
     }
 
-    pub fn duration(&mut self, node: &Node, loc: &Loc) -> Option<Duration> {
+    pub(super) fn duration(&mut self, node: &Node, loc: &Loc) -> Option<Duration> {
         let s = self.string(node, loc)?;
         match parse_duration(&s) {
             Some(d) => Some(d),
@@ -264,7 +264,7 @@ impl<'a> Walker<'a> {
     }
 
     /// A list of strings; a single string is accepted as a list of one.
-    pub fn string_list(&mut self, node: &Node, loc: &Loc) -> Vec<(String, Loc)> {
+    pub(super) fn string_list(&mut self, node: &Node, loc: &Loc) -> Vec<(String, Loc)> {
         if let Value::Scalar { .. } = node.value {
             return self
                 .string(node, loc)
@@ -297,7 +297,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 }
 
 /// Replaces `${NAME}` and `${NAME:-default}`; other `$` text is kept.
-pub fn expand_env(input: &str, env: EnvLookup<'_>) -> Result<String, String> {
+pub(super) fn expand_env(input: &str, env: EnvLookup<'_>) -> Result<String, String> {
     let mut out = String::with_capacity(input.len());
     let mut rest = input;
     while let Some(start) = rest.find("${") {

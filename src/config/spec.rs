@@ -36,7 +36,7 @@ pub struct AuthzSpec {
 
 impl Default for AuthzSpec {
     fn default() -> Self {
-        AuthzSpec {
+        Self {
             grpc_addr: None,
             http_addr: None,
             admin_addr: None,

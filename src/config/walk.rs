@@ -55,7 +55,7 @@ const IGNORED_SERVICE: &[&str] = &[
     "type",
 ];
 
-pub fn config(w: &mut Walker<'_>, root: &Node) -> ConfigSpec {
+pub(super) fn config(w: &mut Walker<'_>, root: &Node) -> ConfigSpec {
     let mut spec = ConfigSpec::default();
     let Some(mut top) = w.fields(root, &Loc::default()) else {
         return spec;

@@ -10,7 +10,7 @@ use crate::auth::providers::{EmailTrust, GroupSource, Kind, is_multi_tenant};
 use crate::decision::Condition;
 use crate::secret::Secret;
 
-pub fn allow_block(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> AllowSpec {
+pub(super) fn allow_block(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> AllowSpec {
     let mut allow = AllowSpec::default();
     let Some(mut f) = w.fields(node, loc) else {
         return allow;
@@ -52,7 +52,7 @@ fn list(allow: &mut AllowSpec, c: Condition) -> &mut Vec<String> {
 }
 
 /// `{tenant: acme, scope: [read, admin]}`: name → any of the values.
-pub fn claims_map(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Vec<(String, Vec<String>)> {
+pub(super) fn claims_map(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Vec<(String, Vec<String>)> {
     let Some(mut fields) = w.fields(node, loc) else {
         return Vec::new();
     };
@@ -77,7 +77,7 @@ pub fn claims_map(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Vec<(String, Ve
 }
 
 /// `tokens: [plain-token, {name: ci, token: "..."}]`.
-pub fn bearer_tokens(
+pub(super) fn bearer_tokens(
     w: &mut Walker<'_>,
     node: &Node,
     loc: &Loc,
@@ -111,7 +111,7 @@ pub fn bearer_tokens(
 
 /// Moves `oauth2.allowed_emails`, `allowed_domains` and oidc `claims` into
 /// `allow`; both spellings of one kind at once is an error.
-pub fn fold_aliases(w: &mut Walker<'_>, method: &MethodSpec, allow: &mut AllowSpec) {
+pub(super) fn fold_aliases(w: &mut Walker<'_>, method: &MethodSpec, allow: &mut AllowSpec) {
     let (emails, domains, claims) = match method {
         MethodSpec::OAuth2(s) => (&s.allowed_emails, &s.allowed_domains, &None),
         MethodSpec::Oidc(s) => (&s.allowed_emails, &s.allowed_domains, &s.claims),
@@ -168,7 +168,7 @@ fn supported(method: &MethodSpec) -> (&'static str, &'static [Condition]) {
 
 /// Errors for conditions that cannot be evaluated; the open-door warning
 /// for public providers without any `allow`.
-pub fn check_allow(
+pub(super) fn check_allow(
     w: &mut Walker<'_>,
     method: &MethodSpec,
     allow: &AllowSpec,

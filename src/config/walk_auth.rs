@@ -43,7 +43,7 @@ const OIDC_FLAT: &[&str] = &[
     "connect",
 ];
 
-pub fn auth_block(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<AuthSpec> {
+pub(super) fn auth_block(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<AuthSpec> {
     let mut f = w.fields(node, loc)?;
     let enabled = f.take("enabled").and_then(|(n, l)| w.bool(n, &l));
     let type_name = f.take("type").and_then(|(n, l)| {

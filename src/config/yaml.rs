@@ -16,7 +16,7 @@ pub struct Mark {
 
 impl From<Marker> for Mark {
     fn from(m: Marker) -> Self {
-        Mark {
+        Self {
             line: m.line(),
             col: m.col() + 1,
         }
@@ -163,7 +163,7 @@ impl MarkedEventReceiver for TreeBuilder {
             Event::Alias(id) => match self.anchors.get(&id).cloned() {
                 Some(node) => self.push_node(Node { mark, ..node }, 0),
                 None => {
-                    self.error.get_or_insert(SyntaxError {
+                    self.error.get_or_insert_with(|| SyntaxError {
                         mark,
                         message: "alias to an unknown anchor".into(),
                     });

@@ -29,7 +29,7 @@ impl HostPattern {
         {
             return inside
                 .parse::<std::net::Ipv6Addr>()
-                .map(|ip| HostPattern::Exact(ip.to_string()))
+                .map(|ip| Self::Exact(ip.to_string()))
                 .map_err(|_| format!("`{host}` is not a valid bracketed IPv6 address"));
         }
         let kind = match host_type {
@@ -42,19 +42,15 @@ impl HostPattern {
             HostType::Regex => Regex::new(&format!("(?i)^(?:{host})$"))
                 .map(HostPattern::Regex)
                 .map_err(|e| format!("invalid host regex: {}", regex_error_detail(&e))),
-            HostType::Wildcard if host.contains('*') => {
-                Ok(HostPattern::Wildcard(Wildcard::new(host)))
-            }
-            HostType::Wildcard => Ok(HostPattern::Exact(host.to_ascii_lowercase())),
+            HostType::Wildcard if host.contains('*') => Ok(Self::Wildcard(Wildcard::new(host))),
+            HostType::Wildcard => Ok(Self::Exact(host.to_ascii_lowercase())),
             _ => {
                 if host.contains(':') && !host.starts_with('[') {
                     return Err(
                         "host must not include a port (the port is stripped from requests)".into(),
                     );
                 }
-                Ok(HostPattern::Exact(
-                    host.trim_end_matches('.').to_ascii_lowercase(),
-                ))
+                Ok(Self::Exact(host.trim_end_matches('.').to_ascii_lowercase()))
             }
         }
     }
@@ -62,17 +58,17 @@ impl HostPattern {
     /// Matches an already normalised host (see [`normalize_host`]).
     pub fn matches(&self, host: &str) -> bool {
         match self {
-            HostPattern::Exact(h) => h == host,
-            HostPattern::Wildcard(w) => w.matches(host),
-            HostPattern::Regex(re) => re.is_match(host),
+            Self::Exact(h) => h == host,
+            Self::Wildcard(w) => w.matches(host),
+            Self::Regex(re) => re.is_match(host),
         }
     }
 
     pub fn kind(&self) -> &'static str {
         match self {
-            HostPattern::Exact(_) => "exact",
-            HostPattern::Wildcard(_) => "wildcard",
-            HostPattern::Regex(_) => "regex",
+            Self::Exact(_) => "exact",
+            Self::Wildcard(_) => "wildcard",
+            Self::Regex(_) => "regex",
         }
     }
 }

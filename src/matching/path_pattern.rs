@@ -24,7 +24,7 @@ pub enum PathPattern {
 impl PathPattern {
     pub fn compile(pattern: &str) -> Result<Self, String> {
         if !pattern.contains(REGEX_CHARS) {
-            return Ok(PathPattern::Prefix(pattern.into()));
+            return Ok(Self::Prefix(pattern.into()));
         }
         Regex::new(&format!("^(?:{pattern})"))
             .map(PathPattern::Regex)
@@ -33,8 +33,8 @@ impl PathPattern {
 
     pub fn matches(&self, path: &str) -> bool {
         match self {
-            PathPattern::Prefix(prefix) => path.starts_with(&**prefix),
-            PathPattern::Regex(re) => re.is_match(path),
+            Self::Prefix(prefix) => path.starts_with(&**prefix),
+            Self::Regex(re) => re.is_match(path),
         }
     }
 }

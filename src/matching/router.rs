@@ -24,9 +24,9 @@ pub enum OpenReason {
 impl OpenReason {
     pub fn describe(self) -> &'static str {
         match self {
-            OpenReason::NotConfigured => "no auth configured",
-            OpenReason::Disabled => "auth disabled (enabled: false)",
-            OpenReason::RedirectOrHandler => "redirect/handler backend carries no auth",
+            Self::NotConfigured => "no auth configured",
+            Self::Disabled => "auth disabled (enabled: false)",
+            Self::RedirectOrHandler => "redirect/handler backend carries no auth",
         }
     }
 }
@@ -135,7 +135,7 @@ impl Router {
             }
         }
         let longest_tail = by_tail.keys().map(|k| k.len()).max().unwrap_or(0);
-        Router {
+        Self {
             rules,
             exact,
             by_tail,

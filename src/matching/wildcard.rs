@@ -19,7 +19,7 @@ impl Wildcard {
             .split('*')
             .map(Box::from)
             .collect();
-        Wildcard { parts }
+        Self { parts }
     }
 
     /// The literal text after the last `*`: every matching host ends with it

@@ -34,7 +34,7 @@ impl AtomicHistogram {
     pub fn new(bounds: impl IntoIterator<Item = f64>) -> Self {
         let bounds: Box<[f64]> = bounds.into_iter().collect();
         let buckets = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
-        AtomicHistogram {
+        Self {
             inner: Arc::new(Inner {
                 bounds,
                 buckets,
@@ -59,7 +59,7 @@ impl AtomicHistogram {
 }
 
 impl EncodeMetric for AtomicHistogram {
-    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
         let h = &*self.inner;
         let buckets: Vec<(f64, u64)> = h
             .bounds

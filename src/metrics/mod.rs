@@ -115,7 +115,7 @@ impl Metrics {
             "Identity-provider calls of one login (exchange and profile), by provider and result",
             provider_seconds.clone(),
         );
-        Metrics {
+        Self {
             registry,
             logins,
             provider_seconds,

@@ -30,7 +30,7 @@ struct Options {
     warmup: usize,
 }
 
-pub fn run(args: &[String]) -> Result<String, String> {
+pub(crate) fn run(args: &[String]) -> Result<String, String> {
     let mut o = Options {
         addr: String::new(),
         body: String::new(),
