@@ -16,8 +16,8 @@ Run from scripts/bench-flood, which builds the release binary first.
 """
 
 import argparse
-import base64
 import asyncio
+import base64
 import ipaddress
 import json
 import os
@@ -234,11 +234,12 @@ def main():
 def report(results):
     lines = [
         f"bearer at {results['bearer_rate']} req/s, flood from {results['addresses']} addresses",
-        "| flood/s | achieved (× without) | p99 ms with / without | flood answers | RSS MB | CPU ms per flood request (Envoy + authz) |",
+        "| flood/s | achieved (× without) | p99 ms with / without | flood answers | RSS MB "
+        "| CPU ms per flood request (Envoy + authz) |",
         "|---:|---:|---:|---|---:|---:|",
     ]
     runs = results["runs"]
-    for without, with_ in zip(runs[::2], runs[1::2]):
+    for without, with_ in zip(runs[::2], runs[1::2], strict=False):
         n = with_["flood_rate"]
         flood_requests = max(sum(with_["flood_answers"].values()), 1)
         extra_cpu = (with_["envoy_cpu_s"] + with_["authz_cpu_s"]) - (without["envoy_cpu_s"] + without["authz_cpu_s"])

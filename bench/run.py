@@ -77,17 +77,14 @@ class Processes:
         self.procs = []
 
     def start(self, name, argv, env=None):
-        out = open(self.logdir / f"{name}.stdout", "wb")
-        err = open(self.logdir / f"{name}.stderr", "wb")
-        proc = subprocess.Popen(
-            [str(a) for a in argv],
-            stdout=out,
-            stderr=err,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
-        )
-        out.close()
-        err.close()
+        with open(self.logdir / f"{name}.stdout", "wb") as out, open(self.logdir / f"{name}.stderr", "wb") as err:
+            proc = subprocess.Popen(
+                [str(a) for a in argv],
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+            )
         proc.bench_name = name
         self.procs.append(proc)
         return proc
@@ -910,7 +907,7 @@ def machine(bins):
         "memory_gib": round(mem_kib / 1024 / 1024, 1),
         "kernel": platform.release(),
         "os": first_line(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
-        "loadavg_start": open("/proc/loadavg").read().split()[:3],
+        "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
         "commit": (git.stdout.strip() or "?") + (" (src modified)" if dirty.stdout.strip() else ""),
         "ingress_authz": first_line([bins["authz"], "--version"]),
         "envoy": m.group(1) if m else envoy_version,
@@ -971,7 +968,8 @@ def report(results):
             "req/s is the mean of the rounds, p50/p99 the mean of the rounds' wrk percentiles. "
             "CPU is ms of process CPU time (/proc utime+stime) per 1,000 requests.",
             "",
-            "| case | req/s | rounds | p50 ms | p99 ms | × floor (d) | × no auth (a) | authorizer CPU ms/1k | Envoy CPU ms/1k |",
+            "| case | req/s | rounds | p50 ms | p99 ms | × floor (d) | × no auth (a) "
+            "| authorizer CPU ms/1k | Envoy CPU ms/1k |",
             "|---|---:|---|---:|---:|---:|---:|---:|---:|",
         ]
         for k, c in by_key.items():
@@ -1111,7 +1109,8 @@ def report(results):
             ),
             (f"RSS growth < 5 % over {fmt(lr['checks'])} checks", lr["growth_pct"], 5, "lt", "{:+.1f} %"),
             (
-                f"{fmt(p['many_rules'])} rules vs 10: saturated checks/s (criterion's 1.2× cost target is per decision)",
+                f"{fmt(p['many_rules'])} rules vs 10: saturated checks/s "
+                "(criterion's 1.2× cost target is per decision)",
                 mem["10"]["saturated_rps"] / many["saturated_rps"],
                 1.2,
                 "le",
@@ -1186,7 +1185,7 @@ def main():
 
     started = time.monotonic()
     results = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(bins),
         "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }
@@ -1210,10 +1209,11 @@ def main():
     finally:
         procs.stop_all()
     results["elapsed_s"] = time.monotonic() - started
-    results["machine"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
+    results["machine"]["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
 
     text = report(results)
-    text += f"Run took {results['elapsed_s']:.0f} s; load average at the end {' '.join(results['machine']['loadavg_end'])}.\n"
+    loadavg_end = " ".join(results["machine"]["loadavg_end"])
+    text += f"Run took {results['elapsed_s']:.0f} s; load average at the end {loadavg_end}.\n"
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"{results['date'][:10]}-{results['machine']['host']}"
     if args.smoke:

@@ -499,7 +499,8 @@ def check_hosts(rep: Report, loc: str, hosts: list, cluster: Cluster) -> None:
         if not cluster.serves(name):
             rep.err(
                 loc,
-                f"host {name!r} matches no rule of the ConfigMap's config.yaml: ingress-authz would deny it 403 (no_route)",
+                f"host {name!r} matches no rule of the ConfigMap's config.yaml: "
+                "ingress-authz would deny it 403 (no_route)",
             )
 
 
@@ -591,12 +592,14 @@ def check_istio(rep: Report, idir: Path, cluster: Cluster) -> None:
         if pname not in grpc_providers:
             rep.err(
                 f"{loc} spec.provider.name",
-                f"{pname!r} is not an envoyExtAuthzGrpc extension provider of meshconfig.yaml ({sorted(grpc_providers)})",
+                f"{pname!r} is not an envoyExtAuthzGrpc extension provider of meshconfig.yaml "
+                f"({sorted(grpc_providers)})",
             )
         if not (get(spec, "selector.matchLabels") or spec.get("targetRefs") or spec.get("targetRef")):
             rep.err(
                 loc,
-                "needs spec.selector.matchLabels (or targetRefs): an unscoped CUSTOM policy sends the whole namespace through the authorizer",
+                "needs spec.selector.matchLabels (or targetRefs): "
+                "an unscoped CUSTOM policy sends the whole namespace through the authorizer",
             )
         if "selector" in spec:
             only_keys(rep, f"{loc} spec.selector", spec["selector"], {"matchLabels"})
@@ -632,7 +635,8 @@ def check_istio(rep: Report, idir: Path, cluster: Cluster) -> None:
             if policy_hosts and h not in policy_hosts:
                 rep.err(
                     f"{loc} spec.hosts",
-                    f"{h!r} is not covered by the AuthorizationPolicy's hosts {policy_hosts}: it would be served unchecked",
+                    f"{h!r} is not covered by the AuthorizationPolicy's hosts {policy_hosts}: "
+                    "it would be served unchecked",
                 )
         routes = expect_list(rep, f"{loc} spec.http", spec.get("http"))
         oauth_idx = None
@@ -724,7 +728,8 @@ def check_envoy_gateway(rep: Report, edir: Path, cluster: Cluster) -> None:
         if ns != own_ns and not granted(from_group, from_kind, own_ns, ns, cluster.service):
             rep.err(
                 loc,
-                f"references namespace {ns} from {own_ns}: needs a ReferenceGrant in {ns} from {from_group}/{from_kind} in {own_ns} to Service {cluster.service}",
+                f"references namespace {ns} from {own_ns}: needs a ReferenceGrant in {ns} "
+                f"from {from_group}/{from_kind} in {own_ns} to Service {cluster.service}",
             )
 
     # HTTPRoutes: find the /oauth2 one.
