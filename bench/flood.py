@@ -16,8 +16,8 @@ Run from scripts/bench-flood, which builds the release binary first.
 """
 
 import argparse
-import base64
 import asyncio
+import base64
 import ipaddress
 import json
 import os
@@ -66,8 +66,9 @@ async def one_request(port, host, authorization, local=None):
     """One HTTP/1.1 GET on a new connection; (status, seconds)."""
     started = time.perf_counter()
     reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(local, 0) if local else None)
-    writer.write(f"GET / HTTP/1.1\r\nHost: {host}\r\nAuthorization: {authorization}\r\n"
-                 "Connection: close\r\n\r\n".encode())
+    writer.write(
+        f"GET / HTTP/1.1\r\nHost: {host}\r\nAuthorization: {authorization}\r\nConnection: close\r\n\r\n".encode()
+    )
     await writer.drain()
     line = await reader.readline()
     status = int(line.split()[1]) if line.startswith(b"HTTP/") else 0
@@ -105,9 +106,10 @@ async def keepalive_client(port, host, authorization, queue, latencies, statuses
 async def fixed_rate(port, rate, duration, connections=32):
     queue = asyncio.Queue()
     latencies, statuses = [], []
-    clients = [asyncio.create_task(keepalive_client(port, "bearer.bench", f"Bearer {BEARER}",
-                                                     queue, latencies, statuses))
-               for _ in range(connections)]
+    clients = [
+        asyncio.create_task(keepalive_client(port, "bearer.bench", f"Bearer {BEARER}", queue, latencies, statuses))
+        for _ in range(connections)
+    ]
     start = time.perf_counter()
     total = int(rate * duration)
     for i in range(total):
@@ -148,6 +150,7 @@ async def flood(port, rate, duration, addresses, answers):
             except OSError:
                 status = 0
             answers[status] = answers.get(status, 0) + 1
+
         tasks.append(asyncio.create_task(one()))
     await asyncio.gather(*tasks)
 
@@ -168,8 +171,9 @@ def main():
     ap.add_argument("--rates", type=int, nargs="+", default=[10, 100, 1000])
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--addresses", type=int, default=1000)
-    ap.add_argument("--bearer-rate", type=int,
-                    help="fixed bearer rate (default: half of what a saturated wrk run achieves)")
+    ap.add_argument(
+        "--bearer-rate", type=int, help="fixed bearer rate (default: half of what a saturated wrk run achieves)"
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "flood.json")
     args = ap.parse_args()
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
@@ -204,11 +208,16 @@ def main():
             for label, rate in (("without", 0), ("with", flood_rate)):
                 cpu = {n: harness.cpu_seconds(p) for n, p in (("envoy", envoy.pid), ("authz", authz_proc.pid))}
                 r = asyncio.run(measure(port, bearer_rate, rate, args.duration, args.addresses))
-                used = {n: harness.cpu_seconds(p) - cpu[n]
-                        for n, p in (("envoy", envoy.pid), ("authz", authz_proc.pid))}
-                r.update(flood_rate=flood_rate, flood=label == "with",
-                         rss_mb=harness.rss_kib(authz_proc.pid) / 1024,
-                         envoy_cpu_s=used["envoy"], authz_cpu_s=used["authz"])
+                used = {
+                    n: harness.cpu_seconds(p) - cpu[n] for n, p in (("envoy", envoy.pid), ("authz", authz_proc.pid))
+                }
+                r.update(
+                    flood_rate=flood_rate,
+                    flood=label == "with",
+                    rss_mb=harness.rss_kib(authz_proc.pid) / 1024,
+                    envoy_cpu_s=used["envoy"],
+                    authz_cpu_s=used["authz"],
+                )
                 results["runs"].append(r)
                 print(json.dumps(r), flush=True)
         print(report(results))
@@ -223,18 +232,22 @@ def main():
 
 
 def report(results):
-    lines = [f"bearer at {results['bearer_rate']} req/s, flood from {results['addresses']} addresses",
-             "| flood/s | achieved (× without) | p99 ms with / without | flood answers | RSS MB | CPU ms per flood request (Envoy + authz) |",
-             "|---:|---:|---:|---|---:|---:|"]
+    lines = [
+        f"bearer at {results['bearer_rate']} req/s, flood from {results['addresses']} addresses",
+        "| flood/s | achieved (× without) | p99 ms with / without | flood answers | RSS MB "
+        "| CPU ms per flood request (Envoy + authz) |",
+        "|---:|---:|---:|---|---:|---:|",
+    ]
     runs = results["runs"]
-    for without, with_ in zip(runs[::2], runs[1::2]):
+    for without, with_ in zip(runs[::2], runs[1::2], strict=False):
         n = with_["flood_rate"]
         flood_requests = max(sum(with_["flood_answers"].values()), 1)
         extra_cpu = (with_["envoy_cpu_s"] + with_["authz_cpu_s"]) - (without["envoy_cpu_s"] + without["authz_cpu_s"])
         lines.append(
             f"| {n} | {with_['achieved_rps']:.0f} ({with_['achieved_rps'] / without['achieved_rps']:.3f}×) "
             f"| {with_['p99_ms']:.2f} / {without['p99_ms']:.2f} | {with_['flood_answers']} "
-            f"| {with_['rss_mb']:.1f} | {extra_cpu * 1000 / flood_requests:.2f} |")
+            f"| {with_['rss_mb']:.1f} | {extra_cpu * 1000 / flood_requests:.2f} |"
+        )
     return "\n".join(lines)
 
 

@@ -77,17 +77,14 @@ class Processes:
         self.procs = []
 
     def start(self, name, argv, env=None):
-        out = open(self.logdir / f"{name}.stdout", "wb")
-        err = open(self.logdir / f"{name}.stderr", "wb")
-        proc = subprocess.Popen(
-            [str(a) for a in argv],
-            stdout=out,
-            stderr=err,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
-        )
-        out.close()
-        err.close()
+        with open(self.logdir / f"{name}.stdout", "wb") as out, open(self.logdir / f"{name}.stderr", "wb") as err:
+            proc = subprocess.Popen(
+                [str(a) for a in argv],
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+            )
         proc.bench_name = name
         self.procs.append(proc)
         return proc
@@ -141,13 +138,10 @@ def rss_kib(pid):
 
 
 def run(argv, timeout=None, check=True):
-    result = subprocess.run(
-        [str(a) for a in argv], capture_output=True, text=True, timeout=timeout
-    )
+    result = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise HarnessError(
-            f"{' '.join(map(str, argv))} failed ({result.returncode}):\n"
-            f"{result.stdout}\n{result.stderr}"
+            f"{' '.join(map(str, argv))} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
         )
     return result
 
@@ -174,8 +168,18 @@ def credentials(tools_bin):
         {"iss": JWT_ISSUER, "aud": JWT_AUDIENCE, "sub": "bench", "iat": now, "exp": now + 86400},
     )
     session = run(
-        [tools_bin, "session", "--secret", SESSION_SECRET, "--provider", SESSION_PROVIDER,
-         "--client-id", SESSION_CLIENT_ID, "--ttl", "86400"]
+        [
+            tools_bin,
+            "session",
+            "--secret",
+            SESSION_SECRET,
+            "--provider",
+            SESSION_PROVIDER,
+            "--client-id",
+            SESSION_CLIENT_ID,
+            "--ttl",
+            "86400",
+        ]
     ).stdout.strip()
     basic = "Basic " + base64.b64encode(f"{BASIC_USER}:{BASIC_PASSWORD}".encode()).decode()
     return {"basic": basic, "bearer": f"Bearer {BEARER_TOKEN}", "jwt": f"Bearer {jwt}", "session": session}
@@ -199,22 +203,66 @@ class Case:
 def cases(creds):
     return [
         Case("a", "no auth", None, "open.bench", {}, None),
-        Case("b", "Envoy basic_auth (SHA1 htpasswd)", "basic_auth", "open.bench",
-             {"Authorization": creds["basic"]}, 401),
-        Case("c", "Envoy jwt_authn (HS256 local JWKS)", "jwt_authn", "open.bench",
-             {"Authorization": creds["jwt"]}, 401),
-        Case("d", "ext_authz → no-op (floor)", "ext_authz", "basic.bench",
-             {"Authorization": creds["basic"]}, None, cluster="noop"),
-        Case("e", "ingress-authz basic (plaintext)", "ext_authz", "basic.bench",
-             {"Authorization": creds["basic"]}, 401, cluster="authz"),
-        Case("f", "ingress-authz bearer", "ext_authz", "bearer.bench",
-             {"Authorization": creds["bearer"]}, 401, cluster="authz"),
-        Case("g", "ingress-authz jwt HS256", "ext_authz", "jwt.bench",
-             {"Authorization": creds["jwt"]}, 401, cluster="authz"),
-        Case("h", "ingress-authz oauth2 session (+ connect token)", "ext_authz", "session.bench",
-             {"Cookie": f"{SESSION_COOKIE}={creds['session']}"}, 401, cluster="authz"),
-        Case("i", "ingress-authz basic (argon2id)", "ext_authz", "argon2.bench",
-             {"Authorization": creds["basic"]}, 401, cluster="authz"),
+        Case(
+            "b", "Envoy basic_auth (SHA1 htpasswd)", "basic_auth", "open.bench", {"Authorization": creds["basic"]}, 401
+        ),
+        Case(
+            "c", "Envoy jwt_authn (HS256 local JWKS)", "jwt_authn", "open.bench", {"Authorization": creds["jwt"]}, 401
+        ),
+        Case(
+            "d",
+            "ext_authz → no-op (floor)",
+            "ext_authz",
+            "basic.bench",
+            {"Authorization": creds["basic"]},
+            None,
+            cluster="noop",
+        ),
+        Case(
+            "e",
+            "ingress-authz basic (plaintext)",
+            "ext_authz",
+            "basic.bench",
+            {"Authorization": creds["basic"]},
+            401,
+            cluster="authz",
+        ),
+        Case(
+            "f",
+            "ingress-authz bearer",
+            "ext_authz",
+            "bearer.bench",
+            {"Authorization": creds["bearer"]},
+            401,
+            cluster="authz",
+        ),
+        Case(
+            "g",
+            "ingress-authz jwt HS256",
+            "ext_authz",
+            "jwt.bench",
+            {"Authorization": creds["jwt"]},
+            401,
+            cluster="authz",
+        ),
+        Case(
+            "h",
+            "ingress-authz oauth2 session (+ connect token)",
+            "ext_authz",
+            "session.bench",
+            {"Cookie": f"{SESSION_COOKIE}={creds['session']}"},
+            401,
+            cluster="authz",
+        ),
+        Case(
+            "i",
+            "ingress-authz basic (argon2id)",
+            "ext_authz",
+            "argon2.bench",
+            {"Authorization": creds["basic"]},
+            401,
+            cluster="authz",
+        ),
     ]
 
 
@@ -271,38 +319,49 @@ def listener(name, filters):
     return {
         "name": name,
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
-        "filter_chains": [{
-            "filters": [{
-                "name": "envoy.filters.network.http_connection_manager",
-                "typed_config": {
-                    "@type": HCM,
-                    "stat_prefix": name,
-                    "codec_type": "AUTO",
-                    "use_remote_address": True,
-                    "normalize_path": True,
-                    "merge_slashes": True,
-                    "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT",
-                    "common_http_protocol_options": {"headers_with_underscores_action": "DROP_HEADER"},
-                    "route_config": {
-                        "name": name,
-                        "virtual_hosts": [{
-                            "name": "all",
-                            "domains": ["*"],
-                            "routes": [{
-                                "match": {"prefix": "/"},
-                                "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}},
-                            }],
-                        }],
-                    },
-                    "http_filters": filters + [{
-                        "name": "envoy.filters.http.router",
+        "filter_chains": [
+            {
+                "filters": [
+                    {
+                        "name": "envoy.filters.network.http_connection_manager",
                         "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                            "@type": HCM,
+                            "stat_prefix": name,
+                            "codec_type": "AUTO",
+                            "use_remote_address": True,
+                            "normalize_path": True,
+                            "merge_slashes": True,
+                            "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT",
+                            "common_http_protocol_options": {"headers_with_underscores_action": "DROP_HEADER"},
+                            "route_config": {
+                                "name": name,
+                                "virtual_hosts": [
+                                    {
+                                        "name": "all",
+                                        "domains": ["*"],
+                                        "routes": [
+                                            {
+                                                "match": {"prefix": "/"},
+                                                "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}},
+                                            }
+                                        ],
+                                    }
+                                ],
+                            },
+                            "http_filters": filters
+                            + [
+                                {
+                                    "name": "envoy.filters.http.router",
+                                    "typed_config": {
+                                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                                    },
+                                }
+                            ],
                         },
-                    }],
-                },
-            }],
-        }],
+                    }
+                ],
+            }
+        ],
     }
 
 
@@ -320,8 +379,13 @@ def grpc_cluster(name, addr):
         },
         "load_assignment": {
             "cluster_name": name,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
-                "socket_address": {"address": host, "port_value": int(port)}}}}]}],
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": {"socket_address": {"address": host, "port_value": int(port)}}}}
+                    ]
+                }
+            ],
         },
     }
 
@@ -350,10 +414,21 @@ def start_envoy(procs, envoy_bin, config, workdir, concurrency):
     path.write_text(json.dumps(config, indent=1))
     admin_path = workdir / "envoy-admin-address"
     admin_path.unlink(missing_ok=True)
-    proc = procs.start("envoy", [
-        envoy_bin, "-c", path, "--disable-hot-restart", "--concurrency", concurrency,
-        "-l", "warning", "--admin-address-path", admin_path,
-    ])
+    proc = procs.start(
+        "envoy",
+        [
+            envoy_bin,
+            "-c",
+            path,
+            "--disable-hot-restart",
+            "--concurrency",
+            concurrency,
+            "-l",
+            "warning",
+            "--admin-address-path",
+            admin_path,
+        ],
+    )
     deadline = time.monotonic() + 60
     while True:
         if proc.poll() is not None:
@@ -428,6 +503,7 @@ def parse_wrk(out):
         if not m:
             raise HarnessError(f"wrk output lacks {pattern!r}:\n{out}")
         return m
+
     result = {
         "rps": float(grab(r"Requests/sec:\s+([\d.]+)").group(1)),
         "requests": int(grab(r"(\d+) requests in").group(1)),
@@ -447,8 +523,7 @@ def parse_wrk(out):
 
 def wrk(case, duration, connections, threads, watched):
     """One wrk run; `watched` maps a label to a pid whose CPU is measured."""
-    argv = ["wrk", "-t", threads, "-c", connections, "-d", f"{duration}s", "--latency",
-            "-H", f"Host: {case.host}"]
+    argv = ["wrk", "-t", threads, "-c", connections, "-d", f"{duration}s", "--latency", "-H", f"Host: {case.host}"]
     for k, v in case.headers.items():
         argv += ["-H", f"{k}: {v}"]
     argv.append(f"http://127.0.0.1:{case.port}/")
@@ -467,8 +542,11 @@ def wrk(case, duration, connections, threads, watched):
 
 def parse_h2load(out):
     m = re.search(r"finished in ([\d.]+)(s|ms), ([\d.]+) req/s", out)
-    d = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
-                  r"(\d+) errored, (\d+) timeout", out)
+    d = re.search(
+        r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+        r"(\d+) errored, (\d+) timeout",
+        out,
+    )
     s = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
     if not (m and d and s):
         raise HarnessError(f"cannot read h2load output:\n{out}")
@@ -485,8 +563,21 @@ def parse_h2load(out):
 
 def h2load(addr, body, *, requests=None, duration=None, clients=32, streams=10, threads=2, pid=None):
     """A closed-loop h2load run (as fast as the server answers)."""
-    argv = ["h2load", "-c", clients, "-m", streams, "-t", min(threads, clients), "-d", body,
-            "-H", "content-type: application/grpc", "-H", "te: trailers"]
+    argv = [
+        "h2load",
+        "-c",
+        clients,
+        "-m",
+        streams,
+        "-t",
+        min(threads, clients),
+        "-d",
+        body,
+        "-H",
+        "content-type: application/grpc",
+        "-H",
+        "te: trailers",
+    ]
     if requests is not None:
         argv += ["-n", requests]
     if duration is not None:
@@ -507,14 +598,30 @@ def fixed_rate(tools_bin, addr, body, rate, duration, connections, pid):
     bench/tools/src/load.rs: h2load's --rps adds its own 10 ms tick to every
     latency it logs). Every check must be answered OK and allowed."""
     before = cpu_seconds(pid)
-    out = run([tools_bin, "load", "--addr", addr, "--body", body, "--rate", rate,
-               "--duration", duration, "--connections", connections],
-              timeout=duration + 120).stdout
+    out = run(
+        [
+            tools_bin,
+            "load",
+            "--addr",
+            addr,
+            "--body",
+            body,
+            "--rate",
+            rate,
+            "--duration",
+            duration,
+            "--connections",
+            connections,
+        ],
+        timeout=duration + 120,
+    ).stdout
     used = cpu_seconds(pid) - before
     result = json.loads(out.strip().splitlines()[-1])
     if result["errors"] or result["denied"]:
-        raise HarnessError(f"fixed-rate load against {addr}: {result['errors']} errors, "
-                           f"{result['denied']} denied (first error: {result['first_error']})")
+        raise HarnessError(
+            f"fixed-rate load against {addr}: {result['errors']} errors, "
+            f"{result['denied']} denied (first error: {result['first_error']})"
+        )
     result["cpu_ms_per_1k"] = used * 1e6 / result["requests"]
     return result
 
@@ -523,8 +630,21 @@ def fixed_rate(tools_bin, addr, body, rate, duration, connections, pid):
 
 
 def start_authz(procs, name, authz_bin, config):
-    proc = procs.start(name, [authz_bin, "serve", "--config", config, "--grpc-addr", "127.0.0.1:0",
-                              "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+    proc = procs.start(
+        name,
+        [
+            authz_bin,
+            "serve",
+            "--config",
+            config,
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ],
+    )
     m = procs.wait_for_line(proc, r"listening grpc=(\S+) http=(\S+)", timeout=120)
     return proc, m.group(1), m.group(2)
 
@@ -572,13 +692,17 @@ def rules_config(total, workdir):
     lines = []
     for n in range(max(total - bench_rules, 0)):
         host = f"*.wild-{n}.example" if n % 10 == 9 else f"svc-{n}.example"
-        lines.append(f"  - host: \"{host}\"\n    backend:\n      service:\n        name: app\n"
-                     f"        port: 80\n        auth:\n" + FILLER_AUTHS[n % 3].format(n=n))
+        lines.append(
+            f'  - host: "{host}"\n    backend:\n      service:\n        name: app\n'
+            f"        port: 80\n        auth:\n" + FILLER_AUTHS[n % 3].format(n=n)
+        )
         if n % 3 == 0:
-            lines.append("    paths:\n      - path: /api\n        backend:\n          service:\n"
-                         "            name: app\n            port: 80\n            auth:\n"
-                         f"              type: bearer\n              bearer:\n"
-                         f"                tokens:\n                  - api-{n}-0123456789")
+            lines.append(
+                "    paths:\n      - path: /api\n        backend:\n          service:\n"
+                "            name: app\n            port: 80\n            auth:\n"
+                f"              type: bearer\n              bearer:\n"
+                f"                tokens:\n                  - api-{n}-0123456789"
+            )
     path = workdir / f"authz-{total}-rules.yaml"
     path.write_text(head + "\nrules:\n" + "\n".join(lines) + ("\n" if lines else "") + rules)
     return path
@@ -595,8 +719,9 @@ def phase_envoy(args, procs, workdir, bins, creds, authz, noop, out, load=True):
     capture_file.unlink(missing_ok=True)
     _capture, capture_addr = start_noop(procs, "noop-capture", bins["noop"], dump=capture_file)
     grpc_addrs = {"noop": noop["grpc"], "authz": authz["grpc"], "capture": capture_addr}
-    envoy, ports = start_envoy(procs, bins["envoy"], envoy_config(all_cases, grpc_addrs), workdir,
-                               args.envoy_concurrency)
+    envoy, ports = start_envoy(
+        procs, bins["envoy"], envoy_config(all_cases, grpc_addrs), workdir, args.envoy_concurrency
+    )
     for case in all_cases:
         case.port = ports[f"case_{case.key}"]
 
@@ -625,9 +750,12 @@ def phase_envoy(args, procs, workdir, bins, creds, authz, noop, out, load=True):
                 watched["authz"] = (noop if case.cluster == "noop" else authz)["pid"]
             r = wrk(case, args.duration, args.connections, args.threads, watched)
             runs[case.key].append(r)
-            print(f"bench: wrk round {rnd} case {case.key} {case.name}: {r['rps']:.0f} req/s "
-                  f"p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms"
-                  + (f" non-2xx {r['non2xx']}" if r["non2xx"] else ""), flush=True)
+            print(
+                f"bench: wrk round {rnd} case {case.key} {case.name}: {r['rps']:.0f} req/s "
+                f"p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms"
+                + (f" non-2xx {r['non2xx']}" if r["non2xx"] else ""),
+                flush=True,
+            )
     after = decisions(authz["http"])
     denied = after.get("deny", 0) - before.get("deny", 0)
     out["envoy"] = {
@@ -635,8 +763,11 @@ def phase_envoy(args, procs, workdir, bins, creds, authz, noop, out, load=True):
         "authz_denied_during_load": denied,
         "authz_allowed_during_load": after.get("allow", 0) - before.get("allow", 0),
     }
-    bad = [f"{c.key}: {sum(r['non2xx'] for r in runs[c.key])} non-2xx" for c in all_cases
-           if any(r["non2xx"] for r in runs[c.key])]
+    bad = [
+        f"{c.key}: {sum(r['non2xx'] for r in runs[c.key])} non-2xx"
+        for c in all_cases
+        if any(r["non2xx"] for r in runs[c.key])
+    ]
     out["envoy"]["errors"] = bad
     procs.stop(envoy)
     return capture_file
@@ -649,19 +780,31 @@ def phase_direct(args, procs, bins, body, authz, noop, out):
     before = decisions(authz["http"])
     saturated = {}
     for label, t in targets:
-        saturated[label] = h2load(t["grpc"], body, duration=args.duration, clients=args.h2_clients,
-                                  streams=args.h2_streams, threads=args.threads, pid=t["pid"])
-        print(f"bench: direct saturated {label}: {saturated[label]['rps']:.0f} checks/s, "
-              f"{saturated[label]['cpu_ms_per_1k']:.1f} CPU ms per 1k", flush=True)
+        saturated[label] = h2load(
+            t["grpc"],
+            body,
+            duration=args.duration,
+            clients=args.h2_clients,
+            streams=args.h2_streams,
+            threads=args.threads,
+            pid=t["pid"],
+        )
+        print(
+            f"bench: direct saturated {label}: {saturated[label]['rps']:.0f} checks/s, "
+            f"{saturated[label]['cpu_ms_per_1k']:.1f} CPU ms per 1k",
+            flush=True,
+        )
     fixed = []
     for rate in args.rates:
         for label, t in targets:
-            r = fixed_rate(bins["tools"], t["grpc"], body, rate, args.duration,
-                           args.rate_connections, t["pid"])
+            r = fixed_rate(bins["tools"], t["grpc"], body, rate, args.duration, args.rate_connections, t["pid"])
             r.update({"target": label, "rate": rate})
             fixed.append(r)
-            print(f"bench: direct {rate} rps {label}: p50 {r['p50_ms']:.3f} p99 {r['p99_ms']:.3f} "
-                  f"p99.9 {r['p999_ms']:.3f} ms", flush=True)
+            print(
+                f"bench: direct {rate} rps {label}: p50 {r['p50_ms']:.3f} p99 {r['p99_ms']:.3f} "
+                f"p99.9 {r['p999_ms']:.3f} ms",
+                flush=True,
+            )
     after = decisions(authz["http"])
     denied = after.get("deny", 0) - before.get("deny", 0)
     if denied:
@@ -679,26 +822,52 @@ def phase_memory(args, procs, workdir, bins, body, out):
         idle = rss_kib(proc.pid)
         h2load(grpc, body, requests=args.warmup, pid=proc.pid)
         warm = rss_kib(proc.pid)
-        sat = h2load(grpc, body, duration=args.duration, clients=args.h2_clients,
-                     streams=args.h2_streams, threads=args.threads, pid=proc.pid)
-        entry = {"rules": total, "startup_s": startup, "rss_idle_kib": idle,
-                 "rss_warm_kib": warm, "saturated_rps": sat["rps"],
-                 "cpu_ms_per_1k": sat["cpu_ms_per_1k"]}
+        sat = h2load(
+            grpc,
+            body,
+            duration=args.duration,
+            clients=args.h2_clients,
+            streams=args.h2_streams,
+            threads=args.threads,
+            pid=proc.pid,
+        )
+        entry = {
+            "rules": total,
+            "startup_s": startup,
+            "rss_idle_kib": idle,
+            "rss_warm_kib": warm,
+            "saturated_rps": sat["rps"],
+            "cpu_ms_per_1k": sat["cpu_ms_per_1k"],
+        }
         if total == 10:
             base = rss_kib(proc.pid)
-            long_run = h2load(grpc, body, requests=args.long_checks, clients=args.h2_clients,
-                              streams=args.h2_streams, threads=args.threads, pid=proc.pid)
+            long_run = h2load(
+                grpc,
+                body,
+                requests=args.long_checks,
+                clients=args.h2_clients,
+                streams=args.h2_streams,
+                threads=args.threads,
+                pid=proc.pid,
+            )
             end = rss_kib(proc.pid)
-            entry["long_run"] = {"checks": long_run["succeeded"], "rss_before_kib": base,
-                                 "rss_after_kib": end, "growth_pct": (end - base) * 100 / base,
-                                 "rps": long_run["rps"]}
+            entry["long_run"] = {
+                "checks": long_run["succeeded"],
+                "rss_before_kib": base,
+                "rss_after_kib": end,
+                "growth_pct": (end - base) * 100 / base,
+                "rps": long_run["rps"],
+            }
             print(f"bench: {long_run['succeeded']} checks: RSS {base} → {end} KiB", flush=True)
         if decisions(http_addr).get("deny", 0):
             raise HarnessError(f"the {total}-rule instance denied checks")
         procs.stop(proc)
         memory[str(total)] = entry
-        print(f"bench: {total} rules: start {startup:.2f} s, RSS idle {idle} KiB, warm {warm} KiB, "
-              f"{sat['rps']:.0f} checks/s", flush=True)
+        print(
+            f"bench: {total} rules: start {startup:.2f} s, RSS idle {idle} KiB, warm {warm} KiB, "
+            f"{sat['rps']:.0f} checks/s",
+            flush=True,
+        )
     out["memory"] = memory
 
 
@@ -722,8 +891,11 @@ def machine(bins):
                 model = line.split(":", 1)[1].strip()
                 break
     git = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "src", "Cargo.toml",
-                            "Cargo.lock", "build.rs", "proto"], capture_output=True, text=True)
+    dirty = subprocess.run(
+        ["git", "-C", ROOT, "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock", "build.rs", "proto"],
+        capture_output=True,
+        text=True,
+    )
     envoy_version = first_line([bins["envoy"], "--version"])
     m = re.search(r"version: \S+/([\d.]+)", envoy_version)
     with open("/proc/meminfo") as f:
@@ -735,7 +907,7 @@ def machine(bins):
         "memory_gib": round(mem_kib / 1024 / 1024, 1),
         "kernel": platform.release(),
         "os": first_line(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
-        "loadavg_start": open("/proc/loadavg").read().split()[:3],
+        "loadavg_start": Path("/proc/loadavg").read_text().split()[:3],
         "commit": (git.stdout.strip() or "?") + (" (src modified)" if dirty.stdout.strip() else ""),
         "ingress_authz": first_line([bins["authz"], "--version"]),
         "envoy": m.group(1) if m else envoy_version,
@@ -762,8 +934,10 @@ def report(results):
     if p["smoke"]:
         lines += ["**Smoke run** (about a second per case): the numbers only show the harness works.", ""]
     lines += [
-        "## Machine", "",
-        "| | |", "|---|---|",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
         f"| CPU | {m['cpu']} × {m['nproc']} (`nproc`) |",
         f"| memory | {m['memory_gib']} GiB |",
         f"| kernel / OS | {m['kernel']} / {m['os']} |",
@@ -787,13 +961,15 @@ def report(results):
         rps = {k: mean([r["rps"] for r in c["runs"]]) for k, c in by_key.items()}
         floor, open_ = rps["d"], rps["a"]
         lines += [
-            "## Through Envoy (wrk)", "",
+            "## Through Envoy (wrk)",
+            "",
             f"`wrk -t {p['threads']} -c {p['connections']} -d {p['duration']}s --latency`, "
             f"HTTP/1.1 keep-alive, Envoy `direct_response` 200. Each case {p['rounds']}×, interleaved; "
             "req/s is the mean of the rounds, p50/p99 the mean of the rounds' wrk percentiles. "
             "CPU is ms of process CPU time (/proc utime+stime) per 1,000 requests.",
             "",
-            "| case | req/s | rounds | p50 ms | p99 ms | × floor (d) | × no auth (a) | authorizer CPU ms/1k | Envoy CPU ms/1k |",
+            "| case | req/s | rounds | p50 ms | p99 ms | × floor (d) | × no auth (a) "
+            "| authorizer CPU ms/1k | Envoy CPU ms/1k |",
             "|---|---:|---|---:|---:|---:|---:|---:|---:|",
         ]
         for k, c in by_key.items():
@@ -804,13 +980,17 @@ def report(results):
                 f"| {fmt(mean([r['p50_ms'] for r in runs]), 2)} | {fmt(mean([r['p99_ms'] for r in runs]), 2)} "
                 f"| {rps[k] / floor:.2f} | {rps[k] / open_:.2f} "
                 f"| {fmt(mean(authz_cpu), 1) if authz_cpu[0] is not None else '–'} "
-                f"| {fmt(mean([r['envoy_cpu_ms_per_1k'] for r in runs]), 1)} |")
+                f"| {fmt(mean([r['envoy_cpu_ms_per_1k'] for r in runs]), 1)} |"
+            )
         if env["errors"]:
             lines += ["", f"Errors under load: {', '.join(env['errors'])}."]
         lines.append("")
 
-        cpu_env = {k: mean([r["authz_cpu_ms_per_1k"] for r in c["runs"]]) for k, c in by_key.items()
-                   if c["runs"][0].get("authz_cpu_ms_per_1k") is not None}
+        cpu_env = {
+            k: mean([r["authz_cpu_ms_per_1k"] for r in c["runs"]])
+            for k, c in by_key.items()
+            if c["runs"][0].get("authz_cpu_ms_per_1k") is not None
+        }
         targets += [
             ("basic ≥ 0.95× floor req/s (Envoy)", rps["e"] / floor, 0.95, "ge", "{:.2f}×"),
             ("bearer ≥ 0.95× floor req/s (Envoy)", rps["f"] / floor, 0.95, "ge", "{:.2f}×"),
@@ -825,7 +1005,8 @@ def report(results):
         d = results["direct"]
         sat = d["saturated"]
         lines += [
-            "## Direct Check (h2load)", "",
+            "## Direct Check (h2load)",
+            "",
             "The body is the basic case's CheckRequest as Envoy sent it (captured by a no-op server), "
             "gRPC-framed, posted with `h2load` over h2c. ingress-authz answers it with OK (basic user "
             "verified); the floor reads one header and answers OK.",
@@ -837,8 +1018,10 @@ def report(results):
         ]
         f_sat = sat["no-op floor"]
         for label, r in sat.items():
-            lines.append(f"| {label} | {fmt(r['rps'])} | {r['rps'] / f_sat['rps']:.2f} "
-                         f"| {fmt(r['cpu_ms_per_1k'], 1)} | {r['cpu_ms_per_1k'] / f_sat['cpu_ms_per_1k']:.2f} |")
+            lines.append(
+                f"| {label} | {fmt(r['rps'])} | {r['rps'] / f_sat['rps']:.2f} "
+                f"| {fmt(r['cpu_ms_per_1k'], 1)} | {r['cpu_ms_per_1k'] / f_sat['cpu_ms_per_1k']:.2f} |"
+            )
         lines += [
             "",
             f"Fixed rates: open-loop `bench-tools load` ({p['rate_connections']} HTTP/2 connections, "
@@ -854,19 +1037,35 @@ def report(results):
         for r in d["fixed"]:
             late = r["lag_p99_ms"] > LAG_LIMIT_MS
             starved |= late
-            lines.append(f"| {r['target']} | {fmt(r['rate'])} | {fmt(r['achieved_rps'])} | {fmt(r['p50_ms'], 3)} "
-                         f"| {fmt(r['p99_ms'], 3)} | {fmt(r['p999_ms'], 3)} | {fmt(r['max_ms'], 2)} "
-                         f"| {fmt(r['cpu_ms_per_1k'], 1)} | {fmt(r['lag_p99_ms'], 2)}{' ⚠' if late else ''} |")
+            lines.append(
+                f"| {r['target']} | {fmt(r['rate'])} | {fmt(r['achieved_rps'])} | {fmt(r['p50_ms'], 3)} "
+                f"| {fmt(r['p99_ms'], 3)} | {fmt(r['p999_ms'], 3)} | {fmt(r['max_ms'], 2)} "
+                f"| {fmt(r['cpu_ms_per_1k'], 1)} | {fmt(r['lag_p99_ms'], 2)}{' ⚠' if late else ''} |"
+            )
         if starved:
-            lines += ["", f"⚠ The generator issued checks late (lag p99 > {LAG_LIMIT_MS} ms): the machine was "
-                      "short of CPU during that run, so its tail latencies are not the server's alone."]
+            lines += [
+                "",
+                f"⚠ The generator issued checks late (lag p99 > {LAG_LIMIT_MS} ms): the machine was "
+                "short of CPU during that run, so its tail latencies are not the server's alone.",
+            ]
         lines.append("")
 
         fixed5k = {r["target"]: r for r in d["fixed"] if r["rate"] == 5000}
         targets += [
-            ("CPU per check ≤ 1.3× floor (direct, saturated)",
-             sat["ingress-authz"]["cpu_ms_per_1k"] / f_sat["cpu_ms_per_1k"], 1.3, "le", "{:.2f}×"),
-            ("direct saturated ≥ 0.9× floor checks/s", sat["ingress-authz"]["rps"] / f_sat["rps"], 0.9, "ge", "{:.2f}×"),
+            (
+                "CPU per check ≤ 1.3× floor (direct, saturated)",
+                sat["ingress-authz"]["cpu_ms_per_1k"] / f_sat["cpu_ms_per_1k"],
+                1.3,
+                "le",
+                "{:.2f}×",
+            ),
+            (
+                "direct saturated ≥ 0.9× floor checks/s",
+                sat["ingress-authz"]["rps"] / f_sat["rps"],
+                0.9,
+                "ge",
+                "{:.2f}×",
+            ),
         ]
         if "ingress-authz" in fixed5k:
             targets.append(("direct p99 < 1 ms at 5k rps", fixed5k["ingress-authz"]["p99_ms"], 1.0, "lt", "{:.3f} ms"))
@@ -875,7 +1074,8 @@ def report(results):
     if "memory" in results:
         mem = results["memory"]
         lines += [
-            "## Memory and rule count", "",
+            "## Memory and rule count",
+            "",
             "ingress-authz started with bench/authz.yaml plus filler rules in front of it "
             "(exact hosts, every tenth a wildcard, every third with a path rule; basic, bearer and "
             "jwt in turn). RSS is VmRSS from /proc: idle after start, then after "
@@ -885,8 +1085,10 @@ def report(results):
             "|---:|---:|---:|---:|---:|---:|",
         ]
         for e in mem.values():
-            lines.append(f"| {fmt(e['rules'])} | {e['startup_s']:.2f} | {e['rss_idle_kib'] / 1024:.1f} "
-                         f"| {e['rss_warm_kib'] / 1024:.1f} | {fmt(e['saturated_rps'])} | {fmt(e['cpu_ms_per_1k'], 1)} |")
+            lines.append(
+                f"| {fmt(e['rules'])} | {e['startup_s']:.2f} | {e['rss_idle_kib'] / 1024:.1f} "
+                f"| {e['rss_warm_kib'] / 1024:.1f} | {fmt(e['saturated_rps'])} | {fmt(e['cpu_ms_per_1k'], 1)} |"
+            )
         lr = mem["10"]["long_run"]
         lines += [
             "",
@@ -898,10 +1100,22 @@ def report(results):
 
         many = mem[str(p["many_rules"])]
         targets += [
-            (f"RSS ≤ 30 MB with {fmt(p['many_rules'])} rules (warm)", many["rss_warm_kib"] * 1024 / 1e6, 30, "le", "{:.1f} MB"),
+            (
+                f"RSS ≤ 30 MB with {fmt(p['many_rules'])} rules (warm)",
+                many["rss_warm_kib"] * 1024 / 1e6,
+                30,
+                "le",
+                "{:.1f} MB",
+            ),
             (f"RSS growth < 5 % over {fmt(lr['checks'])} checks", lr["growth_pct"], 5, "lt", "{:+.1f} %"),
-            (f"{fmt(p['many_rules'])} rules vs 10: saturated checks/s (criterion's 1.2× cost target is per decision)",
-             mem["10"]["saturated_rps"] / many["saturated_rps"], 1.2, "le", "{:.2f}× the cost"),
+            (
+                f"{fmt(p['many_rules'])} rules vs 10: saturated checks/s "
+                "(criterion's 1.2× cost target is per decision)",
+                mem["10"]["saturated_rps"] / many["saturated_rps"],
+                1.2,
+                "le",
+                "{:.2f}× the cost",
+            ),
         ]
 
     lines += ["## Issue 6 targets (this run)", "", "| target | measured | met |", "|---|---:|---|"]
@@ -926,13 +1140,22 @@ def main():
     ap.add_argument("--h2-clients", type=int, default=32, help="h2load clients, saturated runs")
     ap.add_argument("--h2-streams", type=int, default=10, help="h2load streams per client, saturated runs")
     ap.add_argument("--rates", type=int, nargs="+", default=[1000, 5000, 10000])
-    ap.add_argument("--rate-connections", type=int, default=2,
-                    help="HTTP/2 connections of the fixed-rate runs (Envoy: one per worker)")
+    ap.add_argument(
+        "--rate-connections",
+        type=int,
+        default=2,
+        help="HTTP/2 connections of the fixed-rate runs (Envoy: one per worker)",
+    )
     ap.add_argument("--many-rules", type=int, default=10000)
     ap.add_argument("--long-checks", type=int, help="checks in the RSS growth run (default 1,000,000, smoke 20,000)")
     ap.add_argument("--warmup", type=int, help="warm-up checks (default 100,000, smoke 2,000)")
-    ap.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES),
-                    help="run only these phases (a partial run does not update latest.md)")
+    ap.add_argument(
+        "--phases",
+        nargs="+",
+        choices=PHASES,
+        default=list(PHASES),
+        help="run only these phases (a partial run does not update latest.md)",
+    )
     ap.add_argument("--out", type=Path, help="results directory (default bench/results, smoke bench/results/tmp)")
     args = ap.parse_args()
     args.duration = args.duration or (1 if args.smoke else 10)
@@ -956,12 +1179,13 @@ def main():
 
     def on_signal(signum, _frame):
         raise SystemExit(128 + signum)
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
 
     started = time.monotonic()
     results = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(bins),
         "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }
@@ -972,8 +1196,7 @@ def main():
         authz = {"pid": authz_proc.pid, "grpc": grpc, "http": http_addr}
         noop_proc, noop_grpc = start_noop(procs, "noop", bins["noop"])
         noop = {"pid": noop_proc.pid, "grpc": noop_grpc}
-        body = phase_envoy(args, procs, workdir, bins, creds, authz, noop, results,
-                           load="envoy" in args.phases)
+        body = phase_envoy(args, procs, workdir, bins, creds, authz, noop, results, load="envoy" in args.phases)
         if "direct" in args.phases:
             phase_direct(args, procs, bins, body, authz, noop, results)
         procs.stop(authz_proc)
@@ -986,10 +1209,11 @@ def main():
     finally:
         procs.stop_all()
     results["elapsed_s"] = time.monotonic() - started
-    results["machine"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
+    results["machine"]["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
 
     text = report(results)
-    text += f"Run took {results['elapsed_s']:.0f} s; load average at the end {' '.join(results['machine']['loadavg_end'])}.\n"
+    loadavg_end = " ".join(results["machine"]["loadavg_end"])
+    text += f"Run took {results['elapsed_s']:.0f} s; load average at the end {loadavg_end}.\n"
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"{results['date'][:10]}-{results['machine']['host']}"
     if args.smoke:

@@ -144,27 +144,69 @@ def expect_list(rep: Report, loc: str, value: Any, nonempty: bool = True) -> lis
 # authorization_policy.proto; envoyproxy/gateway api/v1alpha1; Gateway API v1).
 OBJECT_META = {"name", "namespace", "labels", "annotations"}
 ISTIO_EXT_PROVIDER_TYPES = {
-    "envoyExtAuthzHttp", "envoyExtAuthzGrpc", "zipkin", "lightstep", "datadog",
-    "stackdriver", "opencensus", "skywalking", "opentelemetry", "prometheus",
-    "envoyFileAccessLog", "envoyHttpAls", "envoyTcpAls", "envoyOtelAls", "sds",
+    "envoyExtAuthzHttp",
+    "envoyExtAuthzGrpc",
+    "zipkin",
+    "lightstep",
+    "datadog",
+    "stackdriver",
+    "opencensus",
+    "skywalking",
+    "opentelemetry",
+    "prometheus",
+    "envoyFileAccessLog",
+    "envoyHttpAls",
+    "envoyTcpAls",
+    "envoyOtelAls",
+    "sds",
 }
 ISTIO_EXT_AUTHZ_GRPC = {
-    "service", "port", "timeout", "failOpen", "clearRouteCache",
-    "statusOnError", "includeRequestBodyInCheck",
+    "service",
+    "port",
+    "timeout",
+    "failOpen",
+    "clearRouteCache",
+    "statusOnError",
+    "includeRequestBodyInCheck",
 }
 ISTIO_AUTHZ_SPEC = {"selector", "targetRef", "targetRefs", "action", "provider", "rules"}
 ISTIO_RULE = {"from", "to", "when"}
 ISTIO_OPERATION = {
-    "hosts", "notHosts", "ports", "notPorts", "methods", "notMethods", "paths", "notPaths",
+    "hosts",
+    "notHosts",
+    "ports",
+    "notPorts",
+    "methods",
+    "notMethods",
+    "paths",
+    "notPaths",
 }
 ISTIO_VS_SPEC = {"hosts", "gateways", "http", "tls", "tcp", "exportTo"}
 EG_SECURITY_POLICY_SPEC = {
-    "targetRef", "targetRefs", "targetSelectors", "mergeType", "apiKeyAuth", "cors",
-    "csrf", "basicAuth", "jwt", "oidc", "extAuth", "authorization",
+    "targetRef",
+    "targetRefs",
+    "targetSelectors",
+    "mergeType",
+    "apiKeyAuth",
+    "cors",
+    "csrf",
+    "basicAuth",
+    "jwt",
+    "oidc",
+    "extAuth",
+    "authorization",
 }
 EG_EXT_AUTH = {
-    "grpc", "http", "headersToExtAuth", "bodyToExtAuth", "timeout", "failOpen",
-    "recomputeRoute", "includeRouteMetadata", "contextExtensions", "statusOnError",
+    "grpc",
+    "http",
+    "headersToExtAuth",
+    "bodyToExtAuth",
+    "timeout",
+    "failOpen",
+    "recomputeRoute",
+    "includeRouteMetadata",
+    "contextExtensions",
+    "statusOnError",
 }
 EG_GRPC_EXT_AUTH = {"backendRef", "backendRefs", "backendSettings"}
 GW_BACKEND_REF = {"group", "kind", "name", "namespace", "port", "weight", "fallback"}
@@ -284,8 +326,8 @@ def check_kubernetes(rep: Report, kdir: Path) -> Cluster:
     dloc = where(rep, dpath, dep)
 
     def selects(selector: Any) -> bool:
-        return isinstance(selector, dict) and bool(selector) and all(
-            pod_labels.get(k) == v for k, v in selector.items()
+        return (
+            isinstance(selector, dict) and bool(selector) and all(pod_labels.get(k) == v for k, v in selector.items())
         )
 
     if not selects(get(dep, "spec.selector.matchLabels")):
@@ -325,7 +367,9 @@ def check_kubernetes(rep: Report, kdir: Path) -> Cluster:
         else:
             mount = mounts[0]
             if "subPath" in mount or "subPathExpr" in mount:
-                rep.err(dloc, "the config volumeMount must not use subPath: ConfigMap updates never reach subPath mounts")
+                rep.err(
+                    dloc, "the config volumeMount must not use subPath: ConfigMap updates never reach subPath mounts"
+                )
             if mount.get("readOnly") is not True:
                 rep.err(dloc, "the config volumeMount must be readOnly")
             vol = next((v for v in pod.get("volumes") or [] if v.get("name") == mount.get("name")), None)
@@ -346,12 +390,17 @@ def check_kubernetes(rep: Report, kdir: Path) -> Cluster:
                 cluster.config = check_config_env(rep, cpath, cm, dep, dpath, ctr, config_text)
 
     # Secret references resolve.
-    secret_keys = set((get(secret, "stringData") or {}).keys()) | set((get(secret, "data") or {}).keys()) if secret else set()
+    secret_keys = (
+        set((get(secret, "stringData") or {}).keys()) | set((get(secret, "data") or {}).keys()) if secret else set()
+    )
     for env in ctr.get("env") or []:
         ref = get(env, "valueFrom.secretKeyRef")
         if ref:
             if secret is None or ref.get("name") != get(secret, "metadata.name"):
-                rep.err(dloc, f"env {env.get('name')}: secretKeyRef names `{ref.get('name')}`, not the Secret of {rep.rel(kdir)}")
+                rep.err(
+                    dloc,
+                    f"env {env.get('name')}: secretKeyRef names `{ref.get('name')}`, not the Secret of {rep.rel(kdir)}",
+                )
             elif ref.get("key") not in secret_keys:
                 rep.err(dloc, f"env {env.get('name')}: Secret has no key `{ref.get('key')}`")
 
@@ -366,8 +415,12 @@ def check_kubernetes(rep: Report, kdir: Path) -> Cluster:
 
     # Hardening (readOnlyRootFilesystem: ingress-authz writes nothing).
     psc, csc = pod.get("securityContext") or {}, ctr.get("securityContext") or {}
-    for field, want in (("runAsNonRoot", True), ("runAsUser", 65532), ("readOnlyRootFilesystem", True),
-                        ("allowPrivilegeEscalation", False)):
+    for field, want in (
+        ("runAsNonRoot", True),
+        ("runAsUser", 65532),
+        ("readOnlyRootFilesystem", True),
+        ("allowPrivilegeEscalation", False),
+    ):
         got = csc.get(field, psc.get(field) if field in ("runAsNonRoot", "runAsUser") else None)
         if got != want:
             rep.err(dloc, f"securityContext.{field} must be {want!r}, got {got!r}")
@@ -382,7 +435,7 @@ def check_kubernetes(rep: Report, kdir: Path) -> Cluster:
                 rep.err(dloc, f"resources.{kind}.{res} must be a Kubernetes quantity, got {q!r}")
     ann = get(dep, "spec.template.metadata.annotations", {}) or {}
     if ann.get("prometheus.io/scrape") != "true" or str(ann.get("prometheus.io/port")) != str(ports.get("http")):
-        rep.err(dloc, "pod annotations must have prometheus.io/scrape \"true\" and prometheus.io/port = the http port")
+        rep.err(dloc, 'pod annotations must have prometheus.io/scrape "true" and prometheus.io/port = the http port')
     rep.ok("kubernetes: Deployment args, config volume, env/Secret refs, probes, hardening")
 
     # Service.
@@ -433,7 +486,10 @@ def check_config_env(rep: Report, cpath: Path, cm: dict, dep: dict, dpath: Path,
     if not ctr.get("envFrom"):  # else names come from whole Secrets; cannot tell
         for m in ENV_REF.finditer(text):
             if m.group(2) is None and m.group(1) not in env_names:
-                rep.err(where(rep, dpath, dep), f"config.yaml uses ${{{m.group(1)}}} but the container sets no env {m.group(1)}")
+                rep.err(
+                    where(rep, dpath, dep),
+                    f"config.yaml uses ${{{m.group(1)}}} but the container sets no env {m.group(1)}",
+                )
     return config
 
 
@@ -441,7 +497,11 @@ def check_hosts(rep: Report, loc: str, hosts: list, cluster: Cluster) -> None:
     for h in hosts:
         name = str(h).removesuffix(":*")
         if not cluster.serves(name):
-            rep.err(loc, f"host {name!r} matches no rule of the ConfigMap's config.yaml: ingress-authz would deny it 403 (no_route)")
+            rep.err(
+                loc,
+                f"host {name!r} matches no rule of the ConfigMap's config.yaml: "
+                "ingress-authz would deny it 403 (no_route)",
+            )
 
 
 # ---------------------------------------------------------------------------
@@ -463,7 +523,10 @@ def check_istio(rep: Report, idir: Path, cluster: Cluster) -> None:
             if kind not in expected:
                 rep.err(where(rep, path, doc), f"unexpected kind {kind!r}; expected one of {', '.join(expected)}")
             elif doc.get("apiVersion") not in expected[kind]:
-                rep.err(where(rep, path, doc), f"apiVersion must be one of {', '.join(expected[kind])}, got {doc.get('apiVersion')!r}")
+                rep.err(
+                    where(rep, path, doc),
+                    f"apiVersion must be one of {', '.join(expected[kind])}, got {doc.get('apiVersion')!r}",
+                )
             only_keys(rep, where(rep, path, doc, "metadata"), doc.get("metadata") or {}, OBJECT_META)
     for kind in expected:
         if kind not in docs:
@@ -493,18 +556,28 @@ def check_istio(rep: Report, idir: Path, cluster: Cluster) -> None:
             if not isinstance(g, dict):
                 continue
             if g.get("service") not in (cluster.fqdn, f"{cluster.namespace}/{cluster.fqdn}"):
-                rep.err(f"{ploc}.envoyExtAuthzGrpc.service", f"must be {cluster.fqdn} (deploy/kubernetes Service), got {g.get('service')!r}")
+                rep.err(
+                    f"{ploc}.envoyExtAuthzGrpc.service",
+                    f"must be {cluster.fqdn} (deploy/kubernetes Service), got {g.get('service')!r}",
+                )
             if g.get("port") != cluster.grpc_port:
-                rep.err(f"{ploc}.envoyExtAuthzGrpc.port", f"must be the Service's grpc port {cluster.grpc_port}, got {g.get('port')!r}")
+                rep.err(
+                    f"{ploc}.envoyExtAuthzGrpc.port",
+                    f"must be the Service's grpc port {cluster.grpc_port}, got {g.get('port')!r}",
+                )
             if "timeout" in g and not PROTO_DURATION.match(str(g["timeout"])):
-                rep.err(f"{ploc}.envoyExtAuthzGrpc.timeout", f"must be a protobuf duration like 0.5s, got {g['timeout']!r}")
+                rep.err(
+                    f"{ploc}.envoyExtAuthzGrpc.timeout", f"must be a protobuf duration like 0.5s, got {g['timeout']!r}"
+                )
             if g.get("failOpen") is not False:
                 rep.err(f"{ploc}.envoyExtAuthzGrpc.failOpen", f"must be false (fail closed), got {g.get('failOpen')!r}")
             if "includeRequestBodyInCheck" in g:
                 rep.err(f"{ploc}.envoyExtAuthzGrpc", "includeRequestBodyInCheck: ingress-authz never needs bodies")
     if not grpc_providers:
         rep.err(rep.rel(idir), "no extensionProviders entry with envoyExtAuthzGrpc")
-    rep.ok(f"istio: extensionProviders envoyExtAuthzGrpc {sorted(grpc_providers)} -> {cluster.fqdn}:{cluster.grpc_port}")
+    rep.ok(
+        f"istio: extensionProviders envoyExtAuthzGrpc {sorted(grpc_providers)} -> {cluster.fqdn}:{cluster.grpc_port}"
+    )
 
     # AuthorizationPolicy (CUSTOM).
     policy_hosts: list[str] = []
@@ -517,9 +590,17 @@ def check_istio(rep: Report, idir: Path, cluster: Cluster) -> None:
         only_keys(rep, f"{loc} spec.provider", spec.get("provider") or {}, {"name"})
         pname = get(spec, "provider.name")
         if pname not in grpc_providers:
-            rep.err(f"{loc} spec.provider.name", f"{pname!r} is not an envoyExtAuthzGrpc extension provider of meshconfig.yaml ({sorted(grpc_providers)})")
+            rep.err(
+                f"{loc} spec.provider.name",
+                f"{pname!r} is not an envoyExtAuthzGrpc extension provider of meshconfig.yaml "
+                f"({sorted(grpc_providers)})",
+            )
         if not (get(spec, "selector.matchLabels") or spec.get("targetRefs") or spec.get("targetRef")):
-            rep.err(loc, "needs spec.selector.matchLabels (or targetRefs): an unscoped CUSTOM policy sends the whole namespace through the authorizer")
+            rep.err(
+                loc,
+                "needs spec.selector.matchLabels (or targetRefs): "
+                "an unscoped CUSTOM policy sends the whole namespace through the authorizer",
+            )
         if "selector" in spec:
             only_keys(rep, f"{loc} spec.selector", spec["selector"], {"matchLabels"})
         excluded = False
@@ -530,13 +611,17 @@ def check_istio(rep: Report, idir: Path, cluster: Cluster) -> None:
                 op = get(to, "operation") or {}
                 only_keys(rep, f"{loc} spec.rules[{i}].to[{j}].operation", op, ISTIO_OPERATION)
                 if any(str(p).startswith("/oauth2") for p in op.get("paths") or []):
-                    rep.err(f"{loc} spec.rules[{i}].to[{j}].operation.paths", "must not send /oauth2/* to the authorizer")
+                    rep.err(
+                        f"{loc} spec.rules[{i}].to[{j}].operation.paths", "must not send /oauth2/* to the authorizer"
+                    )
                 if "/oauth2/*" in (op.get("notPaths") or []):
                     excluded = True
                 policy_hosts += [str(h) for h in op.get("hosts") or []]
                 check_hosts(rep, f"{loc} spec.rules[{i}].to[{j}].operation.hosts", op.get("hosts") or [], cluster)
         if not excluded:
-            rep.err(f"{loc} spec.rules", "no operation has notPaths: [/oauth2/*]; the login callback must not need a login")
+            rep.err(
+                f"{loc} spec.rules", "no operation has notPaths: [/oauth2/*]; the login callback must not need a login"
+            )
     rep.ok("istio: AuthorizationPolicy action CUSTOM, provider.name matches, /oauth2/* exempt")
 
     # VirtualService: /oauth2/ to the HTTP port, first.
@@ -548,7 +633,11 @@ def check_istio(rep: Report, idir: Path, cluster: Cluster) -> None:
         check_hosts(rep, f"{loc} spec.hosts", hosts, cluster)
         for h in hosts:
             if policy_hosts and h not in policy_hosts:
-                rep.err(f"{loc} spec.hosts", f"{h!r} is not covered by the AuthorizationPolicy's hosts {policy_hosts}: it would be served unchecked")
+                rep.err(
+                    f"{loc} spec.hosts",
+                    f"{h!r} is not covered by the AuthorizationPolicy's hosts {policy_hosts}: "
+                    "it would be served unchecked",
+                )
         routes = expect_list(rep, f"{loc} spec.http", spec.get("http"))
         oauth_idx = None
         for i, route in enumerate(routes):
@@ -568,7 +657,9 @@ def check_istio(rep: Report, idir: Path, cluster: Cluster) -> None:
         else:
             for i, route in enumerate(routes[:oauth_idx]):
                 if not route.get("match"):
-                    rep.err(f"{loc} spec.http[{i}]", "a catch-all route before /oauth2/ shadows it (routes match in order)")
+                    rep.err(
+                        f"{loc} spec.http[{i}]", "a catch-all route before /oauth2/ shadows it (routes match in order)"
+                    )
     rep.ok(f"istio: VirtualService routes /oauth2/ to {cluster.fqdn}:{cluster.http_port}")
 
 
@@ -591,10 +682,16 @@ def check_envoy_gateway(rep: Report, edir: Path, cluster: Cluster) -> None:
             if kind not in expected:
                 rep.err(where(rep, path, doc), f"unexpected kind {kind!r}; expected one of {', '.join(expected)}")
             elif doc.get("apiVersion") not in expected[kind]:
-                rep.err(where(rep, path, doc), f"apiVersion must be one of {', '.join(expected[kind])}, got {doc.get('apiVersion')!r}")
+                rep.err(
+                    where(rep, path, doc),
+                    f"apiVersion must be one of {', '.join(expected[kind])}, got {doc.get('apiVersion')!r}",
+                )
             only_keys(rep, where(rep, path, doc, "metadata"), doc.get("metadata") or {}, OBJECT_META)
             if not get(doc, "metadata.namespace"):
-                rep.err(where(rep, path, doc), "needs metadata.namespace (the references between these objects depend on it)")
+                rep.err(
+                    where(rep, path, doc),
+                    "needs metadata.namespace (the references between these objects depend on it)",
+                )
     for kind in ("SecurityPolicy", "HTTPRoute"):
         if kind not in docs:
             rep.err(rep.rel(edir), f"no {kind}")
@@ -607,8 +704,12 @@ def check_envoy_gateway(rep: Report, edir: Path, cluster: Cluster) -> None:
                 continue
             froms = get(g, "spec.from") or []
             tos = get(g, "spec.to") or []
-            if any(f.get("group") == from_group and f.get("kind") == from_kind and f.get("namespace") == from_ns for f in froms) and any(
-                t.get("group", "") == "" and t.get("kind") == "Service" and t.get("name", to_name) == to_name for t in tos
+            if any(
+                f.get("group") == from_group and f.get("kind") == from_kind and f.get("namespace") == from_ns
+                for f in froms
+            ) and any(
+                t.get("group", "") == "" and t.get("kind") == "Service" and t.get("name", to_name) == to_name
+                for t in tos
             ):
                 return True
         return False
@@ -618,14 +719,18 @@ def check_envoy_gateway(rep: Report, edir: Path, cluster: Cluster) -> None:
         if not isinstance(ref, dict):
             return
         if ref.get("group", "") != "" or ref.get("kind", "Service") != "Service":
-            rep.err(loc, "must reference a core Service (group \"\", kind Service)")
+            rep.err(loc, 'must reference a core Service (group "", kind Service)')
         ns = ref.get("namespace", own_ns)
         if ref.get("name") != cluster.service or ns != cluster.namespace:
             rep.err(loc, f"must reference Service {cluster.namespace}/{cluster.service}, got {ns}/{ref.get('name')}")
         if ref.get("port") != port:
             rep.err(loc, f"port must be {port}, got {ref.get('port')!r}")
         if ns != own_ns and not granted(from_group, from_kind, own_ns, ns, cluster.service):
-            rep.err(loc, f"references namespace {ns} from {own_ns}: needs a ReferenceGrant in {ns} from {from_group}/{from_kind} in {own_ns} to Service {cluster.service}")
+            rep.err(
+                loc,
+                f"references namespace {ns} from {own_ns}: needs a ReferenceGrant in {ns} "
+                f"from {from_group}/{from_kind} in {own_ns} to Service {cluster.service}",
+            )
 
     # HTTPRoutes: find the /oauth2 one.
     routes = {(get(r, "metadata.namespace"), get(r, "metadata.name")): (p, r) for p, r in docs.get("HTTPRoute", [])}
@@ -636,9 +741,17 @@ def check_envoy_gateway(rep: Report, edir: Path, cluster: Cluster) -> None:
             paths = [get(m, "path.value") for m in rule.get("matches") or []]
             if any(isinstance(p, str) and p.rstrip("/") == "/oauth2" for p in paths):
                 oauth_routes.add((ns, name))
-                for j, ref in enumerate(expect_list(rep, where(rep, path, route, f"spec.rules[{i}].backendRefs"), rule.get("backendRefs"))):
-                    check_backend_ref(where(rep, path, route, f"spec.rules[{i}].backendRefs[{j}]"), ref, ns, cluster.http_port,
-                                      "gateway.networking.k8s.io", "HTTPRoute")
+                for j, ref in enumerate(
+                    expect_list(rep, where(rep, path, route, f"spec.rules[{i}].backendRefs"), rule.get("backendRefs"))
+                ):
+                    check_backend_ref(
+                        where(rep, path, route, f"spec.rules[{i}].backendRefs[{j}]"),
+                        ref,
+                        ns,
+                        cluster.http_port,
+                        "gateway.networking.k8s.io",
+                        "HTTPRoute",
+                    )
     if not oauth_routes:
         rep.err(rep.rel(edir), "no HTTPRoute sends PathPrefix /oauth2 to ingress-authz's HTTP port")
 
@@ -675,14 +788,22 @@ def check_envoy_gateway(rep: Report, edir: Path, cluster: Cluster) -> None:
         if not refs:
             rep.err(f"{loc} spec.extAuth.grpc.backendRefs", "must be a non-empty list")
         for j, ref in enumerate(refs):
-            check_backend_ref(f"{loc} spec.extAuth.grpc.backendRefs[{j}]", ref, own_ns, cluster.grpc_port,
-                              "gateway.envoyproxy.io", "SecurityPolicy")
+            check_backend_ref(
+                f"{loc} spec.extAuth.grpc.backendRefs[{j}]",
+                ref,
+                own_ns,
+                cluster.grpc_port,
+                "gateway.envoyproxy.io",
+                "SecurityPolicy",
+            )
         if ext.get("failOpen") is True:
             rep.err(f"{loc} spec.extAuth.failOpen", "must not be true (fail closed)")
         if "timeout" in ext and not GATEWAY_DURATION.match(str(ext["timeout"])):
             rep.err(f"{loc} spec.extAuth.timeout", f"must be a Gateway API duration like 500ms, got {ext['timeout']!r}")
-    rep.ok(f"envoy-gateway: SecurityPolicy extAuth.grpc -> {cluster.namespace}/{cluster.service}:{cluster.grpc_port}, "
-           f"/oauth2 -> :{cluster.http_port} untargeted, ReferenceGrants")
+    rep.ok(
+        f"envoy-gateway: SecurityPolicy extAuth.grpc -> {cluster.namespace}/{cluster.service}:{cluster.grpc_port}, "
+        f"/oauth2 -> :{cluster.http_port} untargeted, ReferenceGrants"
+    )
 
 
 # ---------------------------------------------------------------------------

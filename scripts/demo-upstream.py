@@ -52,7 +52,7 @@ class EchoHandler(BaseHTTPRequestHandler):
         raise AttributeError(name)
 
     def log_message(self, fmt, *args):
-        print("upstream: %s %s" % (self.address_string(), fmt % args), flush=True)
+        print(f"upstream: {self.address_string()} {fmt % args}", flush=True)
 
 
 def main():
