@@ -41,7 +41,7 @@ pub enum Command {
     Explain {
         #[arg(long, short)]
         config: PathBuf,
-        /// e.g. http://example.com/admin?x=1
+        /// e.g. `http://example.com/admin?x=1`
         url: String,
         /// Request headers for the decision, e.g. -H 'Authorization: Basic ...'
         #[arg(long = "header", short = 'H')]

@@ -192,7 +192,7 @@ impl Jwks {
 
     /// Fetches the set unless another caller is fetching (then waits for it),
     /// a fetch succeeded within [`REFRESH_WINDOW`], or one failed within
-    /// [`RETRY_AFTER_FAILURE`]. A failed fetch keeps the keys there were.
+    /// `RETRY_AFTER_FAILURE`. A failed fetch keeps the keys there were.
     pub async fn refresh(&self, http: &ProviderHttp) -> Result<(), String> {
         let mut attempts = self.fetch.lock().await;
         let recent = |t: Option<Instant>, window: Duration| t.is_some_and(|t| t.elapsed() < window);
