@@ -66,13 +66,6 @@ struct Claims<'a> {
     sub: &'a str,
 }
 
-/// The time since the Unix epoch, as tokens state it.
-pub fn unix_now() -> Duration {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-}
-
 /// A signed token and when it was issued (Unix ms) and expires (Unix s).
 #[derive(Clone)]
 pub struct Signed {

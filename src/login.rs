@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -15,7 +14,7 @@ use crate::auth::Authenticator;
 use crate::auth::login_client::{LoginClient, Refresh};
 use crate::auth::oauth2::{CookieSettings, cookie_value};
 use crate::matching::RouteAuth;
-use crate::session::{LoginState, Purpose, Session, now_secs, same_host_path};
+use crate::session::{LoginState, Purpose, Session, same_host_path};
 use crate::state::Shared;
 
 /// Why a callback failed: status, reason code, and what the user reads.
@@ -138,7 +137,7 @@ fn open_login_state(
         .or_else(|| cookie_value(cookie_header, &cookies.login_cookie(state, false)))?;
     let login: LoginState = keys.open_json(Purpose::LoginState, sealed)?;
     let same: bool = login.state.as_bytes().ct_eq(state.as_bytes()).into();
-    (same && login.expires > now_secs()).then_some(login)
+    (same && login.expires > crate::clock::unix_secs()).then_some(login)
 }
 
 type Completed = (String, String, String, String);
@@ -187,7 +186,7 @@ async fn complete(
             "The identity provider sent no authorization code.",
         ));
     };
-    let started = Instant::now();
+    let started = crate::clock::now();
     let result = match authenticator {
         Authenticator::OAuth2(o) => o
             .finish_login(&shared.http, code, &login)
@@ -249,7 +248,7 @@ fn new_session(
     attrs: crate::session::Attributes,
     tokens: Option<Refresh>,
 ) -> Session {
-    let issued = now_secs();
+    let issued = crate::clock::unix_secs();
     let expires = issued + client.cookies.max_age;
     let (refresh, renew_at) = match tokens {
         Some(r) => (Some(r.token), (issued + r.renew_in).min(expires)),

@@ -1,7 +1,6 @@
 //! The ext_authz v3 gRPC `Check` service.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse};
 use tonic::{Request, Response, Status as GrpcStatus};
@@ -39,7 +38,7 @@ impl CheckService {
 
     /// The decision and its wire form for one CheckRequest.
     pub async fn check_one(&self, check: &CheckRequest) -> CheckResponse {
-        let started = Instant::now();
+        let started = crate::clock::now();
         // A guard, not an Arc clone: no shared reference count to bounce
         // between workers on every check.
         let engine = self.shared.engine();

@@ -255,12 +255,6 @@ pub struct LoginState {
     pub expires: u64,
 }
 
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// Keeps a return URL only if it stays on this host: a path starting with a
 /// single `/`, no scheme, no `//` or `/\` (which browsers treat as another host).
 pub fn same_host_path(url: &str) -> &str {

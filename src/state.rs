@@ -127,7 +127,7 @@ impl Shared {
                 let mut stale = self.stale.lock().unwrap_or_else(|e| e.into_inner());
                 let since = stale
                     .as_ref()
-                    .map_or_else(std::time::SystemTime::now, |s| s.since);
+                    .map_or_else(crate::clock::system_now, |s| s.since);
                 *stale = Some(Stale { since, error });
                 self.metrics.record_reload(false, self.generation());
                 log_reload_error(&e);

@@ -140,7 +140,7 @@ pub struct Throttle {
 
 impl Throttle {
     pub fn new(settings: ThrottleSettings) -> Self {
-        let epoch = Instant::now();
+        let epoch = crate::clock::now();
         Self {
             by_client: Table::new(settings.max_failures, epoch),
             by_user: settings
@@ -160,7 +160,7 @@ impl Throttle {
         let until = |t: &Table<u64>| t.blocked_until.load(Ordering::Relaxed);
         let latest = until(&self.by_client).max(self.by_user.as_ref().map_or(0, until));
         // Nothing was ever blocked: no clock read either.
-        latest != 0 && latest > self.by_client.millis(Instant::now())
+        latest != 0 && latest > self.by_client.millis(crate::clock::now())
     }
 
     fn key(&self, route: RouteId, who: &[u8]) -> u64 {
@@ -179,7 +179,7 @@ impl Throttle {
         if !self.settings.enabled {
             return None;
         }
-        let now = Instant::now();
+        let now = crate::clock::now();
         let window = self.settings.window;
         let by_client = client.and_then(|c| {
             self.by_client
@@ -197,7 +197,7 @@ impl Throttle {
         if !self.settings.enabled {
             return;
         }
-        let now = Instant::now();
+        let now = crate::clock::now();
         let window = self.settings.window;
         if let Some(client) = client {
             self.by_client
@@ -263,9 +263,9 @@ mod tests {
 
     #[test]
     fn a_window_that_ended_starts_over() {
-        let table = Table::<u32>::new(2, Instant::now());
+        let table = Table::<u32>::new(2, crate::clock::now());
         let window = Duration::from_secs(60);
-        let t0 = Instant::now();
+        let t0 = crate::clock::now();
         table.fail(1, window, t0);
         table.fail(1, window, t0);
         assert!(

@@ -142,13 +142,13 @@ impl VerifiedTokens {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .get(key)
-            .filter(|(until, _)| *until > Instant::now())
+            .filter(|(until, _)| *until > crate::clock::now())
             .map(|(_, sub)| sub.clone())
     }
 
     /// Remembers a verified token until `exp` (Unix seconds), at most [`TOKEN_TTL`].
     pub fn insert(&self, key: [u8; 32], exp: Option<u64>, sub: Arc<TokenIdentity>) {
-        let now_unix = std::time::SystemTime::now()
+        let now_unix = crate::clock::system_now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let left = exp.map_or(TOKEN_TTL, |e| {
@@ -158,7 +158,7 @@ impl VerifiedTokens {
         if ttl.is_zero() {
             return;
         }
-        let now = Instant::now();
+        let now = crate::clock::now();
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= self.capacity {
             entries.retain(|_, (until, _)| *until > now);

@@ -96,7 +96,10 @@ impl Discovery {
         if self.is_fresh() {
             return Ok(());
         }
-        if attempts.next_allowed.is_some_and(|t| Instant::now() < t) {
+        if attempts
+            .next_allowed
+            .is_some_and(|t| crate::clock::now() < t)
+        {
             return Err("identity provider unavailable (waiting to retry)".into());
         }
         match self.fetch(http).await {
@@ -112,7 +115,7 @@ impl Discovery {
                 Ok(())
             }
             Err(e) => {
-                attempts.next_allowed = Some(Instant::now() + attempts.backoff);
+                attempts.next_allowed = Some(crate::clock::now() + attempts.backoff);
                 tracing::warn!(issuer = %self.issuer, error = %e, retry_in = ?attempts.backoff, "OpenID discovery failed");
                 attempts.backoff = (attempts.backoff * 2).min(MAX_BACKOFF);
                 Err(e)
@@ -125,7 +128,7 @@ impl Discovery {
         let attempts = self.attempts.lock().await;
         match (self.metadata(), attempts.next_allowed) {
             (Some(m), _) => MAX_AGE.saturating_sub(m.fetched.elapsed()),
-            (None, Some(t)) => t.saturating_duration_since(Instant::now()),
+            (None, Some(t)) => t.saturating_duration_since(crate::clock::now()),
             (None, None) => Duration::ZERO,
         }
     }
@@ -167,7 +170,7 @@ impl Discovery {
             userinfo_endpoint: endpoint(&doc, "userinfo_endpoint")?,
             end_session_endpoint: endpoint(&doc, "end_session_endpoint")?,
             jwks,
-            fetched: Instant::now(),
+            fetched: crate::clock::now(),
         })
     }
 }

@@ -208,11 +208,11 @@ impl Jwks {
         match fetched {
             Ok(set) => {
                 self.keys.store(Arc::new(set));
-                attempts.last_success = Some(Instant::now());
+                attempts.last_success = Some(crate::clock::now());
                 Ok(())
             }
             Err(e) => {
-                attempts.last_failure = Some(Instant::now());
+                attempts.last_failure = Some(crate::clock::now());
                 Err(e)
             }
         }

@@ -15,7 +15,7 @@ use crate::identity::Identity;
 use crate::request::RequestView;
 use crate::secret::Secret;
 use crate::session::{
-    ATTRIBUTES_VERSION, LoginState, Purpose, Session, SessionKeys, now_secs, same_host_path,
+    ATTRIBUTES_VERSION, LoginState, Purpose, Session, SessionKeys, same_host_path,
 };
 
 /// Browsers drop cookies over 4096 bytes (name, value and attributes):
@@ -62,7 +62,7 @@ impl RefreshFlights {
             cells.retain(|_, (started, _)| started.elapsed() < REFRESH_MEMORY);
             cells
                 .entry(key)
-                .or_insert_with(|| (std::time::Instant::now(), Arc::new(RefreshCell::new())))
+                .or_insert_with(|| (crate::clock::now(), Arc::new(RefreshCell::new())))
                 .1
                 .clone()
         };
@@ -146,7 +146,7 @@ impl LoginClient {
         let (value, _) = self.cookies.session_in(req.header("cookie")?, secure)?;
         let opened = self.opened.get_or_open(value, || self.open_cookie(value))?;
         let session = &opened.session;
-        let now = now_secs();
+        let now = crate::clock::unix_secs();
         if session.expires <= now {
             return None;
         }
@@ -170,7 +170,7 @@ impl LoginClient {
         }
         let mut upstream = Vec::new();
         if let Some(signer) = &self.connect {
-            let now = crate::connect::unix_now();
+            let now = crate::clock::unix_now();
             let audience = signer.audience_for(req.host);
             let signed = match opened.connect.load_full() {
                 Some(signed) if signer.is_fresh(&signed, now) && *signed.audience == *audience => {
@@ -231,7 +231,7 @@ impl LoginClient {
             route: route.to_string(),
             original: same_host_path(req.path).to_string(),
             redirect_uri: redirect_uri.clone(),
-            expires: now_secs() + LOGIN_TTL_SECS,
+            expires: crate::clock::unix_secs() + LOGIN_TTL_SECS,
         };
         let sealed = self.keys.seal_json(Purpose::LoginState, &login);
         let https = scheme(req, self.cookies.trust_forwarded_proto) == "https";
@@ -278,7 +278,7 @@ impl LoginClient {
             trim(&mut session);
             sealed = self.keys.seal_json(Purpose::Session, &session);
         }
-        let max_age = session.expires.saturating_sub(now_secs());
+        let max_age = session.expires.saturating_sub(crate::clock::unix_secs());
         let name = self.cookies.session_name(secure);
         let secure = if secure { "; Secure" } else { "" };
         let set_cookie =
@@ -397,8 +397,8 @@ mod tests {
             },
             provider: "github".into(),
             client_id: "ours".into(),
-            issued: now_secs(),
-            expires: now_secs() + 1,
+            issued: crate::clock::unix_secs(),
+            expires: crate::clock::unix_secs() + 1,
             refresh: None,
             renew_at: 0,
             attrs: Default::default(),
@@ -407,7 +407,7 @@ mod tests {
         assert!(allowed(&ours, &cookie));
         assert!(allowed(&ours, &cookie), "again, from the cache");
         assert!(!allowed(&theirs, &cookie));
-        std::thread::sleep(std::time::Duration::from_millis(2100));
+        crate::clock::advance(std::time::Duration::from_millis(2100));
         assert!(!allowed(&ours, &cookie), "expired while cached");
     }
 }

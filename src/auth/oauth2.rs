@@ -173,7 +173,7 @@ impl OAuth2 {
                 let token = session.attrs.access.clone()?;
                 let groups = self.provider.groups(http, &token).await?;
                 session.attrs.groups = Some(groups);
-                session.attrs.read_at = crate::session::now_secs();
+                session.attrs.read_at = crate::clock::unix_secs();
                 session.attrs.version = crate::session::ATTRIBUTES_VERSION;
                 tracing::info!(target: "audit", event = "groups_refreshed", user = %session.identity.id);
                 Some(self.client.seal_session(session, secure))

@@ -19,7 +19,7 @@ use crate::decision::{Reason, Status};
 use crate::identity::{ClaimsReader, EmailRule, Identity, TokenIdentity};
 use crate::request::RequestView;
 use crate::session::{
-    ATTRIBUTES_VERSION, Attributes, Identity as Profile, LoginState, Purpose, Session, now_secs,
+    ATTRIBUTES_VERSION, Attributes, Identity as Profile, LoginState, Purpose, Session,
 };
 
 /// Sets the issuer check: exact, or for a `{tenantid}` template (Microsoft
@@ -306,7 +306,7 @@ impl Oidc {
     fn allow_token(&self, req: &RequestView<'_>, who: Arc<TokenIdentity>) -> AuthResult<'_> {
         let mut upstream = Vec::new();
         if let Some(signer) = &self.api_connect {
-            let now = crate::connect::unix_now();
+            let now = crate::clock::unix_now();
             let audience = signer.audience_for(req.host);
             let signed = signer.sign(&ConnectClaims::of_token(&who, &audience), now);
             upstream.push(("x-connect-token", signed.token));
@@ -391,7 +391,7 @@ impl Oidc {
             domain: who.domain,
             groups: who.groups,
             claims: who.claims,
-            read_at: now_secs(),
+            read_at: crate::clock::unix_secs(),
             access: None,
         }
     }
@@ -451,7 +451,7 @@ impl Oidc {
             }
         }
         let next = refresh_of(&tokens);
-        let now = now_secs();
+        let now = crate::clock::unix_secs();
         let mut attrs = session.attrs.clone();
         if client.needs.groups_ttl.is_some() {
             // Groups and claims a policy reads are read again here, or the
@@ -506,7 +506,7 @@ impl Oidc {
             .get("iat")
             .and_then(Value::as_u64)
             .ok_or_else(|| OidcLoginError::IdToken("no iat".into()))?;
-        if iat > now_secs() + LEEWAY_SECS {
+        if iat > crate::clock::unix_secs() + LEEWAY_SECS {
             return Err(OidcLoginError::IdToken("iat in the future".into()));
         }
         let nonce = claims.get("nonce").and_then(Value::as_str);

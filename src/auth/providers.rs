@@ -509,7 +509,7 @@ impl Provider {
         }
         let mut attrs = Attributes {
             version: ATTRIBUTES_VERSION,
-            read_at: crate::session::now_secs(),
+            read_at: crate::clock::unix_secs(),
             ..Default::default()
         };
         let verified = match self.kind.descriptor().email_trust {

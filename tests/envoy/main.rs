@@ -3,6 +3,8 @@
 //! provider and a real headless Chromium where a test says so. One test
 //! binary of modules, so the harness in `tests/common` compiles once.
 
+// These run against real processes and wall time, not the service's clock.
+#![allow(clippy::disallowed_methods)]
 // A test binary has no public API: `pub` in the harness means "used by
 // another module".
 #![allow(unreachable_pub)]

@@ -12,12 +12,16 @@
 //!     percentiles (see load.rs)
 //! ```
 
+// A load generator keeps real time.
+#![allow(clippy::disallowed_methods)]
+
 mod load;
 
 use std::process::ExitCode;
 
+use ingress_authz::clock::unix_secs;
 use ingress_authz::secret::Secret;
-use ingress_authz::session::{Purpose, Session, SessionKeys, now_secs};
+use ingress_authz::session::{Purpose, Session, SessionKeys};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -67,7 +71,7 @@ fn session(args: &[String]) -> Result<String, String> {
         }
     }
     let keys = SessionKeys::from_secrets(&[Secret::new(secret.ok_or("--secret is required")?)]);
-    let issued = now_secs();
+    let issued = unix_secs();
     // Built as JSON in the cookie's own format (its serde names) rather
     // than as a struct literal, so fields ingress-authz adds with defaults
     // do not break this tool; parsing it back as a `Session` checks it.
