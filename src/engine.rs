@@ -4,10 +4,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::auth::oauth2::CookieSettings;
 use crate::auth::{AuthKind, AuthResult, Authenticator, BuildContext, PolicyNeeds};
 use crate::config::spec::{AuthSpec, AuthzSpec, BackendKind, BackendSpec, ConfigSpec, MethodSpec};
 use crate::config::{self, ConfigError, Diagnostic};
+use crate::cookies::{CookieSettings, Stripped};
 use crate::decision::{Decision, Denial, Pending, Reason, RouteId, Status, Verdict};
 use crate::hashing::HashPool;
 use crate::matching::host::HostPattern;
@@ -336,23 +336,10 @@ impl Engine {
         let Some(header) = req.header("cookie") else {
             return;
         };
-        let cookies = &self.login.cookies;
-        let is_ours = |pair: &str| {
-            let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
-            cookies.is_ours(name)
-        };
-        if !header.split(';').any(is_ours) {
-            return;
-        }
-        let kept: Vec<&str> = header
-            .split(';')
-            .map(str::trim)
-            .filter(|p| !p.is_empty() && !is_ours(p))
-            .collect();
-        if kept.is_empty() {
-            remove.push("cookie");
-        } else {
-            upstream.push(("cookie", kept.join("; ")));
+        match self.login.cookies.strip_ours(header) {
+            Stripped::Untouched => {}
+            Stripped::Empty => remove.push("cookie"),
+            Stripped::Kept(others) => upstream.push(("cookie", others)),
         }
     }
 

@@ -57,6 +57,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod connect;
+pub mod cookies;
 pub mod decision;
 pub mod engine;
 pub mod explain;

@@ -12,30 +12,103 @@ use subtle::ConstantTimeEq;
 
 use crate::auth::Authenticator;
 use crate::auth::login_client::{LoginClient, Refresh};
-use crate::auth::oauth2::{CookieSettings, cookie_value};
-use crate::matching::RouteAuth;
+use crate::cookies::CookieSettings;
+use crate::engine::Engine;
+use crate::matching::{Protected, RouteAuth};
+use crate::request::Scheme;
 use crate::session::{LoginState, Purpose, Session, same_host_path};
 use crate::state::Shared;
 
-/// Why a callback failed: status, reason code, and what the user reads.
-struct Failure {
-    status: StatusCode,
-    reason: &'static str,
-    message: &'static str,
-    provider: String,
-    retry_after: Option<u64>,
+/// Why a callback failed. Each has a status, a stable reason code (metrics,
+/// audit lines and the page) and what the user reads.
+#[derive(Debug)]
+enum CallbackError {
+    /// The login throttle of the route that asked is closed for this client.
+    Throttled { retry_after: u64 },
+    /// No login-state cookie matching `state`, or it expired.
+    BadState,
+    /// The route that asked is gone or no longer a login route.
+    StaleLogin,
+    /// The provider sent `error=` (the user cancelled, or it refused).
+    Refused,
+    /// No authorization code.
+    MissingCode,
+    /// The code exchange or the profile failed at the provider.
+    Provider { code: &'static str },
+    /// The route's policy refuses the identity.
+    NotAllowed,
 }
 
-impl Failure {
-    fn new(status: StatusCode, reason: &'static str, message: &'static str) -> Self {
-        Self {
-            status,
-            reason,
-            message,
-            provider: "-".into(),
-            retry_after: None,
+impl CallbackError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::BadState | Self::StaleLogin | Self::MissingCode => StatusCode::BAD_REQUEST,
+            Self::Refused => StatusCode::UNAUTHORIZED,
+            Self::Provider { .. } => StatusCode::BAD_GATEWAY,
+            Self::NotAllowed => StatusCode::FORBIDDEN,
         }
     }
+
+    /// The reason code, stable across releases.
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Throttled { .. } => "throttled",
+            Self::BadState => "bad_state",
+            Self::StaleLogin => "stale_login",
+            Self::Refused => "provider_error",
+            Self::MissingCode => "missing_code",
+            Self::Provider { code, .. } => code,
+            Self::NotAllowed => "not_allowed",
+        }
+    }
+
+    fn message(&self) -> &'static str {
+        match self {
+            Self::Throttled { .. } => "Too many failed sign-ins; try again later.",
+            Self::BadState => "This sign-in link is invalid or has expired.",
+            Self::StaleLogin => "The site's configuration changed during sign-in.",
+            Self::Refused => "The sign-in was cancelled or refused by the identity provider.",
+            Self::MissingCode => "The identity provider sent no authorization code.",
+            Self::Provider { .. } => "The identity provider could not complete the sign-in.",
+            Self::NotAllowed => {
+                "Your account is not allowed to access this site. Sign in with another account to continue."
+            }
+        }
+    }
+}
+
+/// A failed callback as the browser (HTML) or an API client (JSON) sees it.
+struct ErrorPage<'a> {
+    error: &'a CallbackError,
+    retry: &'a str,
+    html: bool,
+}
+
+impl IntoResponse for ErrorPage<'_> {
+    fn into_response(self) -> Response {
+        let error = self.error;
+        let mut page = error_page(
+            error.status(),
+            error.reason(),
+            error.message(),
+            self.retry,
+            self.html,
+        );
+        if let CallbackError::Throttled { retry_after } = error {
+            page.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
+        page
+    }
+}
+
+/// A completed sign-in.
+struct SignedIn {
+    set_cookie: String,
+    /// Where the user was going.
+    original: String,
+    user: String,
 }
 
 /// The client as Envoy saw it: Envoy (with `use_remote_address`) appends
@@ -59,66 +132,49 @@ pub async fn callback(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     let engine = shared.engine();
-    let cookies = engine.login.cookies.clone();
-    let login = query
-        .get("state")
-        .and_then(|state| open_login_state(&engine.login.keys, &cookies, cookie_header, state));
-    // Under whichever name it was set (https: `__Host-`, path `/`).
-    let clear_login = query.get("state").map(|s| {
-        [
-            expire_cookie(&cookies.login_cookie(s, false), "/oauth2/", false),
-            expire_cookie(&cookies.login_cookie(s, true), "/", true),
-        ]
-    });
-    let wants_html =
+    let cookies = &engine.login.cookies;
+    let state = query.get("state");
+    let login = state.and_then(|s| open_login_state(&engine, cookies, cookie_header, s));
+    let html =
         crate::negotiate::prefers_html(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
-    let retry = login
-        .as_ref()
-        .map_or_else(|| "/".to_string(), |l| l.original.clone());
+    let retry = login.as_ref().map_or("/", |l| l.original.as_str());
+    let route = login.as_ref().and_then(|l| engine.route_by_label(&l.route));
+    let provider = route
+        .and_then(login_client)
+        .map(|(c, _)| c.provider.clone());
+    let provider = provider.as_deref().unwrap_or("-");
     // Failed callbacks count towards the login throttle of the route that
     // asked, per client, as failed credentials do on `Check`.
-    let route = login
-        .as_ref()
-        .and_then(|l| engine.route_by_label(&l.route))
-        .map(|r| r.id);
     let client = client_address(&headers);
-    let blocked = route.and_then(|r| engine.throttle.blocked(r, client.as_deref(), None));
+    let blocked = route.and_then(|r| engine.throttle.blocked(r.id, client.as_deref(), None));
     let result = match blocked {
-        Some(wait) => Err(Failure {
-            retry_after: Some(wait),
-            ..Failure::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "throttled",
-                "Too many failed sign-ins; try again later.",
-            )
-        }),
-        None => complete(&shared, &engine, &query, login).await,
+        Some(retry_after) => Err(CallbackError::Throttled { retry_after }),
+        None => complete(&shared, &engine, &query, login.as_ref(), provider).await,
     };
-    if let (Err(_), Some(route), None) = (&result, route, blocked) {
-        engine.throttle.fail(route, client.as_deref(), None);
-    }
     let mut response = match result {
-        Ok((set_cookie, original, provider, user)) => {
-            shared.metrics.record_login(&provider, "ok");
-            tracing::info!(target: "audit", event = "login", provider = %provider, user = %user);
-            let mut r = (StatusCode::FOUND, [(header::LOCATION, original)]).into_response();
-            append_cookie(&mut r, &set_cookie);
+        Ok(done) => {
+            shared.metrics.record_login(provider, "ok");
+            tracing::info!(target: "audit", event = "login", provider = %provider, user = %done.user);
+            let mut r = (StatusCode::FOUND, [(header::LOCATION, done.original)]).into_response();
+            append_cookie(&mut r, &done.set_cookie);
             r
         }
-        Err(f) => {
-            shared.metrics.record_login(&f.provider, f.reason);
-            tracing::warn!(target: "audit", event = "login_failed", provider = %f.provider, reason = f.reason, status = f.status.as_u16());
-            let mut page = error_page(f.status, f.reason, f.message, &retry, wants_html);
-            if let Some(wait) = f.retry_after
-                && let Ok(v) = HeaderValue::from_str(&wait.to_string())
-            {
-                page.headers_mut().insert(header::RETRY_AFTER, v);
+        Err(error) => {
+            if let (Some(route), None) = (route, blocked) {
+                engine.throttle.fail(route.id, client.as_deref(), None);
             }
-            page
+            shared.metrics.record_login(provider, error.reason());
+            tracing::warn!(target: "audit", event = "login_failed", provider = %provider, reason = error.reason(), status = error.status().as_u16());
+            ErrorPage {
+                error: &error,
+                retry,
+                html,
+            }
+            .into_response()
         }
     };
-    for clear in clear_login.iter().flatten() {
-        append_cookie(&mut response, clear);
+    for clear in state.iter().flat_map(|s| cookies.expire_login(s)) {
+        append_cookie(&mut response, &clear);
     }
     response
         .headers_mut()
@@ -127,92 +183,74 @@ pub async fn callback(
 }
 
 fn open_login_state(
-    keys: &crate::session::SessionKeys,
+    engine: &Engine,
     cookies: &CookieSettings,
     cookie_header: &str,
     state: &str,
 ) -> Option<LoginState> {
-    // A login begun on https (or by a release before the prefix) on http.
-    let sealed = cookie_value(cookie_header, &cookies.login_cookie(state, true))
-        .or_else(|| cookie_value(cookie_header, &cookies.login_cookie(state, false)))?;
-    let login: LoginState = keys.open_json(Purpose::LoginState, sealed)?;
-    let same: bool = login.state.as_bytes().ct_eq(state.as_bytes()).into();
+    let sealed = cookies.login_in(cookie_header, state)?;
+    let login: LoginState = engine.login.keys.open_json(Purpose::LoginState, sealed)?;
+    let same: bool = login
+        .state
+        .expose()
+        .as_bytes()
+        .ct_eq(state.as_bytes())
+        .into();
     (same && login.expires > crate::clock::unix_secs()).then_some(login)
 }
 
-type Completed = (String, String, String, String);
+/// The login client of a route that logs users in, and its protection.
+fn login_client(route: &crate::matching::Route) -> Option<(&LoginClient, &Protected)> {
+    let RouteAuth::Protected(p) = &route.policy else {
+        return None;
+    };
+    let client = match &p.authenticator {
+        Authenticator::OAuth2(o) => &o.client,
+        Authenticator::Oidc(o) => o.client.as_ref()?,
+        _ => return None,
+    };
+    Some((client, p))
+}
 
 async fn complete(
     shared: &Shared,
-    engine: &crate::engine::Engine,
+    engine: &Engine,
     query: &HashMap<String, String>,
-    login: Option<LoginState>,
-) -> Result<Completed, Failure> {
-    let Some(login) = login else {
-        return Err(Failure::new(
-            StatusCode::BAD_REQUEST,
-            "bad_state",
-            "This sign-in link is invalid or has expired.",
-        ));
-    };
-    let protected = match engine.route_by_label(&login.route).map(|r| &r.policy) {
-        Some(RouteAuth::Protected(p)) => p.as_ref(),
-        _ => return Err(stale()),
-    };
-    let authenticator = &protected.authenticator;
-    let (client, provider) = match authenticator {
-        Authenticator::OAuth2(o) => (&o.client, o.provider.kind.as_str().to_string()),
-        Authenticator::Oidc(o) => match &o.client {
-            Some(c) => (c, c.provider.clone()),
-            None => return Err(stale()),
-        },
-        _ => return Err(stale()),
-    };
-    let fail = |status, reason, message| Failure {
-        provider: provider.clone(),
-        ..Failure::new(status, reason, message)
-    };
+    login: Option<&LoginState>,
+    provider: &str,
+) -> Result<SignedIn, CallbackError> {
+    let login = login.ok_or(CallbackError::BadState)?;
+    let (client, protected) = engine
+        .route_by_label(&login.route)
+        .and_then(login_client)
+        .ok_or(CallbackError::StaleLogin)?;
     if query.contains_key("error") {
-        return Err(fail(
-            StatusCode::UNAUTHORIZED,
-            "provider_error",
-            "The sign-in was cancelled or refused by the identity provider.",
-        ));
+        return Err(CallbackError::Refused);
     }
-    let Some(code) = query.get("code").filter(|c| !c.is_empty()) else {
-        return Err(fail(
-            StatusCode::BAD_REQUEST,
-            "missing_code",
-            "The identity provider sent no authorization code.",
-        ));
-    };
+    let code = query
+        .get("code")
+        .filter(|c| !c.is_empty())
+        .ok_or(CallbackError::MissingCode)?;
     let started = crate::clock::now();
-    let result = match authenticator {
+    let result = match &protected.authenticator {
         Authenticator::OAuth2(o) => o
-            .finish_login(&shared.http, code, &login)
+            .finish_login(&shared.http, code, login)
             .await
             .map(|(identity, attrs)| (identity, attrs, None))
             .map_err(|e| (e.code(), e.to_string())),
         Authenticator::Oidc(o) => o
-            .finish_login(&shared.http, code, &login)
+            .finish_login(&shared.http, code, login)
             .await
             .map_err(|e| (e.code(), e.to_string())),
-        _ => return Err(stale()),
+        _ => return Err(CallbackError::StaleLogin),
     };
     shared
         .metrics
-        .record_provider_call(&provider, result.is_ok(), started.elapsed().as_secs_f64());
-    let (identity, attrs, refresh) = match result {
-        Ok(done) => done,
-        Err((code, error)) => {
-            tracing::warn!(provider = %provider, reason = code, error = %error, "login failed at the provider");
-            return Err(fail(
-                StatusCode::BAD_GATEWAY,
-                code,
-                "The identity provider could not complete the sign-in.",
-            ));
-        }
-    };
+        .record_provider_call(provider, result.is_ok(), started.elapsed().as_secs_f64());
+    let (identity, attrs, refresh) = result.map_err(|(code, detail)| {
+        tracing::warn!(provider = %provider, reason = code, error = %detail, "login failed at the provider");
+        CallbackError::Provider { code }
+    })?;
     let user = identity.id.clone();
     let session = new_session(client, identity, attrs, refresh);
     // The route that asked judges the new identity at once (every later
@@ -221,24 +259,15 @@ async fn complete(
         && let Err(condition) = allow.check(&client.identity_of(session.clone()))
     {
         tracing::info!(target: "audit", event = "login_not_allowed", provider = %provider, user = %user, condition = condition.key());
-        return Err(fail(
-            StatusCode::FORBIDDEN,
-            "not_allowed",
-            "Your account is not allowed to access this site. Sign in with another account to continue.",
-        ));
+        return Err(CallbackError::NotAllowed);
     }
-    let set_cookie = client
-        .seal_session(session, login.redirect_uri.starts_with("https:"))
-        .1;
-    Ok((set_cookie, login.original, provider, user))
-}
-
-fn stale() -> Failure {
-    Failure::new(
-        StatusCode::BAD_REQUEST,
-        "stale_login",
-        "The site's configuration changed during sign-in.",
-    )
+    let scheme = Scheme::parse(login.redirect_uri.split(':').next().unwrap_or_default());
+    let set_cookie = client.seal_session(session, scheme).1;
+    Ok(SignedIn {
+        set_cookie,
+        original: login.original.clone(),
+        user,
+    })
 }
 
 /// A new session of `client`.
@@ -264,11 +293,6 @@ fn new_session(
         renew_at,
         attrs,
     }
-}
-
-fn expire_cookie(name: &str, path: &str, secure: bool) -> String {
-    let secure = if secure { "; Secure" } else { "" };
-    format!("{name}=; Path={path}; Max-Age=0; HttpOnly; SameSite=Lax{secure}")
 }
 
 fn append_cookie(response: &mut Response, cookie: &str) {
@@ -347,15 +371,10 @@ pub async fn logout(
 /// RP-initiated logout: when the session came from an oidc route with
 /// `logout_at_provider: true` whose provider has an `end_session_endpoint`,
 /// the browser goes there and comes back to `target` on this host.
-fn provider_logout(
-    engine: &crate::engine::Engine,
-    headers: &HeaderMap,
-    target: &str,
-) -> Option<String> {
+fn provider_logout(engine: &Engine, headers: &HeaderMap, target: &str) -> Option<String> {
     let header = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let cookies = &engine.login.cookies;
-    let cookie = cookie_value(header(header::COOKIE)?, &cookies.session_name(true))
-        .or_else(|| cookie_value(header(header::COOKIE)?, &cookies.name))?;
+    let (cookie, _) = cookies.session_in(header(header::COOKIE)?, Scheme::Https)?;
     let session: Session = engine.login.keys.open_json(Purpose::Session, cookie)?;
     let oidc = engine.oidc_routes().find(|o| {
         o.logout_at_provider
@@ -366,22 +385,16 @@ fn provider_logout(
     let meta = oidc.discovery.metadata()?;
     let mut end = meta.end_session_endpoint.clone()?;
     let host = header(header::HOST)?;
-    let forwarded = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok());
-    let scheme = match forwarded {
-        Some(p)
-            if engine.login.cookies.trust_forwarded_proto && p.eq_ignore_ascii_case("https") =>
-        {
-            "https"
-        }
-        _ => "http",
-    };
+    let scheme = Scheme::of(
+        header(header::HeaderName::from_static("x-forwarded-proto")),
+        cookies.trust_forwarded_proto,
+        "http",
+    );
     end.query_pairs_mut()
         .append_pair("client_id", &session.client_id)
         .append_pair(
             "post_logout_redirect_uri",
-            &format!("{scheme}://{host}{target}"),
+            &format!("{}://{host}{target}", scheme.as_str()),
         );
     Some(end.to_string())
 }

@@ -19,6 +19,45 @@ pub struct RequestView<'a> {
     pub client: Option<&'a str>,
 }
 
+/// The scheme the client used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    /// `https` (any case) is https; anything else is http.
+    pub fn parse(s: &str) -> Self {
+        if s.trim().eq_ignore_ascii_case("https") {
+            Self::Https
+        } else {
+            Self::Http
+        }
+    }
+
+    /// Whether cookies set on it are `Secure` (and `__Host-` prefixed).
+    pub fn is_secure(self) -> bool {
+        self == Self::Https
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Https => "https",
+        }
+    }
+
+    /// `x-forwarded-proto` (its first entry) when trusted (Envoy sets it),
+    /// else the scheme the request came with.
+    pub fn of(forwarded_proto: Option<&str>, trusted: bool, own: &str) -> Self {
+        match forwarded_proto.filter(|_| trusted) {
+            Some(p) => Self::parse(p.split(',').next().unwrap_or_default()),
+            None => Self::parse(own),
+        }
+    }
+}
+
 /// Why a `CheckRequest` could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
@@ -62,6 +101,35 @@ impl<'a> RequestView<'a> {
         self.headers.get(name).map(String::as_str)
     }
 
+    /// The value of cookie `name`, if the request carries it.
+    pub fn cookie(&self, name: &str) -> Option<&'a str> {
+        crate::cookies::value(self.header("cookie")?, name)
+    }
+
+    /// The scheme the client used: `x-forwarded-proto` when trusted (Envoy
+    /// sets it), else the CheckRequest's own.
+    pub fn scheme(&self, trust_forwarded_proto: bool) -> Scheme {
+        Scheme::of(
+            self.header("x-forwarded-proto"),
+            trust_forwarded_proto,
+            self.scheme,
+        )
+    }
+
+    /// SPEC §6.1: `Sec-Fetch-Mode: navigate`; without Sec-Fetch headers, a
+    /// GET/HEAD whose Accept lists `text/html` explicitly.
+    pub fn is_navigation(&self) -> bool {
+        if let Some(mode) = self.header("sec-fetch-mode") {
+            return mode.trim().eq_ignore_ascii_case("navigate");
+        }
+        (self.method.eq_ignore_ascii_case("GET") || self.method.eq_ignore_ascii_case("HEAD"))
+            && self.header("accept").is_some_and(|a| {
+                a.split(',')
+                    .map(|m| m.split(';').next().unwrap_or_default().trim())
+                    .any(|m| m.eq_ignore_ascii_case("text/html"))
+            })
+    }
+
     /// The credentials of `Authorization: <scheme> <credentials>` when the
     /// scheme matches case-insensitively (RFC 7235); None otherwise.
     pub fn authorization(&self, scheme: &str) -> Option<&'a str> {
@@ -86,6 +154,7 @@ pub fn parse_authorization<'v>(value: &'v str, scheme: &str) -> Option<&'v str> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     #[test]
     fn authorization_parsing_table() {
@@ -105,6 +174,61 @@ mod tests {
         for (value, scheme, want) in cases {
             assert_eq!(parse_authorization(value, scheme), want, "{value:?}");
         }
+    }
+
+    fn view<'a>(method: &'a str, headers: &'a HashMap<String, String>) -> RequestView<'a> {
+        RequestView {
+            host: "a.com",
+            path: "/",
+            method,
+            scheme: "http",
+            headers,
+            client: None,
+        }
+    }
+
+    #[test]
+    fn navigation_table() {
+        let h = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>()
+        };
+        let cases = [
+            ("GET", h(&[("sec-fetch-mode", "navigate")]), true),
+            (
+                "GET",
+                h(&[("sec-fetch-mode", "cors"), ("accept", "text/html")]),
+                false,
+            ),
+            (
+                "GET",
+                h(&[("accept", "text/html,application/xhtml+xml")]),
+                true,
+            ),
+            ("HEAD", h(&[("accept", "text/html")]), true),
+            ("GET", h(&[("accept", "*/*")]), false),
+            ("GET", h(&[("accept", "application/json")]), false),
+            ("POST", h(&[("accept", "text/html")]), false),
+            ("GET", h(&[]), false),
+        ];
+        for (method, headers, want) in cases {
+            assert_eq!(
+                view(method, &headers).is_navigation(),
+                want,
+                "{method} {headers:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn forwarded_proto_is_honoured_only_when_trusted() {
+        let headers: HashMap<String, String> =
+            [("x-forwarded-proto".to_string(), "https".to_string())].into();
+        let req = view("GET", &headers);
+        assert_eq!(req.scheme(true), Scheme::Https);
+        assert_eq!(req.scheme(false), Scheme::Http);
     }
 
     proptest::proptest! {

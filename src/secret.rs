@@ -1,4 +1,5 @@
-//! Secret strings: zeroized on drop, never printed.
+//! Secret strings: zeroized on drop, never printed. They (de)serialise as
+//! plain strings, for the sealed cookies that carry tokens.
 
 use std::fmt;
 use zeroize::Zeroizing;
@@ -26,6 +27,30 @@ impl fmt::Debug for Secret {
     }
 }
 
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.expose())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self::new)
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self::new(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self::new(value.to_string())
+    }
+}
+
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
@@ -42,5 +67,14 @@ mod tests {
         assert!(!format!("{s:?}").contains("hunter2"));
         assert!(!format!("{s}").contains("hunter2"));
         assert_eq!(s.expose(), "hunter2-very-secret");
+    }
+
+    #[test]
+    fn serialises_as_the_plain_string() {
+        let s = Secret::new("tok".into());
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(json, "\"tok\"");
+        let back: Secret = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.expose(), "tok");
     }
 }

@@ -1,15 +1,13 @@
 //! The ext_authz v3 gRPC `Check` service.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use envoy_types::ext_authz::v3::pb::{Authorization, CheckRequest, CheckResponse};
 use tonic::{Request, Response, Status as GrpcStatus};
 
 use crate::audit;
-use std::collections::HashMap;
-
 use crate::auth::Authenticator;
-use crate::auth::oauth2::scheme;
 use crate::decision::{Decision, Denial, Pending, Reason, RouteId, Status, Verdict};
 use crate::engine::Engine;
 use crate::negotiate::prefers_html;
@@ -148,48 +146,31 @@ impl CheckService {
         req: &RequestView<'_>,
     ) -> Option<(HashMap<String, String>, Vec<String>)> {
         let protected = engine.protected(route)?;
-        let cookies = engine.login.cookies.clone();
-        let secure = scheme(req, cookies.trust_forwarded_proto) == "https";
-        let (value, _) = cookies.session_in(req.header("cookie")?, secure)?;
-        let value = value.to_string();
+        let cookies = &engine.login.cookies;
+        let scheme = req.scheme(cookies.trust_forwarded_proto);
+        let cookie_header = req.header("cookie")?;
+        let (value, _) = cookies.session_in(cookie_header, scheme)?;
         let http = self.shared.http.clone();
-        let old = value.clone();
+        let old = value.to_string();
         let task = tokio::spawn(async move {
             match &protected.authenticator {
-                Authenticator::Oidc(o) => o.refresh_session(&http, &old, secure).await,
-                Authenticator::OAuth2(o) => o.refresh_session(&http, &old, secure).await,
+                Authenticator::Oidc(o) => o.refresh_session(&http, &old, scheme).await,
+                Authenticator::OAuth2(o) => o.refresh_session(&http, &old, scheme).await,
                 _ => None,
             }
         });
         let outcome = tokio::time::timeout(REFRESH_WAIT, task).await.ok()?.ok()?;
-        let mut headers = req.headers.clone();
-        let cookie_header = req.header("cookie").unwrap_or_default();
-        let (replacement, set_cookies) = match outcome {
-            Some((new_value, set_cookie)) => (
-                format!("{}={new_value}", cookies.session_name(secure)),
-                vec![set_cookie],
-            ),
-            // Refused: the session ends here.
-            None => (String::new(), cookies.expire_session().to_vec()),
+        // Decided again with the new session cookie, or (refused: the
+        // session ends here) with none.
+        let (new_value, set_cookies) = match outcome {
+            Some((new_value, set_cookie)) => (Some(new_value), vec![set_cookie]),
+            None => (None, cookies.expire_session().to_vec()),
         };
-        let plain = cookies.name.as_str();
-        let prefixed = cookies.session_name(true);
-        let mut replaced = false;
-        let rewritten: Vec<String> = cookie_header
-            .split(';')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .filter_map(|p| {
-                let name = p.split_once('=').map_or(p, |(n, _)| n);
-                if name != plain && name != prefixed {
-                    return Some(p.to_string());
-                }
-                // Every session cookie goes; the new one once.
-                (!std::mem::replace(&mut replaced, true)).then(|| replacement.clone())
-            })
-            .filter(|p| !p.is_empty())
-            .collect();
-        headers.insert("cookie".into(), rewritten.join("; "));
+        let mut headers = req.headers.clone();
+        headers.insert(
+            "cookie".into(),
+            cookies.replace_session(cookie_header, new_value.as_deref(), scheme),
+        );
         Some((headers, set_cookies))
     }
 
@@ -210,10 +191,10 @@ impl CheckService {
             return Vec::new();
         };
         let cookies = &engine.login.cookies;
-        let secure = scheme(req, cookies.trust_forwarded_proto) == "https";
+        let scheme = req.scheme(cookies.trust_forwarded_proto);
         let legacy = req
             .header("cookie")
-            .and_then(|h| cookies.session_in(h, secure))
+            .and_then(|h| cookies.session_in(h, scheme))
             .filter(|(_, legacy)| *legacy);
         let Some((value, _)) = legacy else {
             return Vec::new();

@@ -126,44 +126,13 @@ impl SessionKeys {
     }
 }
 
-/// The refresh token is a credential: never printed.
-impl std::fmt::Debug for Session {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session")
-            .field("identity", &self.identity)
-            .field("provider", &self.provider)
-            .field("client_id", &self.client_id)
-            .field("issued", &self.issued)
-            .field("expires", &self.expires)
-            .field("refresh", &self.refresh.as_ref().map(|_| "<redacted>"))
-            .field("renew_at", &self.renew_at)
-            .field("attrs", &self.attrs)
-            .finish()
-    }
-}
-
-/// The access token is a credential: never printed.
-impl std::fmt::Debug for Attributes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Attributes")
-            .field("version", &self.version)
-            .field("email", &self.email)
-            .field("domain", &self.domain)
-            .field("groups", &self.groups)
-            .field("claims", &self.claims.keys().collect::<Vec<_>>())
-            .field("read_at", &self.read_at)
-            .field("access", &self.access.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
-}
-
 /// What the session version that carries them calls policy attributes.
 pub const ATTRIBUTES_VERSION: u8 = 1;
 
 /// What policies need besides the profile, as the provider vouched for it
 /// when it was read. A cookie sealed before these existed opens with
 /// `version: 0` and nothing verified: policies that need them deny.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attributes {
     #[serde(rename = "v", default)]
     pub version: u8,
@@ -188,7 +157,7 @@ pub struct Attributes {
     pub read_at: u64,
     /// An access token that can read groups again (GitHub, GitLab).
     #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
-    pub access: Option<String>,
+    pub access: Option<Secret>,
 }
 
 /// Who logged in, as the provider said (SPEC §7's mapping).
@@ -202,7 +171,7 @@ pub struct Identity {
 }
 
 /// The session cookie's content.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     #[serde(rename = "u")]
     pub identity: Identity,
@@ -218,7 +187,7 @@ pub struct Session {
     pub expires: u64,
     /// OpenID refresh token, when the provider gave one.
     #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
-    pub refresh: Option<String>,
+    pub refresh: Option<Secret>,
     /// When to refresh (Unix seconds; 0: never). Until `expires` at most.
     #[serde(rename = "n", default, skip_serializing_if = "is_zero")]
     pub renew_at: u64,
@@ -235,13 +204,13 @@ fn is_zero(n: &u64) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoginState {
     #[serde(rename = "s")]
-    pub state: String,
+    pub state: Secret,
     /// PKCE verifier, when the provider takes PKCE.
     #[serde(rename = "v")]
-    pub verifier: Option<String>,
+    pub verifier: Option<Secret>,
     /// OpenID Connect nonce, checked against the ID token.
     #[serde(rename = "n", default)]
-    pub nonce: Option<String>,
+    pub nonce: Option<Secret>,
     /// The route (`rules[0].paths[1]`) that asked for the login.
     #[serde(rename = "r")]
     pub route: String,

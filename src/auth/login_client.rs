@@ -3,16 +3,15 @@
 
 use std::sync::Arc;
 
-use oauth2::{CsrfToken, PkceCodeChallenge};
-
-use super::oauth2::{CookieSettings, is_navigation, scheme};
 use super::open_sessions::{OpenSessions, Opened};
+use super::pkce;
 use super::{AuthKind, AuthResult, Denial, PolicyNeeds, Redirect};
 use crate::config::spec::ConnectSpec;
 use crate::connect::{ConnectClaims, ConnectSigner};
+use crate::cookies::CookieSettings;
 use crate::decision::{Pending, Reason, Status};
 use crate::identity::Identity;
-use crate::request::RequestView;
+use crate::request::{RequestView, Scheme};
 use crate::secret::Secret;
 use crate::session::{
     ATTRIBUTES_VERSION, LoginState, Purpose, Session, SessionKeys, same_host_path,
@@ -25,7 +24,7 @@ const MAX_COOKIE_VALUE: usize = 3800;
 /// A refresh token and when to use it (seconds from now).
 #[derive(Debug, Clone)]
 pub struct Refresh {
-    pub token: String,
+    pub token: Secret,
     pub renew_in: u64,
 }
 
@@ -142,8 +141,8 @@ impl LoginClient {
     /// Some(decision) when the request carries a valid session of this
     /// client; None when it carries none (or one that must log in again).
     pub fn session_result<'s>(&self, req: &RequestView<'_>) -> Option<AuthResult<'s>> {
-        let secure = scheme(req, self.cookies.trust_forwarded_proto) == "https";
-        let (value, _) = self.cookies.session_in(req.header("cookie")?, secure)?;
+        let scheme = req.scheme(self.cookies.trust_forwarded_proto);
+        let (value, _) = self.cookies.session_in(req.header("cookie")?, scheme)?;
         let opened = self.opened.get_or_open(value, || self.open_cookie(value))?;
         let session = &opened.session;
         let now = crate::clock::unix_secs();
@@ -212,18 +211,18 @@ impl LoginClient {
         nonce: bool,
         authorize: impl FnOnce(&AuthorizeParams<'_>) -> String,
     ) -> AuthResult<'s> {
-        if !is_navigation(req) {
+        if !req.is_navigation() {
             return AuthResult::Deny(Denial::status(Status::Unauthorized, Reason::LoginRequired));
         }
         let redirect_uri = self.redirect_uri(req);
-        let state = CsrfToken::new_random_len(32).secret().clone();
+        let state = pkce::random_token();
         let (challenge, verifier) = if pkce {
-            let (c, v) = PkceCodeChallenge::new_random_sha256();
-            (Some(c.as_str().to_string()), Some(v.secret().clone()))
+            let (c, v) = pkce::s256_pair();
+            (Some(c), Some(v))
         } else {
             (None, None)
         };
-        let nonce = nonce.then(|| CsrfToken::new_random_len(32).secret().clone());
+        let nonce = nonce.then(pkce::random_token);
         let login = LoginState {
             state: state.clone(),
             verifier,
@@ -234,19 +233,16 @@ impl LoginClient {
             expires: crate::clock::unix_secs() + LOGIN_TTL_SECS,
         };
         let sealed = self.keys.seal_json(Purpose::LoginState, &login);
-        let https = scheme(req, self.cookies.trust_forwarded_proto) == "https";
-        let secure = if https { "; Secure" } else { "" };
-        let set_cookie = format!(
-            "{}={sealed}; Path={}; Max-Age={LOGIN_TTL_SECS}; HttpOnly; SameSite=Lax{secure}",
-            self.cookies.login_cookie(&state, https),
-            CookieSettings::login_path(https),
-        );
+        let scheme = req.scheme(self.cookies.trust_forwarded_proto);
+        let set_cookie = self
+            .cookies
+            .set_login(state.expose(), &sealed, LOGIN_TTL_SECS, scheme);
         let location = authorize(&AuthorizeParams {
             client_id: &self.client_id,
             redirect_uri: &redirect_uri,
-            state: &state,
+            state: state.expose(),
             challenge: challenge.as_deref(),
-            nonce: nonce.as_deref(),
+            nonce: nonce.as_ref().map(Secret::expose),
         });
         AuthResult::Deny(Denial::redirect(
             Reason::LoginRedirect,
@@ -259,7 +255,7 @@ impl LoginClient {
 
     /// Seals a session: (cookie value, `Set-Cookie`). Trims the identity
     /// (avatar first) rather than make a cookie the browser would drop.
-    pub fn seal_session(&self, mut session: Session, secure: bool) -> (String, String) {
+    pub fn seal_session(&self, mut session: Session, scheme: Scheme) -> (String, String) {
         let mut sealed = self.keys.seal_json(Purpose::Session, &session);
         for trim in [
             |s: &mut Session| s.identity.avatar.clear(),
@@ -279,10 +275,7 @@ impl LoginClient {
             sealed = self.keys.seal_json(Purpose::Session, &session);
         }
         let max_age = session.expires.saturating_sub(crate::clock::unix_secs());
-        let name = self.cookies.session_name(secure);
-        let secure = if secure { "; Secure" } else { "" };
-        let set_cookie =
-            format!("{name}={sealed}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}");
+        let set_cookie = self.cookies.set_session(&sealed, max_age, scheme);
         (sealed, set_cookie)
     }
 
@@ -296,7 +289,7 @@ impl LoginClient {
     /// `__Host-` name: the `Set-Cookie`s that replace it.
     pub fn reissue(&self, value: &str) -> Option<[String; 2]> {
         let session = self.open_cookie(value)?;
-        let (_, set_cookie) = self.seal_session(session, true);
+        let (_, set_cookie) = self.seal_session(session, Scheme::Https);
         let [plain, _] = self.cookies.expire_session();
         Some([set_cookie, plain])
     }
@@ -315,7 +308,7 @@ impl LoginClient {
             Some(u) => u.to_string(),
             None => format!(
                 "{}://{}/oauth2/callback",
-                scheme(req, self.cookies.trust_forwarded_proto),
+                req.scheme(self.cookies.trust_forwarded_proto).as_str(),
                 req.host
             ),
         }

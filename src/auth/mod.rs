@@ -10,6 +10,7 @@ pub mod login_client;
 pub mod oauth2;
 pub mod oidc;
 pub mod open_sessions;
+pub mod pkce;
 pub mod providers;
 
 use std::sync::Arc;
@@ -63,7 +64,7 @@ impl AuthResult<'_> {
 #[derive(Clone, Debug)]
 pub struct BuildContext {
     pub keys: Arc<SessionKeys>,
-    pub cookies: Arc<oauth2::CookieSettings>,
+    pub cookies: Arc<crate::cookies::CookieSettings>,
     /// Claim names any policy of the config reads: sessions keep these.
     pub policy_claims: Arc<[String]>,
 }

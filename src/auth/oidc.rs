@@ -17,7 +17,8 @@ use crate::config::spec::OidcSpec;
 use crate::connect::{ConnectClaims, ConnectSigner};
 use crate::decision::{Reason, Status};
 use crate::identity::{ClaimsReader, EmailRule, Identity, TokenIdentity};
-use crate::request::RequestView;
+use crate::request::{RequestView, Scheme};
+use crate::secret::Secret;
 use crate::session::{
     ATTRIBUTES_VERSION, Attributes, Identity as Profile, LoginState, Purpose, Session,
 };
@@ -60,7 +61,7 @@ fn refresh_of(tokens: &Value) -> Option<Refresh> {
         .and_then(Value::as_u64)
         .unwrap_or(DEFAULT_RENEW_SECS);
     Some(Refresh {
-        token: token.to_string(),
+        token: Secret::new(token.to_string()),
         renew_in: expires_in.saturating_sub(expires_in / 10).max(1),
     })
 }
@@ -155,7 +156,7 @@ impl Oidc {
                     client_secret: spec
                         .client_secret
                         .clone()
-                        .unwrap_or_else(|| crate::secret::Secret::new(String::new())),
+                        .unwrap_or_else(|| Secret::new(String::new())),
                     redirect_url: spec.redirect_url.clone(),
                     kind: AuthKind::Oidc,
                     needs,
@@ -341,7 +342,7 @@ impl Oidc {
             form.push(("client_secret", client.client_secret()));
         }
         if let Some(v) = &login.verifier {
-            form.push(("code_verifier", v));
+            form.push(("code_verifier", v.expose()));
         }
         let tokens = http
             .post_form(&meta.token_endpoint, &form)
@@ -405,11 +406,11 @@ impl Oidc {
         &self,
         http: &ProviderHttp,
         cookie: &str,
-        secure: bool,
+        scheme: Scheme,
     ) -> Option<(String, String)> {
         let client = self.client.as_ref()?;
         self.flights
-            .run(cookie, || self.refresh_once(http, client, cookie, secure))
+            .run(cookie, || self.refresh_once(http, client, cookie, scheme))
             .await
     }
 
@@ -418,14 +419,14 @@ impl Oidc {
         http: &ProviderHttp,
         client: &LoginClient,
         cookie: &str,
-        secure: bool,
+        scheme: Scheme,
     ) -> Option<(String, String)> {
         let session: Session = client.keys.open_json(Purpose::Session, cookie)?;
         let refresh_token = session.refresh.clone()?;
         let meta = self.discovery.metadata()?;
         let mut form = vec![
             ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token.as_str()),
+            ("refresh_token", refresh_token.expose()),
             ("client_id", client.client_id.as_str()),
         ];
         if !client.client_secret().is_empty() {
@@ -472,7 +473,7 @@ impl Oidc {
             ..session
         };
         tracing::info!(target: "audit", event = "session_refreshed", user = %renewed.identity.id);
-        Some(client.seal_session(renewed, secure))
+        Some(client.seal_session(renewed, scheme))
     }
 
     async fn validate_id_token(
@@ -510,7 +511,7 @@ impl Oidc {
             return Err(OidcLoginError::IdToken("iat in the future".into()));
         }
         let nonce = claims.get("nonce").and_then(Value::as_str);
-        if nonce.is_none() || nonce != login.nonce.as_deref() {
+        if nonce.is_none() || nonce != login.nonce.as_ref().map(Secret::expose) {
             return Err(OidcLoginError::IdToken("nonce does not match".into()));
         }
         let several_audiences = claims

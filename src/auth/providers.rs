@@ -558,7 +558,7 @@ impl Provider {
         };
         if want_groups && self.kind.descriptor().groups != GroupSource::None {
             attrs.groups = self.groups(http, &token).await;
-            attrs.access = Some(token);
+            attrs.access = Some(crate::secret::Secret::new(token));
         }
         Ok((identity, attrs))
     }
