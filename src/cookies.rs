@@ -1,9 +1,9 @@
 //! Our cookies — the session cookie and one login-state cookie per login in
 //! flight: their names, how they are set and expired, finding them in a
 //! `Cookie` header, and keeping them from the upstream. Built on the
-//! `cookie` crate, so parsing and `Set-Cookie` syntax live in one place.
+//! `cookie` crate's parser; `Set-Cookie` values are written in one place.
 
-use cookie::{Cookie, SameSite};
+use cookie::Cookie;
 use sha2::{Digest, Sha256};
 
 use crate::request::Scheme;
@@ -86,36 +86,31 @@ impl CookieSettings {
 
     /// The `Set-Cookie` of a login in flight.
     pub fn set_login(&self, state: &str, sealed: &str, max_age: u64, scheme: Scheme) -> String {
-        ours(
-            self.login_cookie(state, scheme),
+        render(
+            &self.login_cookie(state, scheme),
             sealed,
             Self::login_path(scheme),
+            max_age,
             scheme,
         )
-        .max_age(seconds(max_age))
-        .build()
-        .to_string()
     }
 
     /// The `Set-Cookie` of a session.
     pub fn set_session(&self, sealed: &str, max_age: u64, scheme: Scheme) -> String {
-        ours(self.session_name(scheme), sealed, "/", scheme)
-            .max_age(seconds(max_age))
-            .build()
-            .to_string()
+        render(&self.session_name(scheme), sealed, "/", max_age, scheme)
     }
 
     /// `Set-Cookie` values that delete the session cookie under both names
     /// (plain first).
     pub fn expire_session(&self) -> [String; 2] {
-        [Scheme::Http, Scheme::Https].map(|s| expired(self.session_name(s), "/", s))
+        [Scheme::Http, Scheme::Https].map(|s| render(&self.session_name(s), "", "/", 0, s))
     }
 
     /// `Set-Cookie` values that delete the login state of `state` under
     /// both names (https: `__Host-`, path `/`).
     pub fn expire_login(&self, state: &str) -> [String; 2] {
         [Scheme::Http, Scheme::Https]
-            .map(|s| expired(self.login_cookie(state, s), Self::login_path(s), s))
+            .map(|s| render(&self.login_cookie(state, s), "", Self::login_path(s), 0, s))
     }
 
     /// The request's `Cookie` header without ours.
@@ -177,29 +172,12 @@ fn find(header: &str, is: impl Fn(&str) -> bool) -> Option<&str> {
         })
 }
 
-/// One of ours: HttpOnly, SameSite=Lax, host-only, Secure on https.
-fn ours(
-    name: String,
-    value: &str,
-    path: &'static str,
-    scheme: Scheme,
-) -> cookie::CookieBuilder<'static> {
-    Cookie::build((name, value.to_string()))
-        .path(path)
-        .http_only(true)
-        .same_site(SameSite::Lax)
-        .secure(scheme.is_secure())
-}
-
-fn expired(name: String, path: &'static str, scheme: Scheme) -> String {
-    ours(name, "", path, scheme)
-        .max_age(cookie::time::Duration::ZERO)
-        .build()
-        .to_string()
-}
-
-fn seconds(s: u64) -> cookie::time::Duration {
-    cookie::time::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX))
+/// One of ours: host-only, HttpOnly, SameSite=Lax, Secure on https, in
+/// the attribute order every release has sent (`Path`, `Max-Age`, then the
+/// flags). The value is sealed base64url or empty: nothing to quote.
+fn render(name: &str, value: &str, path: &str, max_age: u64, scheme: Scheme) -> String {
+    let secure = if scheme.is_secure() { "; Secure" } else { "" };
+    format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
 }
 
 /// `name=value` as it came (raw, quotes kept).

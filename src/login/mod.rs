@@ -18,90 +18,9 @@ use crate::matching::{Protected, RouteAuth};
 use crate::request::Scheme;
 use crate::session::{LoginState, Purpose, Session, same_host_path};
 use crate::state::Shared;
+use error::{CallbackError, ErrorPage};
 
-/// Why a callback failed. Each has a status, a stable reason code (metrics,
-/// audit lines and the page) and what the user reads.
-#[derive(Debug)]
-enum CallbackError {
-    /// The login throttle of the route that asked is closed for this client.
-    Throttled { retry_after: u64 },
-    /// No login-state cookie matching `state`, or it expired.
-    BadState,
-    /// The route that asked is gone or no longer a login route.
-    StaleLogin,
-    /// The provider sent `error=` (the user cancelled, or it refused).
-    Refused,
-    /// No authorization code.
-    MissingCode,
-    /// The code exchange or the profile failed at the provider.
-    Provider { code: &'static str },
-    /// The route's policy refuses the identity.
-    NotAllowed,
-}
-
-impl CallbackError {
-    fn status(&self) -> StatusCode {
-        match self {
-            Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::BadState | Self::StaleLogin | Self::MissingCode => StatusCode::BAD_REQUEST,
-            Self::Refused => StatusCode::UNAUTHORIZED,
-            Self::Provider { .. } => StatusCode::BAD_GATEWAY,
-            Self::NotAllowed => StatusCode::FORBIDDEN,
-        }
-    }
-
-    /// The reason code, stable across releases.
-    fn reason(&self) -> &'static str {
-        match self {
-            Self::Throttled { .. } => "throttled",
-            Self::BadState => "bad_state",
-            Self::StaleLogin => "stale_login",
-            Self::Refused => "provider_error",
-            Self::MissingCode => "missing_code",
-            Self::Provider { code, .. } => code,
-            Self::NotAllowed => "not_allowed",
-        }
-    }
-
-    fn message(&self) -> &'static str {
-        match self {
-            Self::Throttled { .. } => "Too many failed sign-ins; try again later.",
-            Self::BadState => "This sign-in link is invalid or has expired.",
-            Self::StaleLogin => "The site's configuration changed during sign-in.",
-            Self::Refused => "The sign-in was cancelled or refused by the identity provider.",
-            Self::MissingCode => "The identity provider sent no authorization code.",
-            Self::Provider { .. } => "The identity provider could not complete the sign-in.",
-            Self::NotAllowed => {
-                "Your account is not allowed to access this site. Sign in with another account to continue."
-            }
-        }
-    }
-}
-
-/// A failed callback as the browser (HTML) or an API client (JSON) sees it.
-struct ErrorPage<'a> {
-    error: &'a CallbackError,
-    retry: &'a str,
-    html: bool,
-}
-
-impl IntoResponse for ErrorPage<'_> {
-    fn into_response(self) -> Response {
-        let error = self.error;
-        let mut page = error_page(
-            error.status(),
-            error.reason(),
-            error.message(),
-            self.retry,
-            self.html,
-        );
-        if let CallbackError::Throttled { retry_after } = error {
-            page.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
-        }
-        page
-    }
-}
+mod error;
 
 /// A completed sign-in.
 struct SignedIn {
@@ -301,53 +220,6 @@ fn append_cookie(response: &mut Response, cookie: &str) {
     }
 }
 
-fn error_page(
-    status: StatusCode,
-    reason: &str,
-    message: &str,
-    retry: &str,
-    html: bool,
-) -> Response {
-    let retry = same_host_path(retry);
-    if !html {
-        let body = serde_json::json!({
-            "status": status.as_u16(),
-            "error": status.canonical_reason().unwrap_or("Error"),
-            "reason": reason,
-            "message": message,
-            "retry": retry,
-        });
-        return (
-            status,
-            [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-            body.to_string(),
-        )
-            .into_response();
-    }
-    let code = status.as_u16();
-    let title = status.canonical_reason().unwrap_or("Error");
-    let retry = html_escape(retry);
-    let body = format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{code} {title}</title></head>\
-         <body><h1>Sign-in failed</h1><p>{message}</p><p><a href=\"{retry}\">Try again</a></p>\
-         <p><small>{code} {title} ({reason})</small></p></body></html>\n"
-    );
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        body,
-    )
-        .into_response()
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
 /// Clears the session and returns to `rd` (same host only) or `/`.
 pub async fn logout(
     State(shared): State<Arc<Shared>>,
@@ -397,17 +269,4 @@ fn provider_logout(engine: &Engine, headers: &HeaderMap, target: &str) -> Option
             &format!("{}://{host}{target}", scheme.as_str()),
         );
     Some(end.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escaping() {
-        assert_eq!(
-            html_escape("/a?b=<x>&c=\"'"),
-            "/a?b=&lt;x&gt;&amp;c=&quot;&#39;"
-        );
-    }
 }
