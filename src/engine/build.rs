@@ -1,0 +1,261 @@
+//! Building an [`Engine`]: reading and validating the config file, then
+//! compiling each rule's host, paths and auth into routes numbered by
+//! [`RouteId`].
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{Engine, Slot};
+use crate::auth::{Authenticator, BuildContext, PolicyNeeds};
+use crate::config::spec::{AuthSpec, BackendKind, BackendSpec, ConfigSpec, MethodSpec};
+use crate::config::{self, ConfigError, Diagnostic};
+use crate::cookies::CookieSettings;
+use crate::decision::RouteId;
+use crate::hashing::HashPool;
+use crate::matching::host::HostPattern;
+use crate::matching::path_pattern::PathPattern;
+use crate::matching::{OpenReason, PathRoute, Protected, Route, RouteAuth, Router, Rule};
+use crate::policy::Policy;
+use crate::throttle::Throttle;
+
+impl Engine {
+    /// Reads, validates and compiles a config file: every error at once.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            file: file.clone(),
+            source,
+        })?;
+        Self::from_text(&text, &file, &config::process_env)
+    }
+
+    pub fn from_text(
+        text: &str,
+        file: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let parsed = config::parse(text, file, env)?;
+        let mut errors = parsed.errors;
+        let built = Self::build(parsed.spec);
+        match built {
+            Ok(mut engine) if errors.is_empty() => {
+                engine.warnings = parsed.warnings;
+                engine
+                    .warnings
+                    .sort_by_key(|w| (w.loc.mark.line, w.loc.mark.col));
+                Ok(engine)
+            }
+            Ok(_) => Err(ConfigError::Invalid {
+                file: file.to_string(),
+                errors,
+            }),
+            Err(more) => {
+                errors.extend(more);
+                errors.sort_by_key(|e| (e.loc.mark.line, e.loc.mark.col));
+                Err(ConfigError::Invalid {
+                    file: file.to_string(),
+                    errors,
+                })
+            }
+        }
+    }
+
+    /// Compiles host and path patterns, authenticators and policies.
+    pub fn build(spec: ConfigSpec) -> Result<Self, Vec<Diagnostic>> {
+        let mut errors = Vec::new();
+        let session = spec.authz.session.as_ref();
+        let (policy_claims, any_groups) = policy_needs(&spec);
+        let login = BuildContext {
+            keys: Arc::new(crate::session::SessionKeys::from_secrets(
+                session.map_or(&[][..], |s| &s.secrets),
+            )),
+            cookies: Arc::new(CookieSettings {
+                name: session
+                    .map_or_else(|| "ingress_authz".to_string(), |s| s.cookie_name.clone()),
+                max_age: session.map_or(24 * 3600, |s| s.max_age.as_secs()),
+                trust_forwarded_proto: spec.authz.trust_forwarded_proto,
+            }),
+            policy_claims: policy_claims.into(),
+        };
+        let mut b = Builder {
+            login: &login,
+            any_groups,
+            errors: &mut errors,
+            slots: Vec::new(),
+        };
+        let mut rules = Vec::with_capacity(spec.rules.len());
+        for (i, rule_spec) in spec.rules.iter().enumerate() {
+            let label = format!("rules[{i}]");
+            let host_pattern = match HostPattern::compile(&rule_spec.host, rule_spec.host_type) {
+                Ok(p) => Some(p),
+                Err(message) => {
+                    b.errors.push(Diagnostic::at(&rule_spec.host_loc, message));
+                    None
+                }
+            };
+            let rule_id = b.slot(Slot::Rule(i));
+            let rule_policy = b.policy(&rule_spec.backend, None);
+            let mut paths = Vec::with_capacity(rule_spec.paths.len());
+            for (j, path_spec) in rule_spec.paths.iter().enumerate() {
+                let matcher = match PathPattern::compile(&path_spec.path) {
+                    Ok(m) => Some(m),
+                    Err(message) => {
+                        b.errors.push(Diagnostic::at(&path_spec.path_loc, message));
+                        None
+                    }
+                };
+                let inherited = path_spec.backend.kind == BackendKind::Service
+                    && path_spec.backend.auth.is_none();
+                let id = b.slot(Slot::Path(i, paths.len()));
+                let path_policy = b.policy(&path_spec.backend, Some(&rule_policy));
+                if let Some(matcher) = matcher {
+                    paths.push(PathRoute {
+                        pattern: path_spec.path.clone(),
+                        matcher,
+                        route: Route {
+                            id,
+                            label: format!("{label}.paths[{j}]"),
+                            policy: path_policy,
+                            inherited,
+                        },
+                    });
+                } else {
+                    b.slots.pop();
+                }
+            }
+            if let Some(host_pattern) = host_pattern {
+                rules.push(Rule {
+                    host: rule_spec.host.clone(),
+                    host_pattern,
+                    route: Route {
+                        id: rule_id,
+                        label,
+                        policy: rule_policy,
+                        inherited: false,
+                    },
+                    paths,
+                });
+            }
+        }
+        let fallback = spec.fallback.as_ref().map(|backend| {
+            let id = b.slot(Slot::Fallback);
+            Route {
+                id,
+                label: "fallback".into(),
+                policy: b.policy(backend, None),
+                inherited: false,
+            }
+        });
+        let slots = std::mem::take(&mut b.slots);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let router = Router::new(rules, fallback);
+        let concurrency = spec
+            .authz
+            .hash_concurrency
+            .unwrap_or_else(HashPool::default_concurrency);
+        Ok(Self {
+            router,
+            slots,
+            hash_pool: Arc::new(HashPool::new(concurrency)),
+            throttle: Throttle::new(spec.authz.login_throttle),
+            settings: spec.authz,
+            files: spec.files,
+            login,
+            warnings: Vec::new(),
+        })
+    }
+}
+
+/// Compiles routes' auth, numbering routes as it goes.
+struct Builder<'a> {
+    login: &'a BuildContext,
+    any_groups: bool,
+    errors: &'a mut Vec<Diagnostic>,
+    slots: Vec<Slot>,
+}
+
+impl Builder<'_> {
+    fn slot(&mut self, slot: Slot) -> RouteId {
+        self.slots.push(slot);
+        RouteId(self.slots.len() as u32 - 1)
+    }
+
+    /// The auth of a backend; `inherit` is the rule's for its paths.
+    fn policy(&mut self, backend: &BackendSpec, inherit: Option<&RouteAuth>) -> RouteAuth {
+        if backend.kind != BackendKind::Service {
+            return RouteAuth::Open(OpenReason::RedirectOrHandler);
+        }
+        match &backend.auth {
+            None => inherit
+                .cloned()
+                .unwrap_or(RouteAuth::Open(OpenReason::NotConfigured)),
+            Some(auth) => self.auth(auth),
+        }
+    }
+
+    fn auth(&mut self, auth: &AuthSpec) -> RouteAuth {
+        let allow = Policy::compile(&auth.allow).map(Box::new);
+        let needs = PolicyNeeds {
+            groups_ttl: allow
+                .as_ref()
+                .filter(|a| a.uses_groups_or_claims())
+                .and_then(|_| auth.method.as_ref().and_then(groups_ttl)),
+            groups: self.any_groups,
+        };
+        // Built even when disabled: a disabled config is still validated.
+        let built = auth
+            .method
+            .as_ref()
+            .map(|m| Authenticator::build(m, self.login, needs));
+        let authenticator = match built {
+            Some(Ok(a)) => Some(a),
+            Some(Err(e)) => {
+                self.errors.extend(e);
+                None
+            }
+            None => None,
+        };
+        match (auth.enabled, authenticator) {
+            (Some(false), _) => RouteAuth::Open(OpenReason::Disabled),
+            (_, Some(authenticator)) => RouteAuth::Protected(Arc::new(Protected {
+                authenticator,
+                allow,
+                report_only: auth.report_only,
+            })),
+            // No `type`, or one whose errors are already reported.
+            (_, None) => RouteAuth::Open(OpenReason::NotConfigured),
+        }
+    }
+}
+
+/// How long a login type trusts groups it read (others read them per request).
+fn groups_ttl(method: &MethodSpec) -> Option<u64> {
+    match method {
+        MethodSpec::OAuth2(s) => Some(s.groups_ttl.as_secs()),
+        MethodSpec::Oidc(s) if s.client_id.is_some() => Some(s.groups_ttl.as_secs()),
+        _ => None,
+    }
+}
+
+/// The claim names any policy reads (sessions keep them), and whether any
+/// policy reads groups (logins then fetch them).
+fn policy_needs(spec: &ConfigSpec) -> (Vec<String>, bool) {
+    let mut claims = Vec::new();
+    let mut groups = false;
+    let backends = spec
+        .rules
+        .iter()
+        .flat_map(|r| std::iter::once(&r.backend).chain(r.paths.iter().map(|p| &p.backend)))
+        .chain(spec.fallback.as_ref());
+    for auth in backends.filter_map(|b| b.auth.as_ref()) {
+        groups |= !auth.allow.groups.is_empty();
+        for (name, _) in &auth.allow.claims {
+            if !claims.contains(name) {
+                claims.push(name.clone());
+            }
+        }
+    }
+    (claims, groups)
+}
