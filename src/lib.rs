@@ -91,28 +91,21 @@ use engine::Engine;
 pub fn run(cli: Cli) -> ExitCode {
     init_tracing();
     match cli.command {
-        Command::Validate { config } => match Engine::load(&config) {
-            Ok(engine) => {
-                print_warnings(&engine);
-                println!("{}: valid", config.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Validate { config } => {
+            let Some(engine) = load_or_report(&config) else {
+                return ExitCode::FAILURE;
+            };
+            print_warnings(&engine);
+            println!("{}: valid", config.display());
+            ExitCode::SUCCESS
+        }
         Command::Explain {
             config,
             url,
             headers,
         } => {
-            let engine = match Engine::load(&config) {
-                Ok(e) => e,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(engine) = load_or_report(&config) else {
+                return ExitCode::FAILURE;
             };
             let headers: HashMap<String, String> = headers
                 .iter()
@@ -136,12 +129,8 @@ pub fn run(cli: Cli) -> ExitCode {
             http_addr,
             admin_addr,
         } => {
-            let engine = match Engine::load(&config) {
-                Ok(e) => e,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(engine) = load_or_report(&config) else {
+                return ExitCode::FAILURE;
             };
             // Before the runtime starts: loading freed several times the
             // engine's size, which need not stay resident.
@@ -198,6 +187,11 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         }
     }
+}
+
+/// The compiled config, or None with every error printed.
+fn load_or_report(config: &std::path::Path) -> Option<Engine> {
+    Engine::load(config).map_err(|e| eprintln!("{e}")).ok()
 }
 
 fn print_warnings(engine: &Engine) {
