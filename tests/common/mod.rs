@@ -12,6 +12,7 @@ pub mod configs;
 pub mod creds;
 pub mod envoy;
 pub mod expect;
+pub mod fake_http;
 pub mod fake_oidc;
 pub mod idp;
 pub mod providers;
