@@ -15,6 +15,7 @@ pub mod expect;
 pub mod fake_http;
 pub mod fake_oidc;
 pub mod idp;
+pub mod login;
 pub mod providers;
 pub mod secrets;
 pub mod upstream;

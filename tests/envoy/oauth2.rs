@@ -7,11 +7,12 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cookie::{Cookie, SameSite};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 use url::Url;
 
+use crate::common::configs::{self, rule_head};
 use crate::common::expect::assert_upstream_ok;
+use crate::common::login::{self, Browser, CALLBACK, Provider};
 use crate::common::providers::{Failure, FakeProvider, Identity, Kind, REDIRECT_TRAP, pkce_s256};
 use crate::common::{Normalize, Request, Response, Stack, client};
 
@@ -21,17 +22,17 @@ const SESSION_SECRET: &str = "oauth2-test-session-secret-0123456789abcdef";
 const CONNECT_SECRET: &str = "connect-shared-secret";
 const SESSION_COOKIE: &str = "ingress_authz";
 const LOGIN_COOKIE_PREFIX: &str = "ingress_authz_login_";
-const CALLBACK: &str = "/oauth2/callback";
 /// What a browser sends on a top-level navigation.
 const BROWSER_ACCEPT: &str =
     "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8";
+const NAVIGATE: &[(&str, &str)] = &[("accept", BROWSER_ACCEPT)];
 
 // ---------------------------------------------------------------------------
 // Configs
 
-/// An oauth2 rule for `host` against `fake` (connect on), `extra` lines going
-/// under `oauth2:`.
-fn rule(host: &str, fake: &FakeProvider, extra: &[&str]) -> String {
+/// The `auth:` block of an oauth2 rule against `fake` (connect on), `extra`
+/// lines going under `oauth2:`.
+fn oauth2_auth(fake: &FakeProvider, extra: &[&str]) -> String {
     let mut lines = vec![
         format!("provider: {}", fake.kind().name()),
         format!("client_id: {}", fake.client_id()),
@@ -45,10 +46,13 @@ fn rule(host: &str, fake: &FakeProvider, extra: &[&str]) -> String {
         format!("    secret: {CONNECT_SECRET}"),
     ]);
     lines.extend(extra.iter().map(|l| (*l).to_owned()));
-    let oauth2: String = lines.iter().map(|l| format!("            {l}\n")).collect();
-    format!(
-        "  - host: {host}\n    backend:\n      service:\n        name: app\n        port: 8080\n        auth:\n          type: oauth2\n          oauth2:\n{oauth2}"
-    )
+    format!("type: oauth2\noauth2:\n{}", configs::indent(2, lines))
+}
+
+/// An oauth2 rule for `host` against `fake` (connect on), `extra` lines going
+/// under `oauth2:`.
+fn rule(host: &str, fake: &FakeProvider, extra: &[&str]) -> String {
+    configs::rule(host, &oauth2_auth(fake, extra))
 }
 
 fn config(rules: &[String]) -> String {
@@ -57,11 +61,7 @@ fn config(rules: &[String]) -> String {
 
 /// `session` lines beyond the secret, e.g. `max_age: 2s`.
 fn config_with_session(session: &[&str], rules: &[String]) -> String {
-    let session: String = session.iter().map(|l| format!("    {l}\n")).collect();
-    format!(
-        "authz:\n  session:\n    secret: \"{SESSION_SECRET}\"\n{session}rules:\n{}",
-        rules.concat()
-    )
+    configs::with_session(SESSION_SECRET, session, rules)
 }
 
 /// One fake of `kind` and a stack with one rule for [`HOST`] against it.
@@ -73,6 +73,11 @@ async fn setup(kind: Kind) -> (FakeProvider, Stack) {
 
 // ---------------------------------------------------------------------------
 // Driving the redirect dance
+
+/// A browser on `host`.
+fn browser<'a>(stack: &'a Stack, host: &str) -> Browser<'a> {
+    Browser::new(stack, host, NAVIGATE)
+}
 
 /// A browser's top-level navigation.
 fn navigation(host: &str, target: &str) -> Request {
@@ -139,16 +144,9 @@ struct Login {
 /// Navigates to `target` without a session: expects the 302 to `fake`'s
 /// authorize endpoint and the login-state cookie.
 async fn begin_login(stack: &Stack, fake: &FakeProvider, host: &str, target: &str) -> Login {
-    let response = stack.send(navigation(host, target)).await;
-    assert_eq!(
-        response.status,
-        302,
-        "navigation to {host}{target} without a session: {}\n{}",
-        response.text(),
-        stack.debug_logs()
-    );
+    let begun = browser(stack, host).begin(target).await;
+    let (response, authorize) = (begun.redirect, begun.authorize);
     let location = response.header("location").expect("Location");
-    let authorize = Url::parse(location).unwrap_or_else(|e| panic!("Location {location:?}: {e}"));
     assert_eq!(
         (authorize.host_str(), authorize.port()),
         (Some("127.0.0.1"), Some(fake.addr().port())),
@@ -187,23 +185,7 @@ async fn begin_login(stack: &Stack, fake: &FakeProvider, host: &str, target: &st
 /// The provider's consent screen, approved: what its authorize endpoint
 /// redirects the browser to (`/oauth2/callback?code=..&state=..`).
 async fn consent(fake: &FakeProvider, login: &Login, host: &str) -> String {
-    let target = match login.authorize.query() {
-        Some(q) => format!("{}?{q}", login.authorize.path()),
-        None => login.authorize.path().to_owned(),
-    };
-    let request = Request::get(&fake.addr().to_string(), &target);
-    let response = client::send(fake.addr(), &request)
-        .await
-        .expect("fake authorize endpoint");
-    assert_eq!(
-        response.status,
-        302,
-        "the fake provider refused the authorize request {}: {} (rejections {:?})",
-        login.authorize,
-        response.text(),
-        fake.rejections()
-    );
-    let back = Url::parse(response.header("location").unwrap()).expect("redirect_uri");
+    let back = fake.sign_in(&login.authorize).await;
     assert_eq!(back.host_str(), Some(host), "{back}");
     assert_eq!(back.path(), CALLBACK, "{back}");
     format!("{CALLBACK}?{}", back.query().unwrap_or_default())
@@ -211,9 +193,7 @@ async fn consent(fake: &FakeProvider, login: &Login, host: &str) -> String {
 
 /// The browser returning from the provider.
 async fn callback(stack: &Stack, host: &str, target: &str, cookies: &[&str]) -> Response {
-    stack
-        .send(with_cookies(navigation(host, target), cookies))
-        .await
+    browser(stack, host).navigate(target, cookies).await
 }
 
 /// A finished login.
@@ -278,14 +258,7 @@ fn now_ms() -> u64 {
 /// Verifies an `X-Connect-Token` as an upstream would, with the shared
 /// secret and a standard library.
 fn decode_connect_token(token: &str) -> Value {
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.set_issuer(&["ingress-authz"]);
-    validation.set_required_spec_claims(&["exp", "iat", "iss", "sub"]);
-    validation.validate_aud = false;
-    let key = DecodingKey::from_secret(CONNECT_SECRET.as_bytes()).expect("HMAC key");
-    jsonwebtoken::decode::<Value>(token, &key, &validation)
-        .unwrap_or_else(|e| panic!("X-Connect-Token does not verify ({e}): {token}"))
-        .claims
+    login::decode_connect_token(token, CONNECT_SECRET)
 }
 
 #[track_caller]
@@ -1208,13 +1181,8 @@ async fn the_original_url_is_escaped_in_error_pages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_path_level_oauth2_rule_logs_in_for_that_path() {
     let fake = FakeProvider::start(Kind::Github).await;
-    let protected = rule(HOST, &fake, &[]);
-    // The oauth2 block moved under `paths: - path: /admin`; the host is open.
-    let (_, auth) = protected.split_once("        auth:\n").unwrap();
-    let auth: String = auth.lines().map(|l| format!("    {l}\n")).collect();
-    let yaml = format!(
-        "  - host: {HOST}\n    backend:\n      service:\n        name: app\n        port: 8080\n    paths:\n      - path: /admin\n        backend:\n          service:\n            name: admin\n            port: 8080\n            auth:\n{auth}"
-    );
+    // The oauth2 block under `paths: - path: /admin`; the host is open.
+    let yaml = rule_head(HOST) + &configs::path("/admin", "admin", &oauth2_auth(&fake, &[]));
     let stack = Stack::start(&config(&[yaml])).await;
 
     assert_upstream_ok(&stack.send(navigation(HOST, "/public")).await);

@@ -9,14 +9,15 @@
 use serde_json::{Value, json};
 use url::Url;
 
+use crate::common::configs::{self, rule};
 use crate::common::creds::{basic, bearer, claims, hs256};
 use crate::common::expect::{BASIC_CHALLENGE, INVALID_TOKEN, assert_401, assert_upstream_ok};
-use crate::common::idp::{LOGIN_COOKIE_PREFIX, NAVIGATE, new_session, set_cookies};
+use crate::common::idp::{NAVIGATE, new_session};
+use crate::common::login::{Browser, CALLBACK, Login, Provider};
 use crate::common::providers::{FakeProvider, GITHUB_ACME_ID, Kind, github_org, github_team};
 use crate::common::{Request, Response, Stack, client};
 
 const SESSION_SECRET: &str = "policy-test-session-secret-0123456789abcdef";
-const CALLBACK: &str = "/oauth2/callback";
 const TARGET: &str = "/dashboard?tab=1";
 const JSON: &[(&str, &str)] = &[("accept", "application/json")];
 
@@ -44,19 +45,8 @@ fn assert_403_json(response: &Response, what: &str) {
     assert_ne!(body["upstream"], true, "{what}: {body}");
 }
 
-/// One rule for `host` with `auth` (lines relative to `auth:`).
-fn rule(host: &str, auth: &str) -> String {
-    let auth: String = auth.lines().map(|l| format!("          {l}\n")).collect();
-    format!(
-        "  - host: {host}\n    backend:\n      service:\n        name: app\n        port: 8080\n        auth:\n{auth}"
-    )
-}
-
 fn config(rules: &[String]) -> String {
-    format!(
-        "authz:\n  session:\n    secret: \"{SESSION_SECRET}\"\nrules:\n{}",
-        rules.concat()
-    )
+    configs::with_session(SESSION_SECRET, &[], rules)
 }
 
 // ---------------------------------------------------------------------------
@@ -373,34 +363,17 @@ fn scopes(url: &Url) -> Vec<String> {
         .collect()
 }
 
-struct Login {
-    authorize: Url,
-    /// `name=value` of the login-state cookie.
-    cookie: String,
-}
-
 /// A navigation without a session: the 302 to the fake's authorize page.
 async fn begin_login(stack: &Stack, fake: &FakeProvider, host: &str, target: &str) -> Login {
-    let response = stack.send(navigation(host, target)).await;
+    let login = Browser::new(stack, host, NAVIGATE).begin(target).await;
+    let location = login.redirect.header("location").expect("Location");
     assert_eq!(
-        response.status,
-        302,
-        "navigation to {host}{target} without a session: {}\n{}",
-        response.text(),
-        stack.debug_logs()
+        login.authorize.port(),
+        Some(fake.addr().port()),
+        "{location}"
     );
-    let location = response.header("location").expect("Location");
-    let authorize = Url::parse(location).unwrap_or_else(|e| panic!("Location {location:?}: {e}"));
-    assert_eq!(authorize.port(), Some(fake.addr().port()), "{location}");
-    assert_eq!(authorize.path(), fake.kind().endpoints().authorize);
-    let login = set_cookies(&response)
-        .into_iter()
-        .find(|c| c.name.starts_with(LOGIN_COOKIE_PREFIX) && !c.deletes())
-        .unwrap_or_else(|| panic!("no {LOGIN_COOKIE_PREFIX}* cookie: {:?}", response.headers));
-    Login {
-        authorize,
-        cookie: format!("{}={}", login.name, login.value),
-    }
+    assert_eq!(login.authorize.path(), fake.kind().endpoints().authorize);
+    login
 }
 
 /// The consent screen, approved; then the browser back at the callback.
@@ -410,29 +383,10 @@ async fn return_from_provider(
     login: &Login,
     host: &str,
 ) -> Response {
-    let target = format!(
-        "{}?{}",
-        login.authorize.path(),
-        login.authorize.query().unwrap_or_default()
-    );
-    let response = client::send(
-        fake.addr(),
-        &Request::get(&fake.addr().to_string(), &target),
-    )
-    .await
-    .expect("fake authorize endpoint");
-    assert_eq!(
-        response.status,
-        302,
-        "the fake refused the authorize request: {} ({:?})",
-        response.text(),
-        fake.rejections()
-    );
-    let back = Url::parse(response.header("location").unwrap()).expect("redirect_uri");
+    let back = fake.sign_in(&login.authorize).await;
     assert_eq!(back.path(), CALLBACK, "{back}");
-    let callback = format!("{CALLBACK}?{}", back.query().unwrap_or_default());
-    stack
-        .send(navigation(host, &callback).header("cookie", &login.cookie))
+    Browser::new(stack, host, NAVIGATE)
+        .callback(&back, &[&login.cookie])
         .await
 }
 
@@ -657,14 +611,7 @@ async fn a_session_from_an_open_route_is_403_on_a_stricter_route() {
     let host = "app.example.com";
     let open = github_auth(&fake, &[]);
     let strict = github_auth(&fake, &["logins: [someone-else]"]);
-    let strict: String = strict
-        .lines()
-        .map(|l| format!("              {l}\n"))
-        .collect();
-    let yaml = format!(
-        "{}    paths:\n      - path: /admin\n        backend:\n          service:\n            name: admin\n            port: 8080\n            auth:\n{strict}",
-        rule(host, &open)
-    );
+    let yaml = rule(host, &open) + &configs::path("/admin", "admin", &strict);
     let stack = Stack::start(&config(&[yaml])).await;
 
     let session = log_in(&stack, &fake, host).await;
