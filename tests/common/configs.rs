@@ -39,40 +39,91 @@ pub fn rule(host: &str, auth: &str) -> String {
     format!("{}        auth:\n{}", rule_head(host), indent(10, [auth]))
 }
 
-/// `paths:` with one `path` to the service `name` (port 8080), no auth yet;
-/// goes after a rule.
-pub fn path_head(path: &str, name: &str) -> String {
+/// `paths:` with `entries` (from [`path_entry`] or [`path_auth`]); goes
+/// after a rule.
+pub fn paths(entries: &[String]) -> String {
+    format!("    paths:\n{}", entries.concat())
+}
+
+/// A `paths:` entry for `path` to the service `name` (port 8080), without
+/// an auth block of its own.
+pub fn path_entry(path: &str, name: &str) -> String {
     format!(
-        "    paths:\n      - path: {path}\n        backend:\n          service:\n            name: {name}\n            port: 8080\n"
+        "      - path: {path}\n        backend:\n          service:\n            name: {name}\n            port: 8080\n"
     )
 }
 
-/// [`path_head`] with `auth` (lines relative to its `auth:`) as its own auth.
-pub fn path(path: &str, name: &str, auth: &str) -> String {
+/// [`path_entry`] with `auth` (lines relative to its `auth:`) as its own
+/// auth.
+pub fn path_auth(path: &str, name: &str, auth: &str) -> String {
     format!(
         "{}            auth:\n{}",
-        path_head(path, name),
+        path_entry(path, name),
         indent(14, [auth])
     )
 }
 
+/// `paths:` with the one entry [`path_auth`].
+pub fn path(path: &str, name: &str, auth: &str) -> String {
+    paths(&[path_auth(path, name, auth)])
+}
+
+/// `rules:` with `rules` (each from [`rule`] or the like).
+pub fn rules(rules: &[String]) -> String {
+    format!("rules:\n{}", rules.concat())
+}
+
+/// The auth lines of `type: basic` with these (username, password) pairs.
+pub fn basic_users(users: &[(&str, &str)]) -> String {
+    let users: Vec<String> = users
+        .iter()
+        .map(|(u, p)| format!("- username: {u}\n  password: \"{p}\""))
+        .collect();
+    format!("type: basic\nbasic:\n  users:\n{}", indent(4, users))
+}
+
+/// The auth lines of `type: bearer` with these tokens.
+pub fn bearer_tokens(tokens: &[&str]) -> String {
+    let tokens: Vec<String> = tokens.iter().map(|t| format!("- {t}")).collect();
+    format!("type: bearer\nbearer:\n  tokens:\n{}", indent(4, tokens))
+}
+
 /// One host, basic auth: admin:admin123 and a password with colons.
-pub const BASIC: &str = r#"
-rules:
-  - host: basic.example.com
+pub fn basic() -> String {
+    rules(&[rule(
+        "basic.example.com",
+        &basic_users(&[("admin", "admin123"), ("colon", "a:b:c")]),
+    )])
+}
+
+/// `app.example.com` with basic auth for admin:`password`, `/public` open
+/// and `/api` behind the bearer `token` (no service ports).
+pub fn public_and_api(password: &str, token: &str) -> String {
+    format!(
+        r#"rules:
+  - host: app.example.com
     backend:
       service:
         name: app
-        port: 8080
         auth:
           type: basic
           basic:
             users:
               - username: admin
-                password: admin123
-              - username: colon
-                password: "a:b:c"
-"#;
+                password: {password}
+    paths:
+      - path: /public
+        backend: {{service: {{auth: {{enabled: false}}}}}}
+      - path: /api
+        backend:
+          service:
+            auth:
+              type: bearer
+              bearer:
+                tokens: [{token}]
+"#
+    )
+}
 
 /// The guide's "Path-Level Authentication" example, verbatim.
 pub const PATH_LEVEL: &str = r#"

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -264,15 +264,22 @@ impl IdpStack {
 
     /// tests/browser/login.mjs in headless Chromium against the app and the
     /// provider, with `env` (`LOGIN`, `LOGIN_MODE`, ...) and screenshots in
-    /// `screenshots`.
-    pub async fn run_browser_login(&self, screenshots: &Path, env: &[(&str, &str)]) -> Output {
+    /// the test's temporary directory under `screenshots`; it must pass.
+    pub async fn browser_login(&self, screenshots: &str, env: &[(&str, &str)]) {
+        assert!(
+            idp::repo()
+                .join("tests/browser/node_modules/playwright-core")
+                .is_dir(),
+            "tests/browser/node_modules is missing: run scripts/install-deps"
+        );
+        let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR")).join(screenshots);
         let mut command = tokio::process::Command::new(idp::node());
         command
             .arg(idp::repo().join("tests/browser/login.mjs"))
             .arg(format!("http://{}", self.stack.envoy.addr()))
             .arg(&self.idp.url)
             .env("APP_HOST", self.host)
-            .env("SCREENSHOT_DIR", screenshots)
+            .env("SCREENSHOT_DIR", &screenshots)
             .env(
                 "BROWSER_TEST_TIMEOUT_MS",
                 (BROWSER_TIMEOUT.as_millis() - 20_000).to_string(),
@@ -280,9 +287,26 @@ impl IdpStack {
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .kill_on_drop(true);
-        tokio::time::timeout(BROWSER_TIMEOUT, command.output())
+        let output = tokio::time::timeout(BROWSER_TIMEOUT, command.output())
             .await
             .unwrap_or_else(|_| panic!("the browser test hung\n{}", self.logs()))
-            .expect("run node tests/browser/login.mjs")
+            .expect("run node tests/browser/login.mjs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let mode = env
+            .iter()
+            .find(|(k, _)| *k == "LOGIN_MODE")
+            .map(|(_, v)| format!(" ({v})"))
+            .unwrap_or_default();
+        assert!(
+            output.status.success(),
+            "tests/browser/login.mjs{mode} failed ({}); screenshots in {}\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}\n{}",
+            output.status,
+            screenshots.display(),
+            self.logs()
+        );
+        assert!(stdout.contains("all checks passed"), "{stdout}");
+        // Shown with --nocapture: what the browser went through.
+        println!("{stdout}");
     }
 }

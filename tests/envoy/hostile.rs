@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::common::authz::check_request;
 use crate::common::client::{Request, Response};
 use crate::common::expect::assert_upstream_ok;
 use crate::common::{Authz, Stack};
@@ -502,31 +503,9 @@ async fn the_admin_api_off_loopback_needs_a_token() {
 /// itself, so https is a CheckRequest matter): (status, headers of the
 /// answer, `Set-Cookie`s for the client).
 async fn check(authz: &Authz, scheme: &str, headers: &[(&str, &str)]) -> (u16, Vec<String>) {
-    use envoy_types::ext_authz::v3::pb::{CheckRequest, HttpResponse};
-    use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-    use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, attribute_context};
-    let mut client = AuthorizationClient::connect(format!("http://{}", authz.grpc_addr()))
-        .await
-        .expect("connect");
-    let request = CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(attribute_context::Request {
-                http: Some(attribute_context::HttpRequest {
-                    host: "app.example.com".into(),
-                    path: "/dashboard".into(),
-                    method: "GET".into(),
-                    scheme: scheme.into(),
-                    headers: headers
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    };
+    use envoy_types::ext_authz::v3::pb::HttpResponse;
+    let mut client = authz.grpc_client().await;
+    let request = check_request("app.example.com", "/dashboard", scheme, headers);
     let response = client.check(request).await.expect("check").into_inner();
     let cookies = |hs: &[envoy_types::pb::envoy::config::core::v3::HeaderValueOption]| {
         hs.iter()

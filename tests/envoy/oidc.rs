@@ -21,9 +21,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use envoy_types::ext_authz::v3::pb::{CheckRequest, HttpResponse};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, attribute_context};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
@@ -42,7 +40,7 @@ use crate::common::idp::{
     SetCookie, new_session, set_cookies,
 };
 use crate::common::login::{self, Browser, CALLBACK, IdpStack, Login, Provider};
-use crate::common::{Authz, Stack};
+use crate::common::{self, Authz, Stack, authz};
 
 const HOST: &str = "app.example.com";
 const API_HOST: &str = "api.example.com";
@@ -334,17 +332,11 @@ fn assert_identity(claims: &Value, user: &Value) {
     assert_eq!(claims["sub"], claims["id"], "{claims}");
 }
 
-/// The audit events (JSON lines of the `audit` target) in `logs`.
-fn audit_events(logs: &str) -> Vec<Value> {
-    logs.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["target"] == "audit")
-        .collect()
-}
-
 /// The reasons of the failed logins so far.
 fn login_failures(stack: &Stack) -> Vec<String> {
-    audit_events(&stack.authz.logs())
+    stack
+        .authz
+        .audit_events()
         .iter()
         .filter(|e| e["event"] == "login_failed")
         .map(|e| e["reason"].as_str().unwrap_or_default().to_owned())
@@ -353,7 +345,7 @@ fn login_failures(stack: &Stack) -> Vec<String> {
 
 /// Denials with `reason`.
 fn denials(logs: &str, reason: &str) -> usize {
-    audit_events(logs)
+    authz::audit_events(logs)
         .iter()
         .filter(|e| e["event"] == "denied" && e["reason"] == reason)
         .count()
@@ -377,32 +369,6 @@ fn assert_no_token_logged(stack: &Stack, tokens: &[String]) {
 // ---------------------------------------------------------------------------
 // Direct gRPC checks and timing helpers
 
-fn check_request(host: &str, path: &str, authorization: &str) -> CheckRequest {
-    let headers = [("authorization".to_owned(), authorization.to_owned())].into();
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(attribute_context::Request {
-                http: Some(attribute_context::HttpRequest {
-                    host: host.into(),
-                    path: path.into(),
-                    method: "GET".into(),
-                    scheme: "http".into(),
-                    headers,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    }
-}
-
-async fn grpc_client(authz: &Authz) -> AuthorizationClient<Channel> {
-    AuthorizationClient::connect(format!("http://{}", authz.grpc_addr()))
-        .await
-        .expect("connect gRPC")
-}
-
 /// The HTTP status Envoy would apply: 200 for OK, else the denied status.
 async fn grpc_status(
     client: &mut AuthorizationClient<Channel>,
@@ -419,15 +385,11 @@ async fn try_grpc_status(
     host: &str,
     authorization: &str,
 ) -> Result<u16, tonic::Status> {
-    let response = client
-        .check(check_request(host, "/api/items", authorization))
-        .await?
-        .into_inner();
-    Ok(match response.http_response {
-        Some(HttpResponse::OkResponse(_)) => 200,
-        Some(HttpResponse::DeniedResponse(d)) => d.status.map_or(0, |s| s.code as u16),
-        other => panic!("unexpected response {other:?}"),
-    })
+    let headers = [("authorization", authorization)];
+    let request = authz::check_request(host, "/api/items", "http", &headers);
+    Ok(authz::check_status(
+        &client.check(request).await?.into_inner(),
+    ))
 }
 
 /// Sleeps until the JWKS rate window since the fake's last JWKS request has
@@ -440,19 +402,12 @@ async fn wait_out_jwks_window(fake: &FakeOidc) {
 }
 
 /// Polls `f` every 200 ms until it returns true; panics after `timeout`.
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut f: F)
+async fn eventually<F, Fut>(what: &str, timeout: Duration, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f().await {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    common::eventually(what, timeout, Duration::from_millis(200), f).await;
 }
 
 /// The last `n` lines of `log` that are not transport chatter.
@@ -1616,7 +1571,7 @@ async fn at_most_100_jwks_keys_are_kept() {
     fake.sign_with(KeyKind::Ed25519);
     let kids = fake.publish_copies(KeyKind::Ed25519, "bulk", 300);
     let authz = Authz::start(&api_config(&fake)).await;
-    let mut client = grpc_client(&authz).await;
+    let mut client = authz.grpc_client().await;
     let claims = fake.access_claims(API_AUDIENCE);
     let mut accepted = 0;
     for kid in &kids {
@@ -1692,7 +1647,7 @@ async fn a_flood_of_unknown_kids_fetches_the_jwks_once_per_window() {
     let authz = Authz::start(&api_config(&fake)).await;
     let mut clients = Vec::new();
     for _ in 0..10 {
-        clients.push(grpc_client(&authz).await);
+        clients.push(authz.grpc_client().await);
     }
     let mut client = clients[0].clone();
     let valid = bearer(&fake.mint(&fake.access_claims(API_AUDIENCE)));
@@ -1748,7 +1703,7 @@ async fn cached_keys_keep_verifying_while_the_jwks_is_down() {
 
     fake.set_jwks(Availability::Error);
     wait_out_jwks_window(&fake).await;
-    let mut client = grpc_client(&stack.authz).await;
+    let mut client = stack.authz.grpc_client().await;
     assert_eq!(
         grpc_status(&mut client, API_HOST, &unknown("unknown-1")).await,
         401
@@ -2097,34 +2052,15 @@ async fn real_provider_jwt_access_tokens_in_api_mode() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_provider_browser_login_in_headless_chromium() {
     let real = Real::start(&[], |_| Vec::new()).await;
-    assert!(
-        idp::repo()
-            .join("tests/browser/node_modules/playwright-core")
-            .is_dir(),
-        "tests/browser/node_modules is missing: run scripts/install-deps"
-    );
-    let screenshots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-oidc");
-    let output = real
-        .run_browser_login(
-            &screenshots,
-            &[
-                ("LOGIN", "alice"),
-                ("LOGIN_EMAIL", "alice@example.com"),
-                ("LOGIN_MODE", "oidc"),
-            ],
-        )
-        .await;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "tests/browser/login.mjs (oidc) failed ({}); screenshots in {}\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}\n{}",
-        output.status,
-        screenshots.display(),
-        real.logs()
-    );
-    assert!(stdout.contains("all checks passed"), "{stdout}");
-    println!("{stdout}");
+    real.browser_login(
+        "browser-oidc",
+        &[
+            ("LOGIN", "alice"),
+            ("LOGIN_EMAIL", "alice@example.com"),
+            ("LOGIN_MODE", "oidc"),
+        ],
+    )
+    .await;
 }
 
 /// A session with a refresh token is refreshed at the provider once its

@@ -21,12 +21,6 @@ const SESSION_SECRET: &str = "policy-test-session-secret-0123456789abcdef";
 const TARGET: &str = "/dashboard?tab=1";
 const JSON: &[(&str, &str)] = &[("accept", "application/json")];
 
-/// The paths that reached the upstream, in order.
-fn upstream_paths(stack: &Stack) -> Vec<String> {
-    let requests = stack.upstream_requests();
-    requests.iter().map(|r| r.target.clone()).collect()
-}
-
 /// A 403 from ingress-authz for a client asking for JSON: the identity was
 /// accepted, the policy was not met.
 #[track_caller]
@@ -85,7 +79,7 @@ async fn basic_allow_users_admits_listed_users_only() {
     );
     assert_401(&get("/none", None).await, BASIC_CHALLENGE);
 
-    assert_eq!(upstream_paths(&stack), ["/alice"]);
+    assert_eq!(stack.upstream_targets(), ["/alice"]);
 }
 
 // ---------------------------------------------------------------------------
@@ -147,7 +141,7 @@ async fn bearer_allow_users_matches_token_names() {
         INVALID_TOKEN,
     );
 
-    assert_eq!(upstream_paths(&stack), ["/ci", "/tok-2"]);
+    assert_eq!(stack.upstream_targets(), ["/ci", "/tok-2"]);
 }
 
 // ---------------------------------------------------------------------------
@@ -302,7 +296,7 @@ async fn jwt_allow_users_claims_and_groups() {
     .await;
 
     assert_eq!(
-        upstream_paths(&stack),
+        stack.upstream_targets(),
         [
             "/alice",
             "/equal",
@@ -654,7 +648,7 @@ async fn a_session_from_an_open_route_is_403_on_a_stricter_route() {
         "no new login was started"
     );
 
-    assert_eq!(upstream_paths(&stack), ["/"]);
+    assert_eq!(stack.upstream_targets(), ["/"]);
 }
 
 // ---------------------------------------------------------------------------

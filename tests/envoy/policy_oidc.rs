@@ -82,7 +82,7 @@ fn rule(host: &str, auth: &str, paths: &str) -> String {
 /// `paths:` with one path whose own auth is `auth` (an `auth:` block at 12
 /// spaces).
 fn path(path: &str, auth: &str) -> String {
-    configs::path_head(path, "app") + auth
+    configs::paths(&[configs::path_entry(path, "app")]) + auth
 }
 
 // ---------------------------------------------------------------------------
@@ -231,13 +231,7 @@ impl World {
 
     /// The audit events (JSON lines of the `audit` target) so far.
     fn audit(&self) -> Vec<Value> {
-        self.stack
-            .authz
-            .logs()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| v["target"] == "audit")
-            .collect()
+        self.stack.authz.audit_events()
     }
 
     /// The reasons of the `denied` audit events for `path`, in order.
