@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use super::client::header_value;
+use super::client::{self, Request, header_value};
 
 /// A server's state, as its handlers get it.
 pub type Shared<S> = Arc<Mutex<S>>;
@@ -73,6 +73,13 @@ impl<S: Send + 'static> FakeHttp<S> {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Sends `request` to the server directly (not through Envoy).
+    pub async fn send(&self, request: Request) -> client::Response {
+        client::send(self.addr, &request)
+            .await
+            .unwrap_or_else(|e| panic!("{request:?} to {}: {e}", self.addr))
     }
 
     pub fn lock(&self) -> MutexGuard<'_, S> {

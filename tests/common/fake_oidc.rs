@@ -342,6 +342,11 @@ impl FakeOidc {
         self.http.addr()
     }
 
+    /// Sends `request` to the fake directly (not through Envoy).
+    pub async fn send(&self, request: super::Request) -> super::Response {
+        self.http.send(request).await
+    }
+
     /// The issuer, exactly as `iss` and discovery name it.
     pub fn issuer(&self) -> &str {
         &self.issuer

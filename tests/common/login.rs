@@ -18,7 +18,9 @@ use serde_json::Value;
 use url::Url;
 
 use super::fake_oidc::FakeOidc;
-use super::idp::{self, AtProvider, Idp, LOGIN_COOKIE_PREFIX, NAVIGATE, SetCookie, set_cookies};
+use super::idp::{
+    self, AtProvider, Idp, LOGIN_COOKIE_PREFIX, NAVIGATE, SetCookie, new_session, set_cookies,
+};
 use super::providers::FakeProvider;
 use super::{Request, Response, Stack, client};
 
@@ -185,6 +187,26 @@ impl<'a> Browser<'a> {
             None => self.stack.debug_logs(),
         }
     }
+}
+
+/// A successful callback: back to `target`, with the session cookie it
+/// sets (`rejections`: what the fake provider refused, for the message).
+#[track_caller]
+pub fn assert_session(
+    stack: &Stack,
+    callback: &Response,
+    target: &str,
+    rejections: &[String],
+) -> SetCookie {
+    assert_eq!(
+        callback.status,
+        302,
+        "callback: {}\nfake provider rejections: {rejections:?}\n{}",
+        callback.text(),
+        stack.debug_logs()
+    );
+    assert_eq!(callback.header("location"), Some(target));
+    new_session(callback).unwrap_or_else(|| panic!("no session cookie: {:?}", callback.headers))
 }
 
 /// Verifies an `X-Connect-Token` as an upstream would: HS256, the shared

@@ -584,6 +584,11 @@ impl FakeProvider {
         self.http.addr()
     }
 
+    /// Sends `request` to the fake directly (not through Envoy).
+    pub async fn send(&self, request: super::Request) -> super::Response {
+        self.http.send(request).await
+    }
+
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr())
     }

@@ -46,6 +46,11 @@ fn basic_rule(host: &str, alice_password: &str) -> String {
     )
 }
 
+/// [`config`] with `authz` settings and alice's password in plain text.
+async fn plain_stack(authz: &str) -> Stack {
+    Stack::start(&config(authz, "alice-pass-9f3c")).await
+}
+
 fn get(host: &str, authorization: &str) -> Request {
     Request::get(host, "/")
         .header("authorization", authorization)
@@ -62,11 +67,8 @@ fn retry_after(response: &Response) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_logins_are_throttled_per_route_and_client() {
-    let stack = Stack::start(&config(
-        "  login_throttle: {max_failures: 3, window: 2s, per_user: false}\n",
-        "alice-pass-9f3c",
-    ))
-    .await;
+    let stack =
+        plain_stack("  login_throttle: {max_failures: 3, window: 2s, per_user: false}\n").await;
     let me = loopback(1);
     let wrong = basic("alice:wrong");
     for i in 0..3 {
@@ -115,10 +117,9 @@ async fn failed_logins_are_throttled_per_route_and_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_account_guessed_from_many_addresses_is_throttled_by_username() {
-    let stack = Stack::start(&config(
+    let stack = plain_stack(
         "  login_throttle: {max_failures: 100, max_failures_per_user: 3, window: 60s}\n",
-        "alice-pass-9f3c",
-    ))
+    )
     .await;
     for i in 0..3 {
         let r = stack
@@ -214,18 +215,19 @@ fn assert_flood(bearer: &[u16], flood: &[u16], what: &str) {
     );
 }
 
+/// [`config`] with alice's password as a bcrypt hash, one hash at a time
+/// and the `login_throttle` settings `throttle`.
+async fn bcrypt_stack(throttle: &str) -> Arc<Stack> {
+    let hash = bcrypt::hash("alice-pass-9f3c", 10).expect("bcrypt");
+    let authz = format!("  hash_concurrency: 1\n  login_throttle: {throttle}\n");
+    Arc::new(Stack::start(&config(&authz, &hash)).await)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bcrypt_flood_never_hurts_another_route() {
-    let hash = bcrypt::hash("alice-pass-9f3c", 10).expect("bcrypt");
     // Throttle off, a thousand addresses: the bounded hash pool itself is
     // what protects the bearer route.
-    let stack = Arc::new(
-        Stack::start(&config(
-            "  hash_concurrency: 1\n  login_throttle: {enabled: false}\n",
-            &hash,
-        ))
-        .await,
-    );
+    let stack = bcrypt_stack("{enabled: false}").await;
     let (bearer, flood_statuses) = flood(&stack, 1000, 32, Duration::from_secs(4)).await;
     assert_flood(&bearer, &flood_statuses, "throttle off, 1000 addresses");
     let busy = stack.authz.logs().matches("\"reason\":\"busy\"").count();
@@ -247,14 +249,7 @@ async fn a_bcrypt_flood_never_hurts_another_route() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bcrypt_flood_from_one_address_is_throttled() {
-    let hash = bcrypt::hash("alice-pass-9f3c", 10).expect("bcrypt");
-    let stack = Arc::new(
-        Stack::start(&config(
-            "  hash_concurrency: 1\n  login_throttle: {max_failures: 10, window: 2s, per_user: false}\n",
-            &hash,
-        ))
-        .await,
-    );
+    let stack = bcrypt_stack("{max_failures: 10, window: 2s, per_user: false}").await;
     let (bearer, flood_statuses) = flood(&stack, 1, 8, Duration::from_secs(3)).await;
     assert_flood(&bearer, &flood_statuses, "throttle on, one address");
     let failures = flood_statuses.iter().filter(|s| **s == 401).count();
@@ -302,11 +297,7 @@ async fn check_seconds(stack: &Stack) -> (f64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_that_are_no_host_names_are_refused() {
-    let stack = Stack::start(&config(
-        "  trust_forwarded_proto: true\n",
-        "alice-pass-9f3c",
-    ))
-    .await;
+    let stack = plain_stack("  trust_forwarded_proto: true\n").await;
     for host in [
         "a.example.com:80:80",
         "a.example.com:x",

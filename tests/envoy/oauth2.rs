@@ -14,7 +14,7 @@ use crate::common::configs::{self, rule_head};
 use crate::common::expect::assert_upstream_ok;
 use crate::common::login::{self, Browser, CALLBACK, Provider};
 use crate::common::providers::{Failure, FakeProvider, Identity, Kind, REDIRECT_TRAP, pkce_s256};
-use crate::common::{Normalize, Request, Response, Stack, client};
+use crate::common::{Normalize, Request, Response, Stack};
 
 const HOST: &str = "app.example.com";
 const TARGET: &str = "/dashboard?tab=1";
@@ -196,6 +196,17 @@ async fn callback(stack: &Stack, host: &str, target: &str, cookies: &[&str]) -> 
     browser(stack, host).navigate(target, cookies).await
 }
 
+/// A GET with `cookie` from a client that asks for JSON.
+async fn json_get(stack: &Stack, host: &str, target: &str, cookie: &str) -> Response {
+    stack
+        .send(
+            Request::get(host, target)
+                .header("accept", "application/json")
+                .header("cookie", cookie),
+        )
+        .await
+}
+
 /// A finished login.
 struct Session {
     /// `ingress_authz=...`, as the browser sends it back.
@@ -221,17 +232,8 @@ fn finish(
     response: Response,
     target: &str,
 ) -> Session {
-    assert_eq!(
-        response.status,
-        302,
-        "callback: {}\nfake provider rejections: {:?}\n{}",
-        response.text(),
-        fake.rejections(),
-        stack.debug_logs()
-    );
-    assert_eq!(response.header("location"), Some(target));
-    let session = new_session(&response)
-        .unwrap_or_else(|| panic!("no session cookie: {:?}", response.headers));
+    login::assert_session(stack, &response, target, &fake.rejections());
+    let session = new_session(&response).expect("the session cookie");
     Session {
         cookie: format!("{}={}", session.name(), session.value()),
         set_cookie: session,
@@ -655,13 +657,7 @@ async fn failed_exchanges(kind: Kind) {
     fake.set_failure(Failure::BadCode);
     let login = begin_login(&stack, &fake, HOST, TARGET).await;
     let back = consent(&fake, &login, HOST).await;
-    let response = stack
-        .send(
-            Request::get(HOST, &back)
-                .header("accept", "application/json")
-                .header("cookie", &login.cookie),
-        )
-        .await;
+    let response = json_get(&stack, HOST, &back, &login.cookie).await;
     assert_json_error(&response, 502, &format!("{kind:?} BadCode, JSON"));
 
     // Control: the same stack logs in once the provider behaves.
@@ -834,13 +830,7 @@ async fn provider_error_on_the_callback_is_a_401_page_without_session() {
 
     let login = begin_login(&stack, &fake, HOST, TARGET).await;
     let denied = format!("{CALLBACK}?error=access_denied&state={}", login.state);
-    let response = stack
-        .send(
-            Request::get(HOST, &denied)
-                .header("accept", "application/json")
-                .header("cookie", &login.cookie),
-        )
-        .await;
+    let response = json_get(&stack, HOST, &denied, &login.cookie).await;
     assert_json_error(&response, 401, "?error=access_denied, JSON");
 
     // The provider's text is not HTML.
@@ -986,13 +976,7 @@ async fn allowed_emails_and_domains_are_enforced_with_403() {
 
         let login = begin_login(&stack, &fake, host, TARGET).await;
         let back = consent(&fake, &login, host).await;
-        let response = stack
-            .send(
-                Request::get(host, &back)
-                    .header("accept", "application/json")
-                    .header("cookie", &login.cookie),
-            )
-            .await;
+        let response = json_get(&stack, host, &back, &login.cookie).await;
         assert_json_error(&response, 403, host);
     }
 
@@ -1279,13 +1263,7 @@ async fn tampered_or_foreign_session_cookies_are_no_session() {
         ),
     ];
     for cookie in &forged {
-        let response = stack
-            .send(
-                Request::get(HOST, TARGET)
-                    .header("accept", "application/json")
-                    .header("cookie", cookie),
-            )
-            .await;
+        let response = json_get(&stack, HOST, TARGET, cookie).await;
         assert_eq!(response.status, 401, "{cookie}: {}", response.text());
     }
     // A session made with another session secret is foreign too.
@@ -1538,9 +1516,7 @@ async fn fake_providers_behave_like_the_real_ones() {
             format!("{}?{}", url.path(), url.query().unwrap())
         };
         let get_code = async |pkce: bool| {
-            let r = client::send(fake.addr(), &Request::get(&host, &authorize(pkce)))
-                .await
-                .unwrap();
+            let r = fake.send(Request::get(&host, &authorize(pkce))).await;
             assert_eq!(r.status, 302, "{kind:?}: {}", r.text());
             let back = Url::parse(r.header("location").unwrap()).unwrap();
             assert_eq!(query(&back, "state").as_deref(), Some("st4te"));
@@ -1550,25 +1526,23 @@ async fn fake_providers_behave_like_the_real_ones() {
         let exchange = async |code: &str, verifier: Option<&str>| -> Response {
             if kind == Kind::Feishu {
                 let body = json!({"app_id": fake.client_id(), "app_secret": fake.client_secret()});
-                let r = client::send(
-                    fake.addr(),
-                    &Request::new("POST", &host, e.feishu_app_token.unwrap())
-                        .header("content-type", "application/json; charset=utf-8")
-                        .body(body.to_string()),
-                )
-                .await
-                .unwrap();
+                let r = fake
+                    .send(
+                        Request::new("POST", &host, e.feishu_app_token.unwrap())
+                            .header("content-type", "application/json; charset=utf-8")
+                            .body(body.to_string()),
+                    )
+                    .await;
                 let app_token = r.json()["app_access_token"].as_str().unwrap().to_owned();
                 let body = json!({"grant_type": "authorization_code", "code": code});
-                return client::send(
-                    fake.addr(),
-                    &Request::new("POST", &host, e.token)
-                        .header("authorization", &format!("Bearer {app_token}"))
-                        .header("content-type", "application/json; charset=utf-8")
-                        .body(body.to_string()),
-                )
-                .await
-                .unwrap();
+                return fake
+                    .send(
+                        Request::new("POST", &host, e.token)
+                            .header("authorization", &format!("Bearer {app_token}"))
+                            .header("content-type", "application/json; charset=utf-8")
+                            .body(body.to_string()),
+                    )
+                    .await;
             }
             let mut form = url::form_urlencoded::Serializer::new(String::new());
             form.append_pair("grant_type", "authorization_code")
@@ -1579,15 +1553,13 @@ async fn fake_providers_behave_like_the_real_ones() {
             if let Some(v) = verifier {
                 form.append_pair("code_verifier", v);
             }
-            client::send(
-                fake.addr(),
-                &Request::new("POST", &host, e.token)
+            fake.send(
+                Request::new("POST", &host, e.token)
                     .header("content-type", "application/x-www-form-urlencoded")
                     .header("accept", "application/json")
                     .body(form.finish()),
             )
             .await
-            .unwrap()
         };
         let access_token = |r: &Response| -> String {
             assert_eq!(r.status, 200, "{kind:?}: {}", r.text());
@@ -1604,14 +1576,13 @@ async fn fake_providers_behave_like_the_real_ones() {
         let pkce = kind != Kind::Feishu;
         let code = get_code(pkce).await;
         let token = access_token(&exchange(&code, Some(verifier)).await);
-        let user = client::send(
-            fake.addr(),
-            &Request::get(&host, e.user)
-                .header("authorization", &format!("Bearer {token}"))
-                .header("user-agent", "test"),
-        )
-        .await
-        .unwrap();
+        let user = fake
+            .send(
+                Request::get(&host, e.user)
+                    .header("authorization", &format!("Bearer {token}"))
+                    .header("user-agent", "test"),
+            )
+            .await;
         assert_eq!(user.status, 200, "{kind:?}: {}", user.text());
         assert_eq!(
             Identity::from_profile(kind, &user.json(), None),
@@ -1653,14 +1624,13 @@ async fn fake_providers_behave_like_the_real_ones() {
             );
         }
         // The user endpoint wants a token it issued.
-        let bad = client::send(
-            fake.addr(),
-            &Request::get(&host, e.user)
-                .header("authorization", "Bearer nope")
-                .header("user-agent", "test"),
-        )
-        .await
-        .unwrap();
+        let bad = fake
+            .send(
+                Request::get(&host, e.user)
+                    .header("authorization", "Bearer nope")
+                    .header("user-agent", "test"),
+            )
+            .await;
         let refused = match kind {
             Kind::Slack => bad.status == 200 && bad.json()["ok"] == false,
             Kind::Feishu => bad.status == 200 && bad.json()["code"] != 0,
@@ -1678,14 +1648,13 @@ async fn fake_providers_behave_like_the_real_ones() {
         fake.set_failure(Failure::MissingUserId);
         let code = get_code(pkce).await;
         let token = access_token(&exchange(&code, Some(verifier)).await);
-        let user = client::send(
-            fake.addr(),
-            &Request::get(&host, e.user)
-                .header("authorization", &format!("Bearer {token}"))
-                .header("user-agent", "test"),
-        )
-        .await
-        .unwrap();
+        let user = fake
+            .send(
+                Request::get(&host, e.user)
+                    .header("authorization", &format!("Bearer {token}"))
+                    .header("user-agent", "test"),
+            )
+            .await;
         assert_eq!(Identity::from_profile(kind, &user.json(), None).id, "");
     }
 
@@ -1693,29 +1662,23 @@ async fn fake_providers_behave_like_the_real_ones() {
     // API's User-Agent rule.
     let fake = FakeProvider::start(Kind::Github).await;
     let host = fake.addr().to_string();
-    let r = client::send(
-        fake.addr(),
-        &Request::get(
+    let r = fake.send(Request::get(
             &host,
             "/login/oauth/authorize?client_id=cid&redirect_uri=http%3A%2F%2Fa%2Foauth2%2Fcallback&response_type=code&state=s",
-        ),
-    )
-    .await
-    .unwrap();
+        )).await;
     let back = Url::parse(r.header("location").unwrap()).unwrap();
     let code = query(&back, "code").unwrap();
     let form = format!(
         "code={code}&client_id=cid&client_secret={}",
         fake.client_secret()
     );
-    let r = client::send(
-        fake.addr(),
-        &Request::new("POST", &host, "/login/oauth/access_token")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form),
-    )
-    .await
-    .unwrap();
+    let r = fake
+        .send(
+            Request::new("POST", &host, "/login/oauth/access_token")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form),
+        )
+        .await;
     assert!(
         r.header("content-type")
             .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded")),
@@ -1727,11 +1690,10 @@ async fn fake_providers_behave_like_the_real_ones() {
         .unwrap()
         .1
         .into_owned();
-    let no_agent = client::send(
-        fake.addr(),
-        &Request::get(&host, "/api/v3/user").header("authorization", &format!("Bearer {token}")),
-    )
-    .await
-    .unwrap();
+    let no_agent = fake
+        .send(
+            Request::get(&host, "/api/v3/user").header("authorization", &format!("Bearer {token}")),
+        )
+        .await;
     assert_eq!(no_agent.status, 403);
 }

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use tonic::transport::Channel;
 use url::Url;
 
-use crate::common::client::{self, Request, Response};
+use crate::common::client::{Request, Response};
 use crate::common::configs::{self, rule_head};
 use crate::common::expect::{INVALID_TOKEN, assert_401, assert_upstream_ok};
 use crate::common::fake_oidc::{
@@ -231,17 +231,7 @@ async fn attempt_login(
 /// (`ingress_authz=...`) and the login.
 async fn log_in(stack: &Stack, fake: &FakeOidc, host: &str, target: &str) -> (String, Login) {
     let (login, response) = attempt_login(stack, fake, host, target).await;
-    assert_eq!(
-        response.status,
-        302,
-        "callback: {}\nfake rejections: {:?}\n{}",
-        response.text(),
-        fake.rejections(),
-        stack.debug_logs()
-    );
-    assert_eq!(response.header("location"), Some(target));
-    let session = new_session(&response)
-        .unwrap_or_else(|| panic!("no session cookie: {:?}", response.headers));
+    let session = login::assert_session(stack, &response, target, &fake.rejections());
     session.assert_protected("/");
     assert!(session.value.len() < 4000, "{} bytes", session.value.len());
     assert!(
@@ -513,12 +503,9 @@ async fn manual_code_flow(fake: &FakeOidc) -> (Option<String>, String) {
         ("code_challenge_method", "S256"),
     ]);
     let authority = fake.addr().to_string();
-    let response = client::send(
-        fake.addr(),
-        &Request::get(&authority, &format!("/authorize?{query}")),
-    )
-    .await
-    .unwrap();
+    let response = fake
+        .send(Request::get(&authority, &format!("/authorize?{query}")))
+        .await;
     assert_eq!(response.status, 302, "{:?}", fake.rejections());
     let back = Url::parse(response.header("location").unwrap()).unwrap();
     let code = back
@@ -534,23 +521,24 @@ async fn manual_code_flow(fake: &FakeOidc) -> (Option<String>, String) {
         ("client_secret", CLIENT_SECRET),
         ("code_verifier", &verifier),
     ]);
-    let response = client::send(
-        fake.addr(),
-        &Request::new("POST", &authority, "/token")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form),
-    )
-    .await
-    .unwrap();
+    let response = post_token(fake, form).await;
     assert_eq!(response.status, 200, "{:?}", fake.rejections());
     let answer = response.json();
     (answer["id_token"].as_str().map(str::to_owned), nonce)
 }
 
+/// A form POST to the fake's token endpoint.
+async fn post_token(fake: &FakeOidc, form: String) -> Response {
+    let request = Request::new("POST", &fake.addr().to_string(), "/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form);
+    fake.send(request).await
+}
+
 async fn fetch_json(fake: &FakeOidc, path: &str) -> Value {
-    let response = client::send(fake.addr(), &Request::get(&fake.addr().to_string(), path))
-        .await
-        .unwrap();
+    let response = fake
+        .send(Request::get(&fake.addr().to_string(), path))
+        .await;
     assert_eq!(response.status, 200, "{path}: {}", response.text());
     response.json()
 }
@@ -654,22 +642,13 @@ async fn the_fake_provider_is_a_conforming_openid_provider() {
         ("client_secret", CLIENT_SECRET),
         ("code_verifier", "x"),
     ]);
-    let response = client::send(
-        fake.addr(),
-        &Request::new("POST", &authority, "/token")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(spent),
-    )
-    .await
-    .unwrap();
+    let response = post_token(&fake, spent).await;
     assert_eq!(response.status, 400);
     assert_eq!(fake.rejections().len(), 1);
 
     // Switches: JWKS down, discovery with another issuer, a path issuer.
     fake.set_jwks(Availability::Error);
-    let response = client::send(fake.addr(), &Request::get(&authority, "/jwks"))
-        .await
-        .unwrap();
+    let response = fake.send(Request::get(&authority, "/jwks")).await;
     assert_eq!(response.status, 500);
     fake.set_discovery(Availability::WrongIssuer);
     let doc = fetch_json(&fake, "/.well-known/openid-configuration").await;

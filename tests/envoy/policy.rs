@@ -13,9 +13,9 @@ use crate::common::configs::{self, rule};
 use crate::common::creds::{basic, bearer, claims, hs256};
 use crate::common::expect::{BASIC_CHALLENGE, INVALID_TOKEN, assert_401, assert_upstream_ok};
 use crate::common::idp::{NAVIGATE, new_session};
-use crate::common::login::{Browser, CALLBACK, Login, Provider};
+use crate::common::login::{self, Browser, CALLBACK, Login, Provider};
 use crate::common::providers::{FakeProvider, GITHUB_ACME_ID, Kind, github_org, github_team};
-use crate::common::{Request, Response, Stack, client};
+use crate::common::{Request, Response, Stack};
 
 const SESSION_SECRET: &str = "policy-test-session-secret-0123456789abcdef";
 const TARGET: &str = "/dashboard?tab=1";
@@ -387,17 +387,7 @@ async fn return_from_provider(
 /// `ingress_authz=...` from a successful callback.
 #[track_caller]
 fn session_of(stack: &Stack, fake: &FakeProvider, callback: &Response, target: &str) -> String {
-    assert_eq!(
-        callback.status,
-        302,
-        "callback: {}\nfake rejections: {:?}\n{}",
-        callback.text(),
-        fake.rejections(),
-        stack.debug_logs()
-    );
-    assert_eq!(callback.header("location"), Some(target));
-    let session = new_session(callback)
-        .unwrap_or_else(|| panic!("no session cookie: {:?}", callback.headers));
+    let session = login::assert_session(stack, callback, target, &fake.rejections());
     format!("{}={}", session.name, session.value)
 }
 
@@ -659,24 +649,21 @@ async fn github_fake_serves_orgs_and_teams_to_its_token_holders() {
     let fake = FakeProvider::start(Kind::Github).await;
     let host = fake.addr().to_string();
     let authorize = "/login/oauth/authorize?client_id=cid&redirect_uri=http%3A%2F%2Fa%2Foauth2%2Fcallback&response_type=code&state=s&scope=user%3Aemail+read%3Aorg";
-    let r = client::send(fake.addr(), &Request::get(&host, authorize))
-        .await
-        .unwrap();
+    let r = fake.send(Request::get(&host, authorize)).await;
     let back = Url::parse(r.header("location").unwrap()).unwrap();
     let code = query(&back, "code").unwrap();
     let form = format!(
         "code={code}&client_id=cid&client_secret={}",
         fake.client_secret()
     );
-    let r = client::send(
-        fake.addr(),
-        &Request::new("POST", &host, "/login/oauth/access_token")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("accept", "application/json")
-            .body(form),
-    )
-    .await
-    .unwrap();
+    let r = fake
+        .send(
+            Request::new("POST", &host, "/login/oauth/access_token")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("accept", "application/json")
+                .body(form),
+        )
+        .await;
     let token = r.json()["access_token"].as_str().unwrap().to_owned();
     let get = async |path: &str, authorization: Option<&str>, agent: bool| {
         let mut request = Request::get(&host, path);
@@ -686,7 +673,7 @@ async fn github_fake_serves_orgs_and_teams_to_its_token_holders() {
         if agent {
             request = request.header("user-agent", "test");
         }
-        client::send(fake.addr(), &request).await.unwrap()
+        fake.send(request).await
     };
     let good = bearer(&token);
 
