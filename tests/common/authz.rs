@@ -130,6 +130,17 @@ impl Authz {
             .expect("connect gRPC")
     }
 
+    /// GET `path` on the HTTP sidecar: (status, body).
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        // reqwest is built without a bundled TLS provider (see ProviderHttp).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let response = reqwest::get(format!("http://{}{path}", self.http))
+            .await
+            .expect("HTTP sidecar answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+
     /// The admin gRPC API (`admin=` in the listening line).
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin.expect("ingress-authz printed no admin= address")

@@ -19,7 +19,8 @@ use url::Url;
 
 use super::fake_oidc::FakeOidc;
 use super::idp::{
-    self, AtProvider, Idp, LOGIN_COOKIE_PREFIX, NAVIGATE, SetCookie, new_session, set_cookies,
+    self, AtProvider, Idp, Jar, LOGIN_COOKIE_PREFIX, NAVIGATE, SESSION_COOKIE, SetCookie,
+    new_session, set_cookies,
 };
 use super::providers::FakeProvider;
 use super::{Request, Response, Stack, client};
@@ -282,6 +283,34 @@ impl IdpStack {
     /// Everything a failed assertion should show.
     pub fn logs(&self) -> String {
         self.browser().logs()
+    }
+
+    /// The callback of `account`'s successful login from `target`: back
+    /// there, the session cookie the one cookie of the browser's jar, which
+    /// it returns.
+    #[track_caller]
+    pub fn logged_in(&self, callback: &Response, target: &str, account: &str) -> Jar {
+        assert_eq!(
+            callback.status,
+            302,
+            "{account}'s login callback: {}\n{}",
+            callback.text(),
+            self.logs()
+        );
+        assert_eq!(
+            callback.header("location"),
+            Some(target),
+            "{account}: back to the original URL"
+        );
+        let mut jar = Jar::default();
+        jar.update(callback);
+        assert_eq!(
+            jar.names(),
+            [SESSION_COOKIE],
+            "{account}'s login sets the session: {:?}",
+            callback.headers
+        );
+        jar
     }
 
     /// tests/browser/login.mjs in headless Chromium against the app and the

@@ -589,6 +589,30 @@ impl FakeProvider {
         self.http.send(request).await
     }
 
+    /// The code the authorize endpoint hands out for `target` (its path
+    /// and query).
+    pub async fn code_for(&self, target: &str) -> String {
+        let r = self
+            .send(super::Request::get(&self.addr().to_string(), target))
+            .await;
+        let back = url::Url::parse(r.header("location").unwrap()).unwrap();
+        let code = back.query_pairs().find(|(k, _)| k == "code");
+        code.map(|(_, v)| v.into_owned()).unwrap()
+    }
+
+    /// POSTs the form-encoded `form` to `path`, with `headers` too.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        form: String,
+        headers: &[(&str, &str)],
+    ) -> super::Response {
+        let request = super::Request::new("POST", &self.addr().to_string(), path)
+            .header("content-type", "application/x-www-form-urlencoded");
+        let request = headers.iter().fold(request, |r, (n, v)| r.header(n, v));
+        self.send(request.body(form)).await
+    }
+
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr())
     }

@@ -275,13 +275,7 @@ async fn a_bcrypt_flood_from_one_address_is_throttled() {
 
 /// The histogram's total seconds, from `/metrics`.
 async fn check_seconds(stack: &Stack) -> (f64, u64) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let text = reqwest::get(format!("http://{}/metrics", stack.authz.http_addr()))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .unwrap();
+    let (_, text) = stack.authz.http_get("/metrics").await;
     let value = |name: &str| {
         text.lines()
             .find(|l| l.starts_with(name))
@@ -380,11 +374,9 @@ async fn emptying_a_tokens_file_revokes_and_a_broken_config_shows_stale() {
     assert_eq!(with_token().await.status, 401);
 
     stack.authz.write_config("rules: [this is not: valid");
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let readyz = format!("http://{}/readyz", stack.authz.http_addr());
     let started = Instant::now();
     loop {
-        let body = reqwest::get(&readyz).await.unwrap().text().await.unwrap();
+        let (_, body) = stack.authz.http_get("/readyz").await;
         if body.contains("stale since ") {
             assert!(body.starts_with("ready generation="), "{body}");
             break;
@@ -395,12 +387,7 @@ async fn emptying_a_tokens_file_revokes_and_a_broken_config_shows_stale() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let metrics = reqwest::get(format!("http://{}/metrics", stack.authz.http_addr()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, metrics) = stack.authz.http_get("/metrics").await;
     assert!(
         metrics.contains("ingress_authz_config_stale 1"),
         "{metrics}"
@@ -427,13 +414,7 @@ async fn report_only_allows_and_records_what_it_would_deny() {
             && logs.contains("\"reason\":\"missing_credentials\""),
         "{logs}"
     );
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let metrics = reqwest::get(format!("http://{}/metrics", stack.authz.http_addr()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, metrics) = stack.authz.http_get("/metrics").await;
     assert!(
         metrics
             .lines()

@@ -1572,17 +1572,19 @@ async fn fake_providers_behave_like_the_real_ones() {
             token.as_str().unwrap().to_owned()
         };
 
+        let get_user = async |authorization: &str| {
+            let request = Request::get(&host, e.user)
+                .header("authorization", authorization)
+                .header("user-agent", "test");
+            fake.send(request).await
+        };
+        let bearer = |token: &str| format!("Bearer {token}");
+
         // The happy path, with PKCE (Feishu has none).
         let pkce = kind != Kind::Feishu;
         let code = get_code(pkce).await;
         let token = access_token(&exchange(&code, Some(verifier)).await);
-        let user = fake
-            .send(
-                Request::get(&host, e.user)
-                    .header("authorization", &format!("Bearer {token}"))
-                    .header("user-agent", "test"),
-            )
-            .await;
+        let user = get_user(&bearer(&token)).await;
         assert_eq!(user.status, 200, "{kind:?}: {}", user.text());
         assert_eq!(
             Identity::from_profile(kind, &user.json(), None),
@@ -1624,13 +1626,7 @@ async fn fake_providers_behave_like_the_real_ones() {
             );
         }
         // The user endpoint wants a token it issued.
-        let bad = fake
-            .send(
-                Request::get(&host, e.user)
-                    .header("authorization", "Bearer nope")
-                    .header("user-agent", "test"),
-            )
-            .await;
+        let bad = get_user("Bearer nope").await;
         let refused = match kind {
             Kind::Slack => bad.status == 200 && bad.json()["ok"] == false,
             Kind::Feishu => bad.status == 200 && bad.json()["code"] != 0,
@@ -1648,13 +1644,7 @@ async fn fake_providers_behave_like_the_real_ones() {
         fake.set_failure(Failure::MissingUserId);
         let code = get_code(pkce).await;
         let token = access_token(&exchange(&code, Some(verifier)).await);
-        let user = fake
-            .send(
-                Request::get(&host, e.user)
-                    .header("authorization", &format!("Bearer {token}"))
-                    .header("user-agent", "test"),
-            )
-            .await;
+        let user = get_user(&bearer(&token)).await;
         assert_eq!(Identity::from_profile(kind, &user.json(), None).id, "");
     }
 
@@ -1662,23 +1652,14 @@ async fn fake_providers_behave_like_the_real_ones() {
     // API's User-Agent rule.
     let fake = FakeProvider::start(Kind::Github).await;
     let host = fake.addr().to_string();
-    let r = fake.send(Request::get(
-            &host,
-            "/login/oauth/authorize?client_id=cid&redirect_uri=http%3A%2F%2Fa%2Foauth2%2Fcallback&response_type=code&state=s",
-        )).await;
-    let back = Url::parse(r.header("location").unwrap()).unwrap();
-    let code = query(&back, "code").unwrap();
+    let code = fake
+        .code_for("/login/oauth/authorize?client_id=cid&redirect_uri=http%3A%2F%2Fa%2Foauth2%2Fcallback&response_type=code&state=s")
+        .await;
     let form = format!(
         "code={code}&client_id=cid&client_secret={}",
         fake.client_secret()
     );
-    let r = fake
-        .send(
-            Request::new("POST", &host, "/login/oauth/access_token")
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(form),
-        )
-        .await;
+    let r = fake.post_form("/login/oauth/access_token", form, &[]).await;
     assert!(
         r.header("content-type")
             .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded")),

@@ -84,11 +84,7 @@ fn nested_oidc_rule(host: &str, fields: &[String]) -> String {
 
 /// A stack with one login rule for [`HOST`] at `fake`.
 async fn login_stack(fake: &FakeOidc) -> Stack {
-    Stack::start(&config(&[oidc_rule(
-        HOST,
-        &login_fields(fake.issuer(), CLIENT_SECRET, &[]),
-    )]))
-    .await
+    Stack::start(&config(&[fake_login_rule(HOST, fake, &[])])).await
 }
 
 /// One API-mode rule for [`API_HOST`] at `fake`, audience [`API_AUDIENCE`].
@@ -97,6 +93,11 @@ fn api_config(fake: &FakeOidc) -> String {
         API_HOST,
         &api_fields(fake.issuer(), Some(API_AUDIENCE)),
     )])
+}
+
+/// A login rule for `host` at `fake` (connect on), plus `extra` lines.
+fn fake_login_rule(host: &str, fake: &FakeOidc, extra: &[&str]) -> String {
+    oidc_rule(host, &login_fields(fake.issuer(), CLIENT_SECRET, extra))
 }
 
 /// Login mode at `issuer` (connect on), plus `extra` lines.
@@ -830,11 +831,8 @@ async fn a_session_is_only_good_for_its_issuer_and_client() {
     let mut other_fields = login_fields(first.issuer(), CLIENT_SECRET, &[]);
     other_fields[1] = "client_id: another-client".to_owned();
     let stack = Stack::start(&config(&[
-        oidc_rule(HOST, &login_fields(first.issuer(), CLIENT_SECRET, &[])),
-        oidc_rule(
-            "second.example.com",
-            &login_fields(second.issuer(), CLIENT_SECRET, &[]),
-        ),
+        fake_login_rule(HOST, &first, &[]),
+        fake_login_rule("second.example.com", &second, &[]),
         oidc_rule(other_client, &other_fields),
     ]))
     .await;
@@ -931,33 +929,16 @@ async fn claims_and_allowed_addresses_are_403_otherwise() {
     let listed = "listed.example.com";
     let verified = "verified.example.com";
     let stack = Stack::start(&config(&[
-        oidc_rule(
-            verified,
-            &login_fields(
-                fake.issuer(),
-                CLIENT_SECRET,
-                &["claims: { email_verified: true }"],
-            ),
-        ),
-        oidc_rule(
+        fake_login_rule(verified, &fake, &["claims: { email_verified: true }"]),
+        fake_login_rule(
             strict,
-            &login_fields(
-                fake.issuer(),
-                CLIENT_SECRET,
-                &[
-                    "allowed_domains: [example.com]",
-                    "claims: { groups: admins, department: engineering }",
-                ],
-            ),
+            &fake,
+            &[
+                "allowed_domains: [example.com]",
+                "claims: { groups: admins, department: engineering }",
+            ],
         ),
-        oidc_rule(
-            listed,
-            &login_fields(
-                fake.issuer(),
-                CLIENT_SECRET,
-                &["allowed_emails: [jane.doe@example.com]"],
-            ),
-        ),
+        fake_login_rule(listed, &fake, &["allowed_emails: [jane.doe@example.com]"]),
     ]))
     .await;
 
@@ -1079,7 +1060,7 @@ async fn identity_from_id_token_and_userinfo() {
 async fn key_rotation_new_tokens_work_after_one_jwks_refresh() {
     let fake = FakeOidc::start().await;
     let stack = Stack::start(&config(&[
-        oidc_rule(HOST, &login_fields(fake.issuer(), CLIENT_SECRET, &[])),
+        fake_login_rule(HOST, &fake, &[]),
         oidc_rule(API_HOST, &api_fields(fake.issuer(), Some(API_AUDIENCE))),
     ]))
     .await;
@@ -1800,18 +1781,7 @@ impl Real {
     /// A successful login; returns the browser's cookie jar (the session).
     async fn log_in(&self, target: &str, account: &'static str) -> Jar {
         let response = self.attempt(target, account).await;
-        assert_eq!(
-            response.status,
-            302,
-            "callback: {}\n{}",
-            response.text(),
-            self.logs()
-        );
-        assert_eq!(response.header("location"), Some(target));
-        let mut jar = Jar::default();
-        jar.update(&response);
-        assert_eq!(jar.names(), [SESSION_COOKIE], "{:?}", response.headers);
-        jar
+        self.logged_in(&response, target, account)
     }
 }
 

@@ -649,20 +649,14 @@ async fn github_fake_serves_orgs_and_teams_to_its_token_holders() {
     let fake = FakeProvider::start(Kind::Github).await;
     let host = fake.addr().to_string();
     let authorize = "/login/oauth/authorize?client_id=cid&redirect_uri=http%3A%2F%2Fa%2Foauth2%2Fcallback&response_type=code&state=s&scope=user%3Aemail+read%3Aorg";
-    let r = fake.send(Request::get(&host, authorize)).await;
-    let back = Url::parse(r.header("location").unwrap()).unwrap();
-    let code = query(&back, "code").unwrap();
+    let code = fake.code_for(authorize).await;
     let form = format!(
         "code={code}&client_id=cid&client_secret={}",
         fake.client_secret()
     );
+    let accept = [("accept", "application/json")];
     let r = fake
-        .send(
-            Request::new("POST", &host, "/login/oauth/access_token")
-                .header("content-type", "application/x-www-form-urlencoded")
-                .header("accept", "application/json")
-                .body(form),
-        )
+        .post_form("/login/oauth/access_token", form, &accept)
         .await;
     let token = r.json()["access_token"].as_str().unwrap().to_owned();
     let get = async |path: &str, authorization: Option<&str>, agent: bool| {

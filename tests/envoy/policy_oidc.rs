@@ -26,8 +26,8 @@ use crate::common::Stack;
 use crate::common::client::Response;
 use crate::common::configs::{self, rule_head};
 use crate::common::idp::{
-    self, AtProvider, IDP_CLIENT_ID, IDP_CLIENT_SECRET, Idp, Jar, LOGIN_COOKIE_PREFIX,
-    SESSION_COOKIE, SetCookie, new_session, set_cookies,
+    self, AtProvider, IDP_CLIENT_ID, IDP_CLIENT_SECRET, Idp, Jar, LOGIN_COOKIE_PREFIX, SetCookie,
+    new_session, set_cookies,
 };
 use crate::common::login::{CALLBACK, IdpStack};
 
@@ -206,27 +206,7 @@ impl World {
     /// session cookie).
     async fn log_in(&self, target: &str, account: &'static str) -> Jar {
         let response = self.attempt(target, account).await;
-        assert_eq!(
-            response.status,
-            302,
-            "{account}'s login callback: {}\n{}",
-            response.text(),
-            self.logs()
-        );
-        assert_eq!(
-            response.header("location"),
-            Some(target),
-            "{account}: back to the original URL"
-        );
-        let mut jar = Jar::default();
-        jar.update(&response);
-        assert_eq!(
-            jar.names(),
-            [SESSION_COOKIE],
-            "{account}'s login sets the session: {:?}",
-            response.headers
-        );
-        jar
+        self.logged_in(&response, target, account)
     }
 
     /// The audit events (JSON lines of the `audit` target) so far.

@@ -30,16 +30,6 @@ async fn check_status(authz: &Authz, host: &str, path: &str, headers: &[(&str, &
     authz::check_status(&response)
 }
 
-async fn http_get(authz: &Authz, path: &str) -> (u16, String) {
-    // reqwest is built without a bundled TLS provider (see ProviderHttp).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let response = reqwest::get(format!("http://{}{path}", authz.http_addr()))
-        .await
-        .expect("HTTP sidecar answers");
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap())
-}
-
 async fn admin(authz: &Authz) -> AdminClient<tonic::transport::Channel> {
     AdminClient::connect(format!("http://{}", authz.admin_addr()))
         .await
@@ -81,8 +71,8 @@ async fn health_over_grpc_and_http() {
         })
         .await;
     assert_eq!(unknown.unwrap_err().code(), tonic::Code::NotFound);
-    assert_eq!(http_get(&authz, "/healthz").await.0, 200);
-    let (status, body) = http_get(&authz, "/readyz").await;
+    assert_eq!(authz.http_get("/healthz").await.0, 200);
+    let (status, body) = authz.http_get("/readyz").await;
     assert_eq!((status, body.trim()), (200, "ready generation=1"));
 }
 
@@ -107,7 +97,7 @@ async fn metrics_count_decisions() {
     );
     assert_eq!(check_status(&authz, host, "/..", &[]).await, 400);
 
-    let (status, text) = http_get(&authz, "/metrics").await;
+    let (status, text) = authz.http_get("/metrics").await;
     assert_eq!(status, 200);
     let lines = text.lines().map(|l| Ok(l.to_string()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("valid exposition");
@@ -255,7 +245,8 @@ async fn file_changes_reload_and_broken_files_keep_the_old_config() {
     // Broken: the previous config keeps serving, the failure is counted.
     authz.write_config("rules: [\n");
     eventually("the failed reload is counted", || async {
-        http_get(&authz, "/metrics")
+        authz
+            .http_get("/metrics")
             .await
             .1
             .contains("ingress_authz_config_reloads_total{result=\"failed\"} 1")
@@ -344,7 +335,7 @@ async fn sighup_reloads() {
     let authz = Authz::start(&config()).await;
     authz.signal("HUP");
     eventually("generation 2 after SIGHUP", || async {
-        http_get(&authz, "/readyz").await.1.trim() == "ready generation=2"
+        authz.http_get("/readyz").await.1.trim() == "ready generation=2"
     })
     .await;
 }
