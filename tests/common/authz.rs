@@ -8,7 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use envoy_types::ext_authz::v3::pb::{CheckRequest, CheckResponse, HttpResponse};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, attribute_context};
+use serde_json::Value;
 use tempfile::TempDir;
+use tonic::transport::Channel;
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -118,6 +123,24 @@ impl Authz {
         self.http
     }
 
+    /// A client of the ext_authz gRPC API, as Envoy is one.
+    pub async fn grpc_client(&self) -> AuthorizationClient<Channel> {
+        AuthorizationClient::connect(format!("http://{}", self.grpc))
+            .await
+            .expect("connect gRPC")
+    }
+
+    /// GET `path` on the HTTP sidecar: (status, body).
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        // reqwest is built without a bundled TLS provider (see ProviderHttp).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let response = reqwest::get(format!("http://{}{path}", self.http))
+            .await
+            .expect("HTTP sidecar answers");
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+
     /// The admin gRPC API (`admin=` in the listening line).
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin.expect("ingress-authz printed no admin= address")
@@ -169,6 +192,57 @@ impl Authz {
 
     pub fn logs(&self) -> String {
         read_log(&self.stderr_path)
+    }
+
+    /// The audit events (JSON lines of the `audit` target) so far.
+    pub fn audit_events(&self) -> Vec<Value> {
+        audit_events(&self.logs())
+    }
+}
+
+/// The audit events (JSON lines of the `audit` target) in `logs`.
+pub fn audit_events(logs: &str) -> Vec<Value> {
+    logs.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["target"] == "audit")
+        .collect()
+}
+
+/// What Envoy asks for a GET of `path` on `host` over `scheme` with
+/// `headers`.
+pub fn check_request(
+    host: &str,
+    path: &str,
+    scheme: &str,
+    headers: &[(&str, &str)],
+) -> CheckRequest {
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(attribute_context::Request {
+                http: Some(attribute_context::HttpRequest {
+                    host: host.into(),
+                    path: path.into(),
+                    method: "GET".into(),
+                    scheme: scheme.into(),
+                    headers: headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+/// The HTTP status Envoy would apply: 200 for OK, else the denied status.
+pub fn check_status(response: &CheckResponse) -> u16 {
+    match &response.http_response {
+        Some(HttpResponse::OkResponse(_)) => 200,
+        Some(HttpResponse::DeniedResponse(d)) => d.status.as_ref().map_or(0, |s| s.code as u16),
+        other => panic!("unexpected response {other:?}"),
     }
 }
 

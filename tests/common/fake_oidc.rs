@@ -24,23 +24,19 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use tokio::task::JoinHandle;
 
-pub use super::providers::Call;
+use super::fake_http::{self, FakeHttp, server_error};
+pub use super::fake_http::{Call, pkce_s256};
 
 pub const CLIENT_ID: &str = "authz-test";
 pub const CLIENT_SECRET: &str = "fake-oidc-client-secret-5e8a1d";
@@ -269,20 +265,17 @@ struct FakeState {
     grants: HashMap<String, Grant>,
     access_tokens: Vec<String>,
     id_tokens: Vec<String>,
-    calls: Vec<Call>,
     rejections: Vec<String>,
     hits: HashMap<&'static str, u64>,
     last_jwks_hit: Option<Instant>,
 }
 
-type Shared = Arc<Mutex<FakeState>>;
+type Shared = fake_http::Shared<FakeState>;
 
 /// A running fake OpenID provider.
 pub struct FakeOidc {
-    addr: SocketAddr,
     issuer: String,
-    state: Shared,
-    server: JoinHandle<()>,
+    http: FakeHttp<FakeState>,
 }
 
 /// A loopback port that was free a moment ago: for a provider that is not up
@@ -308,13 +301,11 @@ impl FakeOidc {
     /// The path is kept as given: `"/"` makes an Auth0-style issuer with a
     /// trailing slash (`iss` and discovery say `http://127.0.0.1:PORT/`).
     pub async fn start_with(port: u16, issuer_path: &str) -> Self {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap_or_else(|e| panic!("bind fake OpenID provider on port {port}: {e}"));
+        let listener = fake_http::listen(port, "fake OpenID provider").await;
         let addr = listener.local_addr().expect("fake provider address");
         let issuer = format!("http://{addr}{issuer_path}");
         let signing = (KeyKind::Rsa, KeyKind::Rsa.default_kid());
-        let state = Arc::new(Mutex::new(FakeState {
+        let state = FakeState {
             issuer: issuer.clone(),
             client_id: CLIENT_ID.to_owned(),
             client_secret: CLIENT_SECRET.to_owned(),
@@ -337,27 +328,23 @@ impl FakeOidc {
             grants: HashMap::new(),
             access_tokens: Vec::new(),
             id_tokens: Vec::new(),
-            calls: Vec::new(),
             rejections: Vec::new(),
             hits: HashMap::new(),
             last_jwks_hit: None,
-        }));
-        let app = Router::new().fallback(handle).with_state(state.clone());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .await
-                .expect("fake OpenID provider");
-        });
+        };
         Self {
-            addr,
             issuer,
-            state,
-            server,
+            http: FakeHttp::serve(listener, state, handle),
         }
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.http.addr()
+    }
+
+    /// Sends `request` to the fake directly (not through Envoy).
+    pub async fn send(&self, request: super::Request) -> super::Response {
+        self.http.send(request).await
     }
 
     /// The issuer, exactly as `iss` and discovery name it.
@@ -505,7 +492,7 @@ impl FakeOidc {
 
     /// Every request received, in order.
     pub fn calls(&self) -> Vec<Call> {
-        self.lock().calls.clone()
+        self.http.calls()
     }
 
     /// The requests to one endpoint path (without the issuer's path).
@@ -568,13 +555,7 @@ impl FakeOidc {
     }
 
     fn lock(&self) -> MutexGuard<'_, FakeState> {
-        self.state.lock().unwrap()
-    }
-}
-
-impl Drop for FakeOidc {
-    fn drop(&mut self) {
-        self.server.abort();
+        self.http.lock()
     }
 }
 
@@ -654,42 +635,11 @@ pub fn tamper_signature(token: &str) -> String {
     token
 }
 
-pub fn pkce_s256(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
-}
-
 // ---------------------------------------------------------------- serving
 
-async fn handle(
-    State(state): State<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let call = Call {
-        method: method.to_string(),
-        path: uri.path().to_owned(),
-        query: uri
-            .query()
-            .map(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        headers: headers
-            .iter()
-            .map(|(n, v)| {
-                let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
-                (n.as_str().to_owned(), value)
-            })
-            .collect(),
-        body: body.to_vec(),
-    };
+async fn handle(state: Shared, call: Call) -> Response {
     let issuer_path = {
-        let mut s = state.lock().unwrap();
-        s.calls.push(call.clone());
+        let s = state.lock().unwrap();
         url::Url::parse(&s.issuer)
             .map(|u| u.path().trim_end_matches('/').to_owned())
             .unwrap_or_default()
@@ -723,21 +673,7 @@ fn reject(state: &Shared, why: String) {
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-fn server_error() -> Response {
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        [(header::CONTENT_TYPE, "text/html")],
-        "<html><body><h1>500 Internal Server Error</h1></body></html>",
-    )
-        .into_response()
+    fake_http::json_response(status, "application/json", body)
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {

@@ -12,11 +12,15 @@ pub mod configs;
 pub mod creds;
 pub mod envoy;
 pub mod expect;
+pub mod fake_http;
 pub mod fake_oidc;
 pub mod idp;
+pub mod login;
 pub mod providers;
 pub mod secrets;
 pub mod upstream;
+
+use std::time::{Duration, Instant};
 
 pub use authz::Authz;
 pub use client::{Request, Response};
@@ -94,6 +98,12 @@ impl Stack {
         self.upstream.requests()
     }
 
+    /// The targets that reached the upstream, in order.
+    pub fn upstream_targets(&self) -> Vec<String> {
+        let requests = self.upstream_requests();
+        requests.into_iter().map(|r| r.target).collect()
+    }
+
     /// Both processes' logs, for assertion messages.
     pub fn debug_logs(&self) -> String {
         format!(
@@ -103,6 +113,19 @@ impl Stack {
             self.envoy.log_path().display(),
             tail(&self.envoy.logs()),
         )
+    }
+}
+
+/// Polls `check` every `poll` until it holds; panics after `timeout`.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, poll: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(poll).await;
     }
 }
 

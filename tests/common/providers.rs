@@ -15,19 +15,16 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use tokio::task::JoinHandle;
+
+use super::fake_http::{self, FakeHttp, Shared, lookup, server_error};
+pub use super::fake_http::{Call, pkce_s256};
 
 /// The client the fakes know unless told otherwise.
 pub const CLIENT_ID: &str = "cid";
@@ -513,82 +510,6 @@ pub const REDIRECT_TRAP: &str = "/redirect-trap/token";
 /// How long [`Failure::Hang`] keeps the token request waiting.
 pub const HANG: std::time::Duration = std::time::Duration::from_secs(40);
 
-/// One request the fake received.
-#[derive(Clone, Debug)]
-pub struct Call {
-    pub method: String,
-    pub path: String,
-    /// Decoded query pairs, in order.
-    pub query: Vec<(String, String)>,
-    /// Names lower-cased, repeats kept.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Call {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn query_param(&self, name: &str) -> Option<&str> {
-        lookup(&self.query, name)
-    }
-
-    /// The body as `application/x-www-form-urlencoded` pairs.
-    pub fn form(&self) -> Vec<(String, String)> {
-        url::form_urlencoded::parse(&self.body)
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect()
-    }
-
-    pub fn form_param(&self, name: &str) -> Option<String> {
-        lookup(&self.form(), name).map(str::to_owned)
-    }
-
-    /// The body as JSON (`Null` if it is not JSON).
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-
-    /// The token of an `Authorization: Bearer` header (scheme
-    /// case-insensitive).
-    pub fn bearer(&self) -> Option<&str> {
-        let value = self.header("authorization")?;
-        let (scheme, token) = value.split_once(' ')?;
-        scheme
-            .eq_ignore_ascii_case("bearer")
-            .then_some(token.trim())
-    }
-
-    /// `client_id:client_secret` from an `Authorization: Basic` header.
-    pub fn basic_credentials(&self) -> Option<(String, String)> {
-        let value = self.header("authorization")?;
-        let (scheme, encoded) = value.split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("basic") {
-            return None;
-        }
-        let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
-        let (id, secret) = decoded.split_once(':')?;
-        let unescape = |s: &str| {
-            percent_encoding::percent_decode_str(&s.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        Some((unescape(id), unescape(secret)))
-    }
-}
-
-fn lookup<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
 /// What the authorize endpoint was asked, kept until the code is redeemed.
 #[derive(Clone, Debug)]
 struct Grant {
@@ -610,18 +531,13 @@ struct FakeState {
     grants: HashMap<String, Grant>,
     access_tokens: Vec<String>,
     app_tokens: Vec<String>,
-    calls: Vec<Call>,
     rejections: Vec<String>,
 }
-
-type Shared = Arc<Mutex<FakeState>>;
 
 /// A running fake provider.
 pub struct FakeProvider {
     kind: Kind,
-    addr: SocketAddr,
-    state: Shared,
-    server: JoinHandle<()>,
+    http: FakeHttp<FakeState>,
 }
 
 impl FakeProvider {
@@ -631,7 +547,7 @@ impl FakeProvider {
     }
 
     pub async fn start_for(kind: Kind, client_id: &str, client_secret: &str) -> Self {
-        let state = Arc::new(Mutex::new(FakeState {
+        let state = FakeState {
             kind,
             client_id: client_id.to_owned(),
             client_secret: client_secret.to_owned(),
@@ -651,22 +567,12 @@ impl FakeProvider {
             grants: HashMap::new(),
             access_tokens: Vec::new(),
             app_tokens: Vec::new(),
-            calls: Vec::new(),
             rejections: Vec::new(),
-        }));
-        let app = Router::new().fallback(handle).with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake provider");
-        let addr = listener.local_addr().expect("fake provider address");
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("fake provider");
-        });
+        };
+        let listener = fake_http::listen(0, "fake provider").await;
         Self {
             kind,
-            addr,
-            state,
-            server,
+            http: FakeHttp::serve(listener, state, handle),
         }
     }
 
@@ -675,11 +581,40 @@ impl FakeProvider {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.http.addr()
+    }
+
+    /// Sends `request` to the fake directly (not through Envoy).
+    pub async fn send(&self, request: super::Request) -> super::Response {
+        self.http.send(request).await
+    }
+
+    /// The code the authorize endpoint hands out for `target` (its path
+    /// and query).
+    pub async fn code_for(&self, target: &str) -> String {
+        let r = self
+            .send(super::Request::get(&self.addr().to_string(), target))
+            .await;
+        let back = url::Url::parse(r.header("location").unwrap()).unwrap();
+        let code = back.query_pairs().find(|(k, _)| k == "code");
+        code.map(|(_, v)| v.into_owned()).unwrap()
+    }
+
+    /// POSTs the form-encoded `form` to `path`, with `headers` too.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        form: String,
+        headers: &[(&str, &str)],
+    ) -> super::Response {
+        let request = super::Request::new("POST", &self.addr().to_string(), path)
+            .header("content-type", "application/x-www-form-urlencoded");
+        let request = headers.iter().fold(request, |r, (n, v)| r.header(n, v));
+        self.send(request.body(form)).await
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.addr())
     }
 
     pub fn client_id(&self) -> String {
@@ -743,7 +678,7 @@ impl FakeProvider {
 
     /// Every request received, in order.
     pub fn calls(&self) -> Vec<Call> {
-        self.lock().calls.clone()
+        self.http.calls()
     }
 
     /// The requests to one path.
@@ -772,19 +707,8 @@ impl FakeProvider {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FakeState> {
-        self.state.lock().unwrap()
+        self.http.lock()
     }
-}
-
-impl Drop for FakeProvider {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-/// RFC 7636 S256: BASE64URL(SHA256(verifier)), no padding.
-pub fn pkce_s256(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
 fn unique(prefix: &str) -> String {
@@ -797,53 +721,12 @@ fn unique(prefix: &str) -> String {
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-        body.to_string(),
-    )
-        .into_response()
+    fake_http::json_response(status, "application/json; charset=utf-8", &body)
 }
 
-fn server_error() -> Response {
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        [(header::CONTENT_TYPE, "text/html")],
-        "<html><body><h1>500 Internal Server Error</h1></body></html>",
-    )
-        .into_response()
-}
-
-async fn handle(
-    State(state): State<Shared>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let call = Call {
-        method: method.to_string(),
-        path: uri.path().to_owned(),
-        query: uri
-            .query()
-            .map(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                    .collect()
-            })
-            .unwrap_or_default(),
-        headers: headers
-            .iter()
-            .map(|(n, v)| {
-                let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
-                (n.as_str().to_owned(), value)
-            })
-            .collect(),
-        body: body.to_vec(),
-    };
+async fn handle(state: Shared<FakeState>, call: Call) -> Response {
     let hang = {
-        let mut state = state.lock().unwrap();
-        state.calls.push(call.clone());
+        let state = state.lock().unwrap();
         state.failure == Failure::Hang && call.path == state.kind.endpoints().token
     };
     if hang {

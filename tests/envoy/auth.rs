@@ -3,20 +3,16 @@
 //! §5). Each test runs its own upstream + ingress-authz + Envoy.
 
 use crate::common::Stack;
-use crate::common::configs::{BASIC, PATH_LEVEL};
+use crate::common::configs::{
+    PATH_LEVEL, basic_users, bearer_tokens, indent, path_auth, path_entry, paths, rule, rules,
+};
 use crate::common::creds::{self, alg_none, basic, bearer, claims, hs256};
 use crate::common::expect::{BASIC_CHALLENGE, INVALID_TOKEN, assert_401, assert_upstream_ok};
 use serde_json::json;
 
-/// The paths that reached the upstream, in order.
-fn upstream_paths(stack: &Stack) -> Vec<String> {
-    let requests = stack.upstream_requests();
-    requests.iter().map(|r| r.target.clone()).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_allows_good_credentials_and_challenges_the_rest() {
-    let stack = Stack::start(BASIC).await;
+    let stack = Stack::start(&crate::common::configs::basic()).await;
     let get = async |target: &str, authorization: Option<String>| {
         stack
             .get_auth("basic.example.com", target, authorization.as_deref())
@@ -48,27 +44,16 @@ async fn basic_allows_good_credentials_and_challenges_the_rest() {
         BASIC_CHALLENGE,
     );
 
-    assert_eq!(upstream_paths(&stack), ["/ok", "/colon", "/lower"]);
+    assert_eq!(stack.upstream_targets(), ["/ok", "/colon", "/lower"]);
 }
-
-const BEARER: &str = r#"
-rules:
-  - host: bearer.example.com
-    backend:
-      service:
-        name: app
-        port: 8080
-        auth:
-          type: bearer
-          bearer:
-            tokens:
-              - token1-abc123xyz
-              - token2-def456uvw
-"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bearer_allows_listed_tokens_only() {
-    let stack = Stack::start(BEARER).await;
+    let stack = Stack::start(&rules(&[rule(
+        "bearer.example.com",
+        &bearer_tokens(&["token1-abc123xyz", "token2-def456uvw"]),
+    )]))
+    .await;
     let get = async |target: &str, authorization: Option<String>| {
         stack
             .get_auth("bearer.example.com", target, authorization.as_deref())
@@ -96,28 +81,20 @@ async fn bearer_allows_listed_tokens_only() {
         401
     );
 
-    assert_eq!(upstream_paths(&stack), ["/one", "/two"]);
+    assert_eq!(stack.upstream_targets(), ["/one", "/two"]);
 }
 
-const JWT: &str = r#"
-rules:
-  - host: jwt.example.com
-    backend:
-      service:
-        name: app
-        port: 8080
-        auth:
-          type: jwt
-          secret: change-me-in-production
-          jwt:
-            issuer: ingress-demo
-            audience: api.example.com
-"#;
 const JWT_SECRET: &str = "change-me-in-production";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwt_checks_signature_algorithm_expiry_issuer_and_audience() {
-    let stack = Stack::start(JWT).await;
+    let stack = Stack::start(&rules(&[rule(
+        "jwt.example.com",
+        &format!(
+            "type: jwt\nsecret: {JWT_SECRET}\njwt:\n  issuer: ingress-demo\n  audience: api.example.com"
+        ),
+    )]))
+    .await;
     let good = claims("ingress-demo", "api.example.com");
     let with = |patch: serde_json::Value| {
         let mut c = good.clone();
@@ -187,7 +164,7 @@ async fn jwt_checks_signature_algorithm_expiry_issuer_and_audience() {
         missing.headers
     );
 
-    assert_eq!(upstream_paths(&stack), ["/valid", "/aud-array"]);
+    assert_eq!(stack.upstream_targets(), ["/valid", "/aud-array"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,7 +204,7 @@ async fn path_level_auth_follows_the_guide() {
     assert_401(&get("/other/page", None).await, BASIC_CHALLENGE);
 
     assert_eq!(
-        upstream_paths(&stack),
+        stack.upstream_targets(),
         [
             "/admin",
             "/admin/users?page=2",
@@ -239,50 +216,18 @@ async fn path_level_auth_follows_the_guide() {
     );
 }
 
-const PUBLIC: &str = r#"
-rules:
-  - host: app.example.com
-    backend:
-      service:
-        name: app
-        port: 8080
-        auth:
-          type: basic
-          basic:
-            users:
-              - username: admin
-                password: admin123
-    paths:
-      # No auth block: inherits the rule's basic auth (fail closed).
-      - path: /inherit
-        backend:
-          service:
-            name: app
-            port: 8080
-      - path: /public
-        backend:
-          service:
-            name: app
-            port: 8080
-            auth:
-              enabled: false
-  - host: open.example.com
-    backend:
-      service:
-        name: app
-        port: 8080
-        auth:
-          enabled: false
-          type: basic
-          basic:
-            users:
-              - username: admin
-                password: admin123
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enabled_false_is_public_and_paths_without_auth_inherit() {
-    let stack = Stack::start(PUBLIC).await;
+    let admin_only = basic_users(&[("admin", "admin123")]);
+    let protected = rule("app.example.com", &admin_only)
+        // /inherit has no auth block: it inherits the rule's basic auth
+        // (fail closed).
+        + &paths(&[
+            path_entry("/inherit", "app"),
+            path_auth("/public", "app", "enabled: false"),
+        ]);
+    let open = rule("open.example.com", &format!("enabled: false\n{admin_only}"));
+    let stack = Stack::start(&rules(&[protected, open])).await;
     let admin = basic("admin", "admin123");
 
     assert_upstream_ok(&stack.get("app.example.com", "/public/x", &[]).await);
@@ -301,45 +246,19 @@ async fn enabled_false_is_public_and_paths_without_auth_inherit() {
     assert_upstream_ok(&inherit);
 
     assert_eq!(
-        upstream_paths(&stack),
+        stack.upstream_targets(),
         ["/public/x", "/anything", "/inherit"]
     );
 }
 
-const HOSTS: &str = r#"
-rules:
-  - host: "*.example.com"
-    backend:
-      service:
-        name: app
-        port: 8080
-        auth:
-          type: bearer
-          bearer:
-            tokens: [wildcard-token]
-  - host: ^t-(\w+)\.example\.work
-    backend:
-      service:
-        name: app
-        port: 8080
-        auth:
-          type: bearer
-          bearer:
-            tokens: [regex-token]
-  - host: Exact.Example.org
-    backend:
-      service:
-        name: app
-        port: 8080
-        auth:
-          type: bearer
-          bearer:
-            tokens: [exact-token]
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_match_by_wildcard_anchored_regex_and_exact_name() {
-    let stack = Stack::start(HOSTS).await;
+    let stack = Stack::start(&rules(&[
+        rule("\"*.example.com\"", &bearer_tokens(&["wildcard-token"])),
+        rule(r"^t-(\w+)\.example\.work", &bearer_tokens(&["regex-token"])),
+        rule("Exact.Example.org", &bearer_tokens(&["exact-token"])),
+    ]))
+    .await;
     let check = async |host: &str, token: &str| {
         let authorization = bearer(token);
         stack
@@ -371,7 +290,7 @@ async fn hosts_match_by_wildcard_anchored_regex_and_exact_name() {
     assert_eq!(check("evil-t-x.example.work", "regex-token").await, 403);
 
     assert_eq!(
-        upstream_paths(&stack),
+        stack.upstream_targets(),
         [
             "/a.example.com",
             "/a.b.example.com",
@@ -385,7 +304,7 @@ async fn hosts_match_by_wildcard_anchored_regex_and_exact_name() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_matching_host_is_forbidden_and_never_proxied() {
-    let stack = Stack::start(BASIC).await;
+    let stack = Stack::start(&crate::common::configs::basic()).await;
     let admin = basic("admin", "admin123");
 
     for host in ["other.example.com", "basic.example.com.evil", "example.com"] {
@@ -400,30 +319,14 @@ async fn no_matching_host_is_forbidden_and_never_proxied() {
     assert_upstream_ok(&ok);
 }
 
-const FALLBACK: &str = r#"
-rules:
-  - host: app.example.com
-    backend:
-      service:
-        name: app
-        port: 8080
-        auth:
-          type: bearer
-          bearer:
-            tokens: [app-token]
-fallback:
-  service:
-    name: default
-    port: 80
-    auth:
-      type: bearer
-      bearer:
-        tokens: [fallback-token]
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fallback_applies_to_unmatched_hosts() {
-    let stack = Stack::start(FALLBACK).await;
+    let fallback = format!(
+        "fallback:\n  service:\n    name: default\n    port: 80\n    auth:\n{}",
+        indent(6, [bearer_tokens(&["fallback-token"])])
+    );
+    let app = rule("app.example.com", &bearer_tokens(&["app-token"]));
+    let stack = Stack::start(&(rules(&[app]) + &fallback)).await;
     let get = async |host: &str, token: &str| {
         let authorization = bearer(token);
         stack

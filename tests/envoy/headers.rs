@@ -2,31 +2,17 @@
 //! tries to forge, request bodies of denied requests, error bodies by
 //! `Accept`, the `/oauth2/` bypass route, and failing closed (SPEC §5, §8, §9).
 
+use crate::common::configs::{basic_users, rule, rules};
 use crate::common::creds::basic;
 use crate::common::expect::{BASIC_CHALLENGE, assert_401, assert_upstream_ok};
 use crate::common::{Request, Stack, client};
 
-const CONFIG: &str = r#"
-rules:
-  - host: basic.example.com
-    backend:
-      service:
-        name: app
-        port: 8080
-        auth:
-          type: basic
-          basic:
-            users:
-              - username: admin
-                password: admin123
-  - host: open.example.com
-    backend:
-      service:
-        name: app
-        port: 8080
-        auth:
-          enabled: false
-"#;
+fn config() -> String {
+    rules(&[
+        rule("basic.example.com", &basic_users(&[("admin", "admin123")])),
+        rule("open.example.com", "enabled: false"),
+    ])
+}
 
 fn admin() -> String {
     basic("admin", "admin123")
@@ -34,7 +20,7 @@ fn admin() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_cannot_forge_identity_or_scheme_headers() {
-    let stack = Stack::start(CONFIG).await;
+    let stack = Stack::start(&config()).await;
     let forged = |host: &str, authorization: Option<&str>| {
         let request = Request::get(host, "/whoami")
             .header("X-Connect-Token", "forged.jwt.token")
@@ -81,7 +67,7 @@ async fn clients_cannot_forge_identity_or_scheme_headers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denied_request_body_never_reaches_the_upstream() {
-    let stack = Stack::start(CONFIG).await;
+    let stack = Stack::start(&config()).await;
     let post = |authorization: String, body: Vec<u8>| {
         Request::new("POST", "basic.example.com", "/upload")
             .header("authorization", &authorization)
@@ -108,7 +94,7 @@ async fn a_denied_request_body_never_reaches_the_upstream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_error_body_follows_accept() {
-    let stack = Stack::start(CONFIG).await;
+    let stack = Stack::start(&config()).await;
     let deny = async |accept: Option<&str>| {
         let request = Request::get("basic.example.com", "/");
         let request = match accept {
@@ -151,7 +137,7 @@ async fn the_error_body_follows_accept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth2_paths_go_to_the_sidecar_without_a_check() {
-    let stack = Stack::start(CONFIG).await;
+    let stack = Stack::start(&config()).await;
 
     // No credentials, yet no challenge: Envoy skipped ext_authz and proxied to
     // the sidecar (a local reply would carry no upstream service time).
@@ -183,7 +169,7 @@ async fn envoy_fails_closed_when_the_authorizer_is_down() {
         upstream,
         authz,
         envoy,
-    } = Stack::start(CONFIG).await;
+    } = Stack::start(&config()).await;
     let authorization = admin();
     let request = Request::get("basic.example.com", "/").header("authorization", &authorization);
 

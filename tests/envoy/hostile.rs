@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::common::authz::check_request;
 use crate::common::client::{Request, Response};
 use crate::common::expect::assert_upstream_ok;
 use crate::common::{Authz, Stack};
@@ -45,6 +46,11 @@ fn basic_rule(host: &str, alice_password: &str) -> String {
     )
 }
 
+/// [`config`] with `authz` settings and alice's password in plain text.
+async fn plain_stack(authz: &str) -> Stack {
+    Stack::start(&config(authz, "alice-pass-9f3c")).await
+}
+
 fn get(host: &str, authorization: &str) -> Request {
     Request::get(host, "/")
         .header("authorization", authorization)
@@ -61,11 +67,8 @@ fn retry_after(response: &Response) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_logins_are_throttled_per_route_and_client() {
-    let stack = Stack::start(&config(
-        "  login_throttle: {max_failures: 3, window: 2s, per_user: false}\n",
-        "alice-pass-9f3c",
-    ))
-    .await;
+    let stack =
+        plain_stack("  login_throttle: {max_failures: 3, window: 2s, per_user: false}\n").await;
     let me = loopback(1);
     let wrong = basic("alice:wrong");
     for i in 0..3 {
@@ -114,10 +117,9 @@ async fn failed_logins_are_throttled_per_route_and_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_account_guessed_from_many_addresses_is_throttled_by_username() {
-    let stack = Stack::start(&config(
+    let stack = plain_stack(
         "  login_throttle: {max_failures: 100, max_failures_per_user: 3, window: 60s}\n",
-        "alice-pass-9f3c",
-    ))
+    )
     .await;
     for i in 0..3 {
         let r = stack
@@ -213,18 +215,19 @@ fn assert_flood(bearer: &[u16], flood: &[u16], what: &str) {
     );
 }
 
+/// [`config`] with alice's password as a bcrypt hash, one hash at a time
+/// and the `login_throttle` settings `throttle`.
+async fn bcrypt_stack(throttle: &str) -> Arc<Stack> {
+    let hash = bcrypt::hash("alice-pass-9f3c", 10).expect("bcrypt");
+    let authz = format!("  hash_concurrency: 1\n  login_throttle: {throttle}\n");
+    Arc::new(Stack::start(&config(&authz, &hash)).await)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bcrypt_flood_never_hurts_another_route() {
-    let hash = bcrypt::hash("alice-pass-9f3c", 10).expect("bcrypt");
     // Throttle off, a thousand addresses: the bounded hash pool itself is
     // what protects the bearer route.
-    let stack = Arc::new(
-        Stack::start(&config(
-            "  hash_concurrency: 1\n  login_throttle: {enabled: false}\n",
-            &hash,
-        ))
-        .await,
-    );
+    let stack = bcrypt_stack("{enabled: false}").await;
     let (bearer, flood_statuses) = flood(&stack, 1000, 32, Duration::from_secs(4)).await;
     assert_flood(&bearer, &flood_statuses, "throttle off, 1000 addresses");
     let busy = stack.authz.logs().matches("\"reason\":\"busy\"").count();
@@ -246,14 +249,7 @@ async fn a_bcrypt_flood_never_hurts_another_route() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bcrypt_flood_from_one_address_is_throttled() {
-    let hash = bcrypt::hash("alice-pass-9f3c", 10).expect("bcrypt");
-    let stack = Arc::new(
-        Stack::start(&config(
-            "  hash_concurrency: 1\n  login_throttle: {max_failures: 10, window: 2s, per_user: false}\n",
-            &hash,
-        ))
-        .await,
-    );
+    let stack = bcrypt_stack("{max_failures: 10, window: 2s, per_user: false}").await;
     let (bearer, flood_statuses) = flood(&stack, 1, 8, Duration::from_secs(3)).await;
     assert_flood(&bearer, &flood_statuses, "throttle on, one address");
     let failures = flood_statuses.iter().filter(|s| **s == 401).count();
@@ -279,13 +275,7 @@ async fn a_bcrypt_flood_from_one_address_is_throttled() {
 
 /// The histogram's total seconds, from `/metrics`.
 async fn check_seconds(stack: &Stack) -> (f64, u64) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let text = reqwest::get(format!("http://{}/metrics", stack.authz.http_addr()))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .unwrap();
+    let (_, text) = stack.authz.http_get("/metrics").await;
     let value = |name: &str| {
         text.lines()
             .find(|l| l.starts_with(name))
@@ -301,11 +291,7 @@ async fn check_seconds(stack: &Stack) -> (f64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_that_are_no_host_names_are_refused() {
-    let stack = Stack::start(&config(
-        "  trust_forwarded_proto: true\n",
-        "alice-pass-9f3c",
-    ))
-    .await;
+    let stack = plain_stack("  trust_forwarded_proto: true\n").await;
     for host in [
         "a.example.com:80:80",
         "a.example.com:x",
@@ -388,11 +374,9 @@ async fn emptying_a_tokens_file_revokes_and_a_broken_config_shows_stale() {
     assert_eq!(with_token().await.status, 401);
 
     stack.authz.write_config("rules: [this is not: valid");
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let readyz = format!("http://{}/readyz", stack.authz.http_addr());
     let started = Instant::now();
     loop {
-        let body = reqwest::get(&readyz).await.unwrap().text().await.unwrap();
+        let (_, body) = stack.authz.http_get("/readyz").await;
         if body.contains("stale since ") {
             assert!(body.starts_with("ready generation="), "{body}");
             break;
@@ -403,12 +387,7 @@ async fn emptying_a_tokens_file_revokes_and_a_broken_config_shows_stale() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let metrics = reqwest::get(format!("http://{}/metrics", stack.authz.http_addr()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, metrics) = stack.authz.http_get("/metrics").await;
     assert!(
         metrics.contains("ingress_authz_config_stale 1"),
         "{metrics}"
@@ -435,13 +414,7 @@ async fn report_only_allows_and_records_what_it_would_deny() {
             && logs.contains("\"reason\":\"missing_credentials\""),
         "{logs}"
     );
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let metrics = reqwest::get(format!("http://{}/metrics", stack.authz.http_addr()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, metrics) = stack.authz.http_get("/metrics").await;
     assert!(
         metrics
             .lines()
@@ -502,31 +475,9 @@ async fn the_admin_api_off_loopback_needs_a_token() {
 /// itself, so https is a CheckRequest matter): (status, headers of the
 /// answer, `Set-Cookie`s for the client).
 async fn check(authz: &Authz, scheme: &str, headers: &[(&str, &str)]) -> (u16, Vec<String>) {
-    use envoy_types::ext_authz::v3::pb::{CheckRequest, HttpResponse};
-    use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-    use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, attribute_context};
-    let mut client = AuthorizationClient::connect(format!("http://{}", authz.grpc_addr()))
-        .await
-        .expect("connect");
-    let request = CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(attribute_context::Request {
-                http: Some(attribute_context::HttpRequest {
-                    host: "app.example.com".into(),
-                    path: "/dashboard".into(),
-                    method: "GET".into(),
-                    scheme: scheme.into(),
-                    headers: headers
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    };
+    use envoy_types::ext_authz::v3::pb::HttpResponse;
+    let mut client = authz.grpc_client().await;
+    let request = check_request("app.example.com", "/dashboard", scheme, headers);
     let response = client.check(request).await.expect("check").into_inner();
     let cookies = |hs: &[envoy_types::pb::envoy::config::core::v3::HeaderValueOption]| {
         hs.iter()

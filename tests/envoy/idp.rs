@@ -15,25 +15,19 @@
 //! Node packages and Chromium come from scripts/install-deps.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Stdio;
-use std::time::Duration;
 
-use crate::common::Stack;
 use crate::common::client::Response;
 use crate::common::idp::{
-    AtProvider, IDP_CLIENT_ID as CLIENT_ID, IDP_CLIENT_SECRET as CLIENT_SECRET, Idp, Jar,
-    LOGIN_COOKIE_PREFIX, NAVIGATE, SESSION_COOKIE, SetCookie, at_provider, node, repo, set_cookies,
+    AtProvider, IDP_CLIENT_ID as CLIENT_ID, IDP_CLIENT_SECRET as CLIENT_SECRET, Jar,
+    LOGIN_COOKIE_PREFIX, NAVIGATE, SESSION_COOKIE, SetCookie, jose_accepts, set_cookies,
     verify_with_jose,
 };
-use tokio::process::Command;
+use crate::common::login::IdpStack as World;
 use url::Url;
 
 const APP_HOST: &str = "app.example.com";
 const CONNECT_SECRET: &str = "connect-shared-secret-8d2e6b4a0c9f1e3d";
 const SESSION_SECRET: &str = "session-secret-7c1e9a3f5b2d8e4a6c0f1b3d5e7a9c2e";
-
-const BROWSER_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// The ingress config: everything on `app.example.com` needs a login at the
 /// provider; only example.com addresses are let in (bob@example.org is not).
@@ -70,48 +64,8 @@ rules:
 
 /// Provider + Stack, wired: the provider's client accepts
 /// `http://app.example.com:<envoy port>/oauth2/callback`.
-struct World {
-    idp: Idp,
-    stack: Stack,
-}
-
-impl World {
-    async fn start() -> Self {
-        let mut idp = Idp::spawn(&[]).await;
-        let stack = Stack::start(&config(&idp.url)).await;
-        idp.configure(&[format!("http://{}/oauth2/callback", app_authority(&stack))])
-            .await;
-        Self { idp, stack }
-    }
-
-    /// The Host a browser sends for the app (Envoy's port included, so the
-    /// default redirect_uri is the registered one).
-    fn app(&self) -> String {
-        app_authority(&self.stack)
-    }
-
-    async fn app_get(&self, target: &str, headers: &[(&str, &str)]) -> Response {
-        self.stack.get(&self.app(), target, headers).await
-    }
-
-    /// Follows the provider's pages from `authorize` back to the app.
-    async fn at_provider(&self, authorize: &Url, action: AtProvider) -> Url {
-        at_provider(&self.idp, authorize, action, &self.stack.debug_logs()).await
-    }
-
-    /// Everything a failed assertion should show.
-    fn logs(&self) -> String {
-        format!(
-            "{}\n--- provider ({}):\n{}",
-            self.stack.debug_logs(),
-            self.idp.log_path.display(),
-            self.idp.logs()
-        )
-    }
-}
-
-fn app_authority(stack: &Stack) -> String {
-    format!("{APP_HOST}:{}", stack.envoy.addr().port())
+async fn start() -> World {
+    World::start(&[], APP_HOST, config).await
 }
 
 // ------------------------------------------------------------------ the flow
@@ -119,20 +73,13 @@ fn app_authority(stack: &Stack) -> String {
 /// A navigation to `target` without a session: the 302 to the provider, its
 /// authorize URL, and the login-state cookie, all checked.
 async fn start_login(world: &World, target: &str) -> (Url, SetCookie) {
-    let response = world.app_get(target, NAVIGATE).await;
-    assert_eq!(
-        response.status,
-        302,
-        "navigation to {target} without a session: {}\n{}",
-        response.text(),
-        world.logs()
-    );
-    let authorize = Url::parse(response.header("location").expect("Location")).unwrap();
+    let login = world.browser().begin(target).await;
+    let (response, authorize) = (login.redirect, login.authorize);
     assert_eq!(
         &authorize[..url::Position::AfterPath],
         format!("{}/auth", world.idp.url)
     );
-    let query: BTreeMap<String, String> = authorize.query_pairs().into_owned().collect();
+    let query = login.params;
     assert_eq!(query.get("client_id").map(String::as_str), Some(CLIENT_ID));
     assert_eq!(query.get("response_type").map(String::as_str), Some("code"));
     assert_eq!(
@@ -175,13 +122,15 @@ async fn callback(world: &World, back: &Url, jar: &Jar) -> Response {
         "the provider redirects to the app"
     );
     assert_eq!(back.path(), "/oauth2/callback");
-    let target = &back[url::Position::BeforePath..];
-    let mut headers = NAVIGATE.to_vec();
-    let cookies = jar.header();
-    if !cookies.is_empty() {
-        headers.push(("cookie", &cookies));
-    }
-    world.app_get(target, &headers).await
+    world.browser().callback(back, &[&jar.header()]).await
+}
+
+/// [`start_login`], with the browser's jar holding the login-state cookie.
+async fn start_login_with_jar(world: &World, target: &str) -> (Url, Jar) {
+    let (authorize, login_cookie) = start_login(world, target).await;
+    let mut jar = Jar::default();
+    jar.0.insert(login_cookie.name, login_cookie.value);
+    (authorize, jar)
 }
 
 /// Runs the whole login for `account` from a navigation to `target`; returns
@@ -252,7 +201,7 @@ fn cookie_header(jar: &Jar, extra: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn programmatic_login_at_a_real_openid_provider() {
-    let world = World::start().await;
+    let world = start().await;
 
     // Before any login: API clients get 401 JSON, never a redirect.
     let api = world
@@ -335,13 +284,7 @@ async fn programmatic_login_at_a_real_openid_provider() {
         "X-Connect-Timestamp {timestamp} ms vs iat {iat} s"
     );
     // The wrong secret does not verify (the check above means something).
-    let wrong = std::process::Command::new(node())
-        .arg(repo().join("tests/idp/verify-jwt.mjs"))
-        .env("JWT", token)
-        .env("JWT_SECRET", "not-the-connect-secret-0000000000")
-        .output()
-        .unwrap();
-    assert!(!wrong.status.success());
+    assert!(!jose_accepts(token, "not-the-connect-secret-0000000000"));
 
     // API calls with the session pass too; the provider is not asked again.
     let api = world
@@ -379,7 +322,7 @@ async fn programmatic_login_at_a_real_openid_provider() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_logins_at_a_real_provider_never_make_a_session() {
-    let world = World::start().await;
+    let world = start().await;
     let no_session = |response: &Response| {
         let cookies = set_cookies(response);
         assert!(
@@ -391,9 +334,7 @@ async fn failed_logins_at_a_real_provider_never_make_a_session() {
     };
 
     // 1. The user presses "Cancel" at the provider: ?error=access_denied.
-    let (authorize, login_cookie) = start_login(&world, "/cancelled").await;
-    let mut jar = Jar::default();
-    jar.0.insert(login_cookie.name.clone(), login_cookie.value);
+    let (authorize, jar) = start_login_with_jar(&world, "/cancelled").await;
     let back = world.at_provider(&authorize, AtProvider::Cancel).await;
     assert!(
         back.query_pairs()
@@ -406,9 +347,7 @@ async fn failed_logins_at_a_real_provider_never_make_a_session() {
     no_session(&response);
 
     // 2. A good code with a state that is not this browser's.
-    let (authorize, login_cookie) = start_login(&world, "/forged-state").await;
-    let mut jar = Jar::default();
-    jar.0.insert(login_cookie.name.clone(), login_cookie.value);
+    let (authorize, jar) = start_login_with_jar(&world, "/forged-state").await;
     let back = world
         .at_provider(&authorize, AtProvider::SignIn("alice"))
         .await;
@@ -456,9 +395,7 @@ async fn failed_logins_at_a_real_provider_never_make_a_session() {
 
     // 4. A provider account outside allowed_domains (bob@example.org): the
     // login completes at the provider, but ingress-authz answers 403.
-    let (authorize, login_cookie) = start_login(&world, "/bob").await;
-    let mut jar = Jar::default();
-    jar.0.insert(login_cookie.name.clone(), login_cookie.value);
+    let (authorize, jar) = start_login_with_jar(&world, "/bob").await;
     let back = world
         .at_provider(&authorize, AtProvider::SignIn("bob"))
         .await;
@@ -481,7 +418,7 @@ async fn failed_logins_at_a_real_provider_never_make_a_session() {
 /// any order, each back to its own page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_in_flight_at_once_complete_in_any_order() {
-    let world = World::start().await;
+    let world = start().await;
     let targets = ["/reports?id=1", "/settings?section=profile&x=2"];
     let mut browser = Jar::default();
     let mut logins = Vec::new();
@@ -561,45 +498,11 @@ async fn logins_in_flight_at_once_complete_in_any_order() {
 /// logout, two tabs logging in at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_login_in_headless_chromium() {
-    let world = World::start().await;
-    let script = repo().join("tests/browser/login.mjs");
-    assert!(
-        repo()
-            .join("tests/browser/node_modules/playwright-core")
-            .is_dir(),
-        "tests/browser/node_modules is missing: run scripts/install-deps"
-    );
-    let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
-    let envoy = format!("http://{}", world.stack.envoy.addr());
-    let run = Command::new(node())
-        .arg(&script)
-        .arg(&envoy)
-        .arg(&world.idp.url)
-        .env("APP_HOST", APP_HOST)
-        .env("LOGIN", "alice")
-        .env("LOGIN_EMAIL", "alice@example.com")
-        .env("SCREENSHOT_DIR", &screenshots)
-        .env(
-            "BROWSER_TEST_TIMEOUT_MS",
-            (BROWSER_TIMEOUT.as_millis() - 20_000).to_string(),
+    let world = start().await;
+    world
+        .browser_login(
+            "browser-screenshots",
+            &[("LOGIN", "alice"), ("LOGIN_EMAIL", "alice@example.com")],
         )
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(BROWSER_TIMEOUT, run)
-        .await
-        .unwrap_or_else(|_| panic!("the browser test hung\n{}", world.logs()))
-        .expect("run node tests/browser/login.mjs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "tests/browser/login.mjs failed ({}); screenshots in {}\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}\n{}",
-        output.status,
-        screenshots.display(),
-        world.logs()
-    );
-    assert!(stdout.contains("all checks passed"), "{stdout}");
-    // Shown with --nocapture: what the browser went through.
-    println!("{stdout}");
+        .await;
 }

@@ -7,13 +7,14 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cookie::{Cookie, SameSite};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 use url::Url;
 
+use crate::common::configs::{self, rule_head};
 use crate::common::expect::assert_upstream_ok;
+use crate::common::login::{self, Browser, CALLBACK, Provider};
 use crate::common::providers::{Failure, FakeProvider, Identity, Kind, REDIRECT_TRAP, pkce_s256};
-use crate::common::{Normalize, Request, Response, Stack, client};
+use crate::common::{Normalize, Request, Response, Stack};
 
 const HOST: &str = "app.example.com";
 const TARGET: &str = "/dashboard?tab=1";
@@ -21,17 +22,17 @@ const SESSION_SECRET: &str = "oauth2-test-session-secret-0123456789abcdef";
 const CONNECT_SECRET: &str = "connect-shared-secret";
 const SESSION_COOKIE: &str = "ingress_authz";
 const LOGIN_COOKIE_PREFIX: &str = "ingress_authz_login_";
-const CALLBACK: &str = "/oauth2/callback";
 /// What a browser sends on a top-level navigation.
 const BROWSER_ACCEPT: &str =
     "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8";
+const NAVIGATE: &[(&str, &str)] = &[("accept", BROWSER_ACCEPT)];
 
 // ---------------------------------------------------------------------------
 // Configs
 
-/// An oauth2 rule for `host` against `fake` (connect on), `extra` lines going
-/// under `oauth2:`.
-fn rule(host: &str, fake: &FakeProvider, extra: &[&str]) -> String {
+/// The `auth:` block of an oauth2 rule against `fake` (connect on), `extra`
+/// lines going under `oauth2:`.
+fn oauth2_auth(fake: &FakeProvider, extra: &[&str]) -> String {
     let mut lines = vec![
         format!("provider: {}", fake.kind().name()),
         format!("client_id: {}", fake.client_id()),
@@ -45,10 +46,13 @@ fn rule(host: &str, fake: &FakeProvider, extra: &[&str]) -> String {
         format!("    secret: {CONNECT_SECRET}"),
     ]);
     lines.extend(extra.iter().map(|l| (*l).to_owned()));
-    let oauth2: String = lines.iter().map(|l| format!("            {l}\n")).collect();
-    format!(
-        "  - host: {host}\n    backend:\n      service:\n        name: app\n        port: 8080\n        auth:\n          type: oauth2\n          oauth2:\n{oauth2}"
-    )
+    format!("type: oauth2\noauth2:\n{}", configs::indent(2, lines))
+}
+
+/// An oauth2 rule for `host` against `fake` (connect on), `extra` lines going
+/// under `oauth2:`.
+fn rule(host: &str, fake: &FakeProvider, extra: &[&str]) -> String {
+    configs::rule(host, &oauth2_auth(fake, extra))
 }
 
 fn config(rules: &[String]) -> String {
@@ -57,11 +61,7 @@ fn config(rules: &[String]) -> String {
 
 /// `session` lines beyond the secret, e.g. `max_age: 2s`.
 fn config_with_session(session: &[&str], rules: &[String]) -> String {
-    let session: String = session.iter().map(|l| format!("    {l}\n")).collect();
-    format!(
-        "authz:\n  session:\n    secret: \"{SESSION_SECRET}\"\n{session}rules:\n{}",
-        rules.concat()
-    )
+    configs::with_session(SESSION_SECRET, session, rules)
 }
 
 /// One fake of `kind` and a stack with one rule for [`HOST`] against it.
@@ -73,6 +73,11 @@ async fn setup(kind: Kind) -> (FakeProvider, Stack) {
 
 // ---------------------------------------------------------------------------
 // Driving the redirect dance
+
+/// A browser on `host`.
+fn browser<'a>(stack: &'a Stack, host: &str) -> Browser<'a> {
+    Browser::new(stack, host, NAVIGATE)
+}
 
 /// A browser's top-level navigation.
 fn navigation(host: &str, target: &str) -> Request {
@@ -139,16 +144,9 @@ struct Login {
 /// Navigates to `target` without a session: expects the 302 to `fake`'s
 /// authorize endpoint and the login-state cookie.
 async fn begin_login(stack: &Stack, fake: &FakeProvider, host: &str, target: &str) -> Login {
-    let response = stack.send(navigation(host, target)).await;
-    assert_eq!(
-        response.status,
-        302,
-        "navigation to {host}{target} without a session: {}\n{}",
-        response.text(),
-        stack.debug_logs()
-    );
+    let begun = browser(stack, host).begin(target).await;
+    let (response, authorize) = (begun.redirect, begun.authorize);
     let location = response.header("location").expect("Location");
-    let authorize = Url::parse(location).unwrap_or_else(|e| panic!("Location {location:?}: {e}"));
     assert_eq!(
         (authorize.host_str(), authorize.port()),
         (Some("127.0.0.1"), Some(fake.addr().port())),
@@ -187,23 +185,7 @@ async fn begin_login(stack: &Stack, fake: &FakeProvider, host: &str, target: &st
 /// The provider's consent screen, approved: what its authorize endpoint
 /// redirects the browser to (`/oauth2/callback?code=..&state=..`).
 async fn consent(fake: &FakeProvider, login: &Login, host: &str) -> String {
-    let target = match login.authorize.query() {
-        Some(q) => format!("{}?{q}", login.authorize.path()),
-        None => login.authorize.path().to_owned(),
-    };
-    let request = Request::get(&fake.addr().to_string(), &target);
-    let response = client::send(fake.addr(), &request)
-        .await
-        .expect("fake authorize endpoint");
-    assert_eq!(
-        response.status,
-        302,
-        "the fake provider refused the authorize request {}: {} (rejections {:?})",
-        login.authorize,
-        response.text(),
-        fake.rejections()
-    );
-    let back = Url::parse(response.header("location").unwrap()).expect("redirect_uri");
+    let back = fake.sign_in(&login.authorize).await;
     assert_eq!(back.host_str(), Some(host), "{back}");
     assert_eq!(back.path(), CALLBACK, "{back}");
     format!("{CALLBACK}?{}", back.query().unwrap_or_default())
@@ -211,8 +193,17 @@ async fn consent(fake: &FakeProvider, login: &Login, host: &str) -> String {
 
 /// The browser returning from the provider.
 async fn callback(stack: &Stack, host: &str, target: &str, cookies: &[&str]) -> Response {
+    browser(stack, host).navigate(target, cookies).await
+}
+
+/// A GET with `cookie` from a client that asks for JSON.
+async fn json_get(stack: &Stack, host: &str, target: &str, cookie: &str) -> Response {
     stack
-        .send(with_cookies(navigation(host, target), cookies))
+        .send(
+            Request::get(host, target)
+                .header("accept", "application/json")
+                .header("cookie", cookie),
+        )
         .await
 }
 
@@ -241,17 +232,8 @@ fn finish(
     response: Response,
     target: &str,
 ) -> Session {
-    assert_eq!(
-        response.status,
-        302,
-        "callback: {}\nfake provider rejections: {:?}\n{}",
-        response.text(),
-        fake.rejections(),
-        stack.debug_logs()
-    );
-    assert_eq!(response.header("location"), Some(target));
-    let session = new_session(&response)
-        .unwrap_or_else(|| panic!("no session cookie: {:?}", response.headers));
+    login::assert_session(stack, &response, target, &fake.rejections());
+    let session = new_session(&response).expect("the session cookie");
     Session {
         cookie: format!("{}={}", session.name(), session.value()),
         set_cookie: session,
@@ -278,14 +260,7 @@ fn now_ms() -> u64 {
 /// Verifies an `X-Connect-Token` as an upstream would, with the shared
 /// secret and a standard library.
 fn decode_connect_token(token: &str) -> Value {
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.set_issuer(&["ingress-authz"]);
-    validation.set_required_spec_claims(&["exp", "iat", "iss", "sub"]);
-    validation.validate_aud = false;
-    let key = DecodingKey::from_secret(CONNECT_SECRET.as_bytes()).expect("HMAC key");
-    jsonwebtoken::decode::<Value>(token, &key, &validation)
-        .unwrap_or_else(|e| panic!("X-Connect-Token does not verify ({e}): {token}"))
-        .claims
+    login::decode_connect_token(token, CONNECT_SECRET)
 }
 
 #[track_caller]
@@ -682,13 +657,7 @@ async fn failed_exchanges(kind: Kind) {
     fake.set_failure(Failure::BadCode);
     let login = begin_login(&stack, &fake, HOST, TARGET).await;
     let back = consent(&fake, &login, HOST).await;
-    let response = stack
-        .send(
-            Request::get(HOST, &back)
-                .header("accept", "application/json")
-                .header("cookie", &login.cookie),
-        )
-        .await;
+    let response = json_get(&stack, HOST, &back, &login.cookie).await;
     assert_json_error(&response, 502, &format!("{kind:?} BadCode, JSON"));
 
     // Control: the same stack logs in once the provider behaves.
@@ -861,13 +830,7 @@ async fn provider_error_on_the_callback_is_a_401_page_without_session() {
 
     let login = begin_login(&stack, &fake, HOST, TARGET).await;
     let denied = format!("{CALLBACK}?error=access_denied&state={}", login.state);
-    let response = stack
-        .send(
-            Request::get(HOST, &denied)
-                .header("accept", "application/json")
-                .header("cookie", &login.cookie),
-        )
-        .await;
+    let response = json_get(&stack, HOST, &denied, &login.cookie).await;
     assert_json_error(&response, 401, "?error=access_denied, JSON");
 
     // The provider's text is not HTML.
@@ -1013,13 +976,7 @@ async fn allowed_emails_and_domains_are_enforced_with_403() {
 
         let login = begin_login(&stack, &fake, host, TARGET).await;
         let back = consent(&fake, &login, host).await;
-        let response = stack
-            .send(
-                Request::get(host, &back)
-                    .header("accept", "application/json")
-                    .header("cookie", &login.cookie),
-            )
-            .await;
+        let response = json_get(&stack, host, &back, &login.cookie).await;
         assert_json_error(&response, 403, host);
     }
 
@@ -1208,13 +1165,8 @@ async fn the_original_url_is_escaped_in_error_pages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_path_level_oauth2_rule_logs_in_for_that_path() {
     let fake = FakeProvider::start(Kind::Github).await;
-    let protected = rule(HOST, &fake, &[]);
-    // The oauth2 block moved under `paths: - path: /admin`; the host is open.
-    let (_, auth) = protected.split_once("        auth:\n").unwrap();
-    let auth: String = auth.lines().map(|l| format!("    {l}\n")).collect();
-    let yaml = format!(
-        "  - host: {HOST}\n    backend:\n      service:\n        name: app\n        port: 8080\n    paths:\n      - path: /admin\n        backend:\n          service:\n            name: admin\n            port: 8080\n            auth:\n{auth}"
-    );
+    // The oauth2 block under `paths: - path: /admin`; the host is open.
+    let yaml = rule_head(HOST) + &configs::path("/admin", "admin", &oauth2_auth(&fake, &[]));
     let stack = Stack::start(&config(&[yaml])).await;
 
     assert_upstream_ok(&stack.send(navigation(HOST, "/public")).await);
@@ -1311,13 +1263,7 @@ async fn tampered_or_foreign_session_cookies_are_no_session() {
         ),
     ];
     for cookie in &forged {
-        let response = stack
-            .send(
-                Request::get(HOST, TARGET)
-                    .header("accept", "application/json")
-                    .header("cookie", cookie),
-            )
-            .await;
+        let response = json_get(&stack, HOST, TARGET, cookie).await;
         assert_eq!(response.status, 401, "{cookie}: {}", response.text());
     }
     // A session made with another session secret is foreign too.
@@ -1570,9 +1516,7 @@ async fn fake_providers_behave_like_the_real_ones() {
             format!("{}?{}", url.path(), url.query().unwrap())
         };
         let get_code = async |pkce: bool| {
-            let r = client::send(fake.addr(), &Request::get(&host, &authorize(pkce)))
-                .await
-                .unwrap();
+            let r = fake.send(Request::get(&host, &authorize(pkce))).await;
             assert_eq!(r.status, 302, "{kind:?}: {}", r.text());
             let back = Url::parse(r.header("location").unwrap()).unwrap();
             assert_eq!(query(&back, "state").as_deref(), Some("st4te"));
@@ -1582,25 +1526,23 @@ async fn fake_providers_behave_like_the_real_ones() {
         let exchange = async |code: &str, verifier: Option<&str>| -> Response {
             if kind == Kind::Feishu {
                 let body = json!({"app_id": fake.client_id(), "app_secret": fake.client_secret()});
-                let r = client::send(
-                    fake.addr(),
-                    &Request::new("POST", &host, e.feishu_app_token.unwrap())
-                        .header("content-type", "application/json; charset=utf-8")
-                        .body(body.to_string()),
-                )
-                .await
-                .unwrap();
+                let r = fake
+                    .send(
+                        Request::new("POST", &host, e.feishu_app_token.unwrap())
+                            .header("content-type", "application/json; charset=utf-8")
+                            .body(body.to_string()),
+                    )
+                    .await;
                 let app_token = r.json()["app_access_token"].as_str().unwrap().to_owned();
                 let body = json!({"grant_type": "authorization_code", "code": code});
-                return client::send(
-                    fake.addr(),
-                    &Request::new("POST", &host, e.token)
-                        .header("authorization", &format!("Bearer {app_token}"))
-                        .header("content-type", "application/json; charset=utf-8")
-                        .body(body.to_string()),
-                )
-                .await
-                .unwrap();
+                return fake
+                    .send(
+                        Request::new("POST", &host, e.token)
+                            .header("authorization", &format!("Bearer {app_token}"))
+                            .header("content-type", "application/json; charset=utf-8")
+                            .body(body.to_string()),
+                    )
+                    .await;
             }
             let mut form = url::form_urlencoded::Serializer::new(String::new());
             form.append_pair("grant_type", "authorization_code")
@@ -1611,15 +1553,13 @@ async fn fake_providers_behave_like_the_real_ones() {
             if let Some(v) = verifier {
                 form.append_pair("code_verifier", v);
             }
-            client::send(
-                fake.addr(),
-                &Request::new("POST", &host, e.token)
+            fake.send(
+                Request::new("POST", &host, e.token)
                     .header("content-type", "application/x-www-form-urlencoded")
                     .header("accept", "application/json")
                     .body(form.finish()),
             )
             .await
-            .unwrap()
         };
         let access_token = |r: &Response| -> String {
             assert_eq!(r.status, 200, "{kind:?}: {}", r.text());
@@ -1632,18 +1572,19 @@ async fn fake_providers_behave_like_the_real_ones() {
             token.as_str().unwrap().to_owned()
         };
 
+        let get_user = async |authorization: &str| {
+            let request = Request::get(&host, e.user)
+                .header("authorization", authorization)
+                .header("user-agent", "test");
+            fake.send(request).await
+        };
+        let bearer = |token: &str| format!("Bearer {token}");
+
         // The happy path, with PKCE (Feishu has none).
         let pkce = kind != Kind::Feishu;
         let code = get_code(pkce).await;
         let token = access_token(&exchange(&code, Some(verifier)).await);
-        let user = client::send(
-            fake.addr(),
-            &Request::get(&host, e.user)
-                .header("authorization", &format!("Bearer {token}"))
-                .header("user-agent", "test"),
-        )
-        .await
-        .unwrap();
+        let user = get_user(&bearer(&token)).await;
         assert_eq!(user.status, 200, "{kind:?}: {}", user.text());
         assert_eq!(
             Identity::from_profile(kind, &user.json(), None),
@@ -1685,14 +1626,7 @@ async fn fake_providers_behave_like_the_real_ones() {
             );
         }
         // The user endpoint wants a token it issued.
-        let bad = client::send(
-            fake.addr(),
-            &Request::get(&host, e.user)
-                .header("authorization", "Bearer nope")
-                .header("user-agent", "test"),
-        )
-        .await
-        .unwrap();
+        let bad = get_user("Bearer nope").await;
         let refused = match kind {
             Kind::Slack => bad.status == 200 && bad.json()["ok"] == false,
             Kind::Feishu => bad.status == 200 && bad.json()["code"] != 0,
@@ -1710,14 +1644,7 @@ async fn fake_providers_behave_like_the_real_ones() {
         fake.set_failure(Failure::MissingUserId);
         let code = get_code(pkce).await;
         let token = access_token(&exchange(&code, Some(verifier)).await);
-        let user = client::send(
-            fake.addr(),
-            &Request::get(&host, e.user)
-                .header("authorization", &format!("Bearer {token}"))
-                .header("user-agent", "test"),
-        )
-        .await
-        .unwrap();
+        let user = get_user(&bearer(&token)).await;
         assert_eq!(Identity::from_profile(kind, &user.json(), None).id, "");
     }
 
@@ -1725,29 +1652,14 @@ async fn fake_providers_behave_like_the_real_ones() {
     // API's User-Agent rule.
     let fake = FakeProvider::start(Kind::Github).await;
     let host = fake.addr().to_string();
-    let r = client::send(
-        fake.addr(),
-        &Request::get(
-            &host,
-            "/login/oauth/authorize?client_id=cid&redirect_uri=http%3A%2F%2Fa%2Foauth2%2Fcallback&response_type=code&state=s",
-        ),
-    )
-    .await
-    .unwrap();
-    let back = Url::parse(r.header("location").unwrap()).unwrap();
-    let code = query(&back, "code").unwrap();
+    let code = fake
+        .code_for("/login/oauth/authorize?client_id=cid&redirect_uri=http%3A%2F%2Fa%2Foauth2%2Fcallback&response_type=code&state=s")
+        .await;
     let form = format!(
         "code={code}&client_id=cid&client_secret={}",
         fake.client_secret()
     );
-    let r = client::send(
-        fake.addr(),
-        &Request::new("POST", &host, "/login/oauth/access_token")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form),
-    )
-    .await
-    .unwrap();
+    let r = fake.post_form("/login/oauth/access_token", form, &[]).await;
     assert!(
         r.header("content-type")
             .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded")),
@@ -1759,11 +1671,10 @@ async fn fake_providers_behave_like_the_real_ones() {
         .unwrap()
         .1
         .into_owned();
-    let no_agent = client::send(
-        fake.addr(),
-        &Request::get(&host, "/api/v3/user").header("authorization", &format!("Bearer {token}")),
-    )
-    .await
-    .unwrap();
+    let no_agent = fake
+        .send(
+            Request::get(&host, "/api/v3/user").header("authorization", &format!("Bearer {token}")),
+        )
+        .await;
     assert_eq!(no_agent.status, 403);
 }

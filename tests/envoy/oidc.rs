@@ -16,37 +16,36 @@
 //! keys while the JWKS is down) and `type: jwt` with `jwks_url`.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
+use std::ops::Deref;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use envoy_types::ext_authz::v3::pb::{CheckRequest, HttpResponse};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, attribute_context};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 use url::Url;
 
-use crate::common::client::{self, Request, Response};
+use crate::common::client::{Request, Response};
+use crate::common::configs::{self, rule_head};
 use crate::common::expect::{INVALID_TOKEN, assert_401, assert_upstream_ok};
 use crate::common::fake_oidc::{
     self, Availability, CLIENT_ID, CLIENT_SECRET, Failure, FakeOidc, IdToken, KeyKind, pkce_s256,
     reserve_port,
 };
 use crate::common::idp::{
-    self, AtProvider, IDP_CLIENT_SECRET, Idp, Jar, LOGIN_COOKIE_PREFIX, NAVIGATE, SESSION_COOKIE,
+    self, AtProvider, IDP_CLIENT_SECRET, Jar, LOGIN_COOKIE_PREFIX, NAVIGATE, SESSION_COOKIE,
     SetCookie, new_session, set_cookies,
 };
-use crate::common::{Authz, Stack};
+use crate::common::login::{self, Browser, CALLBACK, IdpStack, Login, Provider};
+use crate::common::{self, Authz, Stack, authz};
 
 const HOST: &str = "app.example.com";
 const API_HOST: &str = "api.example.com";
 const JWT_HOST: &str = "jwt.example.com";
 const TARGET: &str = "/dashboard?tab=1";
-const CALLBACK: &str = "/oauth2/callback";
 const SESSION_SECRET: &str = "oidc-test-session-secret-0123456789abcdef";
 const CONNECT_SECRET: &str = "oidc-connect-shared-secret-6b1f0e9d";
 const API_AUDIENCE: &str = "my-api";
@@ -54,7 +53,6 @@ const API_AUDIENCE: &str = "my-api";
 const API_RESOURCE: &str = "https://api.example.com";
 /// SPEC: an unknown `kid` refreshes the JWKS at most once per 10 s per URL.
 const JWKS_RATE_WINDOW: Duration = Duration::from_secs(10);
-const BROWSER_TIMEOUT: Duration = Duration::from_secs(240);
 /// The 503 body of a route whose provider cannot be discovered.
 fn idp_unavailable_body() -> Value {
     json!({
@@ -68,37 +66,38 @@ fn idp_unavailable_body() -> Value {
 // Configs
 
 fn config(rules: &[String]) -> String {
-    format!(
-        "authz:\n  session:\n    secret: \"{SESSION_SECRET}\"\nrules:\n{}",
-        rules.concat()
-    )
-}
-
-fn rule_head(host: &str) -> String {
-    format!(
-        "  - host: {host}\n    backend:\n      service:\n        name: app\n        port: 8080\n"
-    )
+    configs::with_session(SESSION_SECRET, &[], rules)
 }
 
 /// `type: oidc` for `host`, the guide's flat form (fields under `auth`).
 fn oidc_rule(host: &str, fields: &[String]) -> String {
-    let auth: String = fields.iter().map(|l| format!("          {l}\n")).collect();
-    format!(
-        "{}        auth:\n          type: oidc\n{auth}",
-        rule_head(host)
-    )
+    configs::rule(host, &format!("type: oidc\n{}", configs::indent(0, fields)))
 }
 
 /// `type: oidc` for `host`, the nested form (`auth.oidc.*`).
 fn nested_oidc_rule(host: &str, fields: &[String]) -> String {
-    let oidc: String = fields
-        .iter()
-        .map(|l| format!("            {l}\n"))
-        .collect();
-    format!(
-        "{}        auth:\n          type: oidc\n          oidc:\n{oidc}",
-        rule_head(host)
+    configs::rule(
+        host,
+        &format!("type: oidc\noidc:\n{}", configs::indent(2, fields)),
     )
+}
+
+/// A stack with one login rule for [`HOST`] at `fake`.
+async fn login_stack(fake: &FakeOidc) -> Stack {
+    Stack::start(&config(&[fake_login_rule(HOST, fake, &[])])).await
+}
+
+/// One API-mode rule for [`API_HOST`] at `fake`, audience [`API_AUDIENCE`].
+fn api_config(fake: &FakeOidc) -> String {
+    config(&[oidc_rule(
+        API_HOST,
+        &api_fields(fake.issuer(), Some(API_AUDIENCE)),
+    )])
+}
+
+/// A login rule for `host` at `fake` (connect on), plus `extra` lines.
+fn fake_login_rule(host: &str, fake: &FakeOidc, extra: &[&str]) -> String {
+    oidc_rule(host, &login_fields(fake.issuer(), CLIENT_SECRET, extra))
 }
 
 /// Login mode at `issuer` (connect on), plus `extra` lines.
@@ -138,43 +137,21 @@ fn jwks_rule(host: &str, jwks_url: &str, issuer: &str, audience: &str) -> String
 // ---------------------------------------------------------------------------
 // The login dance against the fake
 
-/// A login in flight: the authorize URL and the login-state cookie.
-struct Login {
-    authorize: Url,
-    params: BTreeMap<String, String>,
-    cookie: SetCookie,
-}
-
-impl Login {
-    fn param(&self, name: &str) -> &str {
-        self.params.get(name).map_or("", String::as_str)
-    }
+/// A browser on `host`.
+fn browser<'a>(stack: &'a Stack, host: &str) -> Browser<'a> {
+    Browser::new(stack, host, NAVIGATE)
 }
 
 /// A navigation to `target` without a session: the 302 to the discovered
 /// authorization endpoint, with every parameter of SPEC §6 checked.
 async fn begin_login(stack: &Stack, fake: &FakeOidc, host: &str, target: &str) -> Login {
-    let response = stack.get(host, target, NAVIGATE).await;
+    let login = browser(stack, host).begin(target).await;
     assert_eq!(
-        response.status,
-        302,
-        "navigation to {host}{target} without a session: {}\n{}",
-        response.text(),
-        stack.debug_logs()
-    );
-    let location = response.header("location").expect("Location");
-    let authorize = Url::parse(location).unwrap_or_else(|e| panic!("Location {location:?}: {e}"));
-    assert_eq!(
-        &authorize[..url::Position::AfterPath],
+        &login.authorize[..url::Position::AfterPath],
         fake.authorize_url(),
         "the discovered authorization_endpoint"
     );
-    let params: BTreeMap<String, String> = authorize.query_pairs().into_owned().collect();
-    let login = Login {
-        authorize,
-        params,
-        cookie: login_cookie(&response),
-    };
+    login_cookie(&login.redirect);
     assert_authorize_params(&login, &format!("http://{host}{CALLBACK}"));
     login
 }
@@ -199,9 +176,9 @@ fn assert_authorize_params(login: &Login, redirect_uri: &str) {
     let scopes: Vec<&str> = login.param("scope").split(' ').collect();
     assert!(scopes.contains(&"openid"), "openid is always asked: {all}");
     assert!(
-        !login.cookie.value.contains(state) && !login.cookie.value.contains(nonce),
+        !login.set_cookie.value.contains(state) && !login.set_cookie.value.contains(nonce),
         "the login-state cookie is encrypted: {:?}",
-        login.cookie
+        login.set_cookie
     );
 }
 
@@ -225,20 +202,7 @@ fn login_cookie(response: &Response) -> SetCookie {
 /// The fake's authorize endpoint (no login page): where it sends the browser
 /// back, `/oauth2/callback?code=..&state=..`.
 async fn at_fake(fake: &FakeOidc, login: &Login, host: &str) -> String {
-    let target = &login.authorize[url::Position::BeforePath..];
-    let request = Request::get(&fake.addr().to_string(), target);
-    let response = client::send(fake.addr(), &request)
-        .await
-        .expect("fake authorize endpoint");
-    assert_eq!(
-        response.status,
-        302,
-        "the fake refused {}: {} (rejections {:?})",
-        login.authorize,
-        response.text(),
-        fake.rejections()
-    );
-    let back = Url::parse(response.header("location").unwrap()).expect("redirect_uri");
+    let back = fake.sign_in(&login.authorize).await;
     assert_eq!(back.host_str(), Some(host), "{back}");
     assert_eq!(back.path(), CALLBACK, "{back}");
     back[url::Position::BeforePath..].to_owned()
@@ -246,10 +210,9 @@ async fn at_fake(fake: &FakeOidc, login: &Login, host: &str) -> String {
 
 /// The browser coming back from the provider with its login-state cookie.
 async fn callback(stack: &Stack, host: &str, target: &str, login: &Login) -> Response {
-    let cookie = format!("{}={}", login.cookie.name, login.cookie.value);
-    let mut headers = NAVIGATE.to_vec();
-    headers.push(("cookie", &cookie));
-    stack.get(host, target, &headers).await
+    browser(stack, host)
+        .navigate(target, &[&login.cookie])
+        .await
 }
 
 /// The dance up to the callback's answer, whatever it is.
@@ -269,23 +232,13 @@ async fn attempt_login(
 /// (`ingress_authz=...`) and the login.
 async fn log_in(stack: &Stack, fake: &FakeOidc, host: &str, target: &str) -> (String, Login) {
     let (login, response) = attempt_login(stack, fake, host, target).await;
-    assert_eq!(
-        response.status,
-        302,
-        "callback: {}\nfake rejections: {:?}\n{}",
-        response.text(),
-        fake.rejections(),
-        stack.debug_logs()
-    );
-    assert_eq!(response.header("location"), Some(target));
-    let session = new_session(&response)
-        .unwrap_or_else(|| panic!("no session cookie: {:?}", response.headers));
+    let session = login::assert_session(stack, &response, target, &fake.rejections());
     session.assert_protected("/");
     assert!(session.value.len() < 4000, "{} bytes", session.value.len());
     assert!(
         set_cookies(&response)
             .iter()
-            .any(|c| c.name == login.cookie.name && c.deletes()),
+            .any(|c| c.name == login.set_cookie.name && c.deletes()),
         "the login-state cookie is cleared: {:?}",
         response.headers
     );
@@ -325,19 +278,6 @@ fn assert_failed_login(response: &Response, status: u16, what: &str, stack: &Sta
 // ---------------------------------------------------------------------------
 // What the upstream and the audit log saw
 
-/// Verifies an `X-Connect-Token` as an upstream would: HS256, the shared
-/// secret, a standard library.
-fn decode_connect_token(token: &str) -> Value {
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.set_issuer(&["ingress-authz"]);
-    validation.set_required_spec_claims(&["exp", "iat", "iss", "sub"]);
-    validation.validate_aud = false;
-    let key = DecodingKey::from_secret(CONNECT_SECRET.as_bytes()).expect("HMAC key");
-    jsonwebtoken::decode::<Value>(token, &key, &validation)
-        .unwrap_or_else(|e| panic!("X-Connect-Token does not verify ({e}): {token}"))
-        .claims
-}
-
 /// The identity in the X-Connect-Token of the upstream's last request.
 fn upstream_identity(stack: &Stack) -> Value {
     let requests = stack.upstream_requests();
@@ -347,7 +287,10 @@ fn upstream_identity(stack: &Stack) -> Value {
         !cookie.contains(SESSION_COOKIE),
         "our cookies reach the upstream: {cookie}"
     );
-    decode_connect_token(last.header("x-connect-token").expect("X-Connect-Token"))
+    login::decode_connect_token(
+        last.header("x-connect-token").expect("X-Connect-Token"),
+        CONNECT_SECRET,
+    )
 }
 
 /// The identity SPEC §6 maps an OpenID user to, written independently of the
@@ -380,17 +323,11 @@ fn assert_identity(claims: &Value, user: &Value) {
     assert_eq!(claims["sub"], claims["id"], "{claims}");
 }
 
-/// The audit events (JSON lines of the `audit` target) in `logs`.
-fn audit_events(logs: &str) -> Vec<Value> {
-    logs.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["target"] == "audit")
-        .collect()
-}
-
 /// The reasons of the failed logins so far.
 fn login_failures(stack: &Stack) -> Vec<String> {
-    audit_events(&stack.authz.logs())
+    stack
+        .authz
+        .audit_events()
         .iter()
         .filter(|e| e["event"] == "login_failed")
         .map(|e| e["reason"].as_str().unwrap_or_default().to_owned())
@@ -399,7 +336,7 @@ fn login_failures(stack: &Stack) -> Vec<String> {
 
 /// Denials with `reason`.
 fn denials(logs: &str, reason: &str) -> usize {
-    audit_events(logs)
+    authz::audit_events(logs)
         .iter()
         .filter(|e| e["event"] == "denied" && e["reason"] == reason)
         .count()
@@ -423,32 +360,6 @@ fn assert_no_token_logged(stack: &Stack, tokens: &[String]) {
 // ---------------------------------------------------------------------------
 // Direct gRPC checks and timing helpers
 
-fn check_request(host: &str, path: &str, authorization: &str) -> CheckRequest {
-    let headers = [("authorization".to_owned(), authorization.to_owned())].into();
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(attribute_context::Request {
-                http: Some(attribute_context::HttpRequest {
-                    host: host.into(),
-                    path: path.into(),
-                    method: "GET".into(),
-                    scheme: "http".into(),
-                    headers,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    }
-}
-
-async fn grpc_client(authz: &Authz) -> AuthorizationClient<Channel> {
-    AuthorizationClient::connect(format!("http://{}", authz.grpc_addr()))
-        .await
-        .expect("connect gRPC")
-}
-
 /// The HTTP status Envoy would apply: 200 for OK, else the denied status.
 async fn grpc_status(
     client: &mut AuthorizationClient<Channel>,
@@ -465,15 +376,11 @@ async fn try_grpc_status(
     host: &str,
     authorization: &str,
 ) -> Result<u16, tonic::Status> {
-    let response = client
-        .check(check_request(host, "/api/items", authorization))
-        .await?
-        .into_inner();
-    Ok(match response.http_response {
-        Some(HttpResponse::OkResponse(_)) => 200,
-        Some(HttpResponse::DeniedResponse(d)) => d.status.map_or(0, |s| s.code as u16),
-        other => panic!("unexpected response {other:?}"),
-    })
+    let headers = [("authorization", authorization)];
+    let request = authz::check_request(host, "/api/items", "http", &headers);
+    Ok(authz::check_status(
+        &client.check(request).await?.into_inner(),
+    ))
 }
 
 /// Sleeps until the JWKS rate window since the fake's last JWKS request has
@@ -486,19 +393,12 @@ async fn wait_out_jwks_window(fake: &FakeOidc) {
 }
 
 /// Polls `f` every 200 ms until it returns true; panics after `timeout`.
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut f: F)
+async fn eventually<F, Fut>(what: &str, timeout: Duration, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f().await {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    common::eventually(what, timeout, Duration::from_millis(200), f).await;
 }
 
 /// The last `n` lines of `log` that are not transport chatter.
@@ -604,12 +504,9 @@ async fn manual_code_flow(fake: &FakeOidc) -> (Option<String>, String) {
         ("code_challenge_method", "S256"),
     ]);
     let authority = fake.addr().to_string();
-    let response = client::send(
-        fake.addr(),
-        &Request::get(&authority, &format!("/authorize?{query}")),
-    )
-    .await
-    .unwrap();
+    let response = fake
+        .send(Request::get(&authority, &format!("/authorize?{query}")))
+        .await;
     assert_eq!(response.status, 302, "{:?}", fake.rejections());
     let back = Url::parse(response.header("location").unwrap()).unwrap();
     let code = back
@@ -625,23 +522,24 @@ async fn manual_code_flow(fake: &FakeOidc) -> (Option<String>, String) {
         ("client_secret", CLIENT_SECRET),
         ("code_verifier", &verifier),
     ]);
-    let response = client::send(
-        fake.addr(),
-        &Request::new("POST", &authority, "/token")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form),
-    )
-    .await
-    .unwrap();
+    let response = post_token(fake, form).await;
     assert_eq!(response.status, 200, "{:?}", fake.rejections());
     let answer = response.json();
     (answer["id_token"].as_str().map(str::to_owned), nonce)
 }
 
+/// A form POST to the fake's token endpoint.
+async fn post_token(fake: &FakeOidc, form: String) -> Response {
+    let request = Request::new("POST", &fake.addr().to_string(), "/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form);
+    fake.send(request).await
+}
+
 async fn fetch_json(fake: &FakeOidc, path: &str) -> Value {
-    let response = client::send(fake.addr(), &Request::get(&fake.addr().to_string(), path))
-        .await
-        .unwrap();
+    let response = fake
+        .send(Request::get(&fake.addr().to_string(), path))
+        .await;
     assert_eq!(response.status, 200, "{path}: {}", response.text());
     response.json()
 }
@@ -745,22 +643,13 @@ async fn the_fake_provider_is_a_conforming_openid_provider() {
         ("client_secret", CLIENT_SECRET),
         ("code_verifier", "x"),
     ]);
-    let response = client::send(
-        fake.addr(),
-        &Request::new("POST", &authority, "/token")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(spent),
-    )
-    .await
-    .unwrap();
+    let response = post_token(&fake, spent).await;
     assert_eq!(response.status, 400);
     assert_eq!(fake.rejections().len(), 1);
 
     // Switches: JWKS down, discovery with another issuer, a path issuer.
     fake.set_jwks(Availability::Error);
-    let response = client::send(fake.addr(), &Request::get(&authority, "/jwks"))
-        .await
-        .unwrap();
+    let response = fake.send(Request::get(&authority, "/jwks")).await;
     assert_eq!(response.status, 500);
     fake.set_discovery(Availability::WrongIssuer);
     let doc = fetch_json(&fake, "/.well-known/openid-configuration").await;
@@ -794,11 +683,7 @@ async fn the_fake_provider_is_a_conforming_openid_provider() {
 async fn login_with_every_kind_of_signing_key() {
     let fake = FakeOidc::start().await;
     fake.publish(KeyKind::Rsa2);
-    let stack = Stack::start(&config(&[oidc_rule(
-        HOST,
-        &login_fields(fake.issuer(), CLIENT_SECRET, &[]),
-    )]))
-    .await;
+    let stack = login_stack(&fake).await;
     let user = fake.user();
 
     for key in [
@@ -946,11 +831,8 @@ async fn a_session_is_only_good_for_its_issuer_and_client() {
     let mut other_fields = login_fields(first.issuer(), CLIENT_SECRET, &[]);
     other_fields[1] = "client_id: another-client".to_owned();
     let stack = Stack::start(&config(&[
-        oidc_rule(HOST, &login_fields(first.issuer(), CLIENT_SECRET, &[])),
-        oidc_rule(
-            "second.example.com",
-            &login_fields(second.issuer(), CLIENT_SECRET, &[]),
-        ),
+        fake_login_rule(HOST, &first, &[]),
+        fake_login_rule("second.example.com", &second, &[]),
         oidc_rule(other_client, &other_fields),
     ]))
     .await;
@@ -981,11 +863,7 @@ async fn a_session_is_only_good_for_its_issuer_and_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_id_token_defect_is_a_502_without_a_session() {
     let fake = FakeOidc::start().await;
-    let stack = Stack::start(&config(&[oidc_rule(
-        HOST,
-        &login_fields(fake.issuer(), CLIENT_SECRET, &[]),
-    )]))
-    .await;
+    let stack = login_stack(&fake).await;
     // A first good login: the JWKS is cached before the defects.
     log_in(&stack, &fake, HOST, TARGET).await;
 
@@ -1051,33 +929,16 @@ async fn claims_and_allowed_addresses_are_403_otherwise() {
     let listed = "listed.example.com";
     let verified = "verified.example.com";
     let stack = Stack::start(&config(&[
-        oidc_rule(
-            verified,
-            &login_fields(
-                fake.issuer(),
-                CLIENT_SECRET,
-                &["claims: { email_verified: true }"],
-            ),
-        ),
-        oidc_rule(
+        fake_login_rule(verified, &fake, &["claims: { email_verified: true }"]),
+        fake_login_rule(
             strict,
-            &login_fields(
-                fake.issuer(),
-                CLIENT_SECRET,
-                &[
-                    "allowed_domains: [example.com]",
-                    "claims: { groups: admins, department: engineering }",
-                ],
-            ),
+            &fake,
+            &[
+                "allowed_domains: [example.com]",
+                "claims: { groups: admins, department: engineering }",
+            ],
         ),
-        oidc_rule(
-            listed,
-            &login_fields(
-                fake.issuer(),
-                CLIENT_SECRET,
-                &["allowed_emails: [jane.doe@example.com]"],
-            ),
-        ),
+        fake_login_rule(listed, &fake, &["allowed_emails: [jane.doe@example.com]"]),
     ]))
     .await;
 
@@ -1125,11 +986,7 @@ async fn claims_and_allowed_addresses_are_403_otherwise() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identity_from_id_token_and_userinfo() {
     let fake = FakeOidc::start().await;
-    let stack = Stack::start(&config(&[oidc_rule(
-        HOST,
-        &login_fields(fake.issuer(), CLIENT_SECRET, &[]),
-    )]))
-    .await;
+    let stack = login_stack(&fake).await;
 
     let users = [
         fake_oidc::default_user(),
@@ -1203,7 +1060,7 @@ async fn identity_from_id_token_and_userinfo() {
 async fn key_rotation_new_tokens_work_after_one_jwks_refresh() {
     let fake = FakeOidc::start().await;
     let stack = Stack::start(&config(&[
-        oidc_rule(HOST, &login_fields(fake.issuer(), CLIENT_SECRET, &[])),
+        fake_login_rule(HOST, &fake, &[]),
         oidc_rule(API_HOST, &api_fields(fake.issuer(), Some(API_AUDIENCE))),
     ]))
     .await;
@@ -1240,11 +1097,7 @@ async fn key_rotation_new_tokens_work_after_one_jwks_refresh() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_jwks_during_login_is_a_502_in_time() {
     let fake = FakeOidc::start().await;
-    let stack = Stack::start(&config(&[oidc_rule(
-        HOST,
-        &login_fields(fake.issuer(), CLIENT_SECRET, &[]),
-    )]))
-    .await;
+    let stack = login_stack(&fake).await;
     log_in(&stack, &fake, HOST, TARGET).await;
     fake.rotate_to(KeyKind::Rsa2);
     fake.set_jwks(Availability::Hang);
@@ -1344,11 +1197,7 @@ async fn provider_down_at_start_is_503_then_recovers() {
 async fn failed_discovery_is_retried_with_backoff_then_recovers() {
     let fake = FakeOidc::start().await;
     fake.set_discovery(Availability::WrongIssuer);
-    let stack = Stack::start(&config(&[oidc_rule(
-        HOST,
-        &login_fields(fake.issuer(), CLIENT_SECRET, &[]),
-    )]))
-    .await;
+    let stack = login_stack(&fake).await;
     let json_503 = |r: &Response| r.status == 503 && r.json() == idp_unavailable_body();
 
     let started = Instant::now();
@@ -1395,11 +1244,7 @@ async fn failed_discovery_is_retried_with_backoff_then_recovers() {
 async fn a_hanging_provider_is_a_503_json_in_time() {
     let fake = FakeOidc::start().await;
     fake.set_discovery(Availability::Hang);
-    let stack = Stack::start(&config(&[oidc_rule(
-        HOST,
-        &login_fields(fake.issuer(), CLIENT_SECRET, &[]),
-    )]))
-    .await;
+    let stack = login_stack(&fake).await;
     let started = Instant::now();
     let mut answers = Vec::new();
     while started.elapsed() < Duration::from_secs(6) {
@@ -1685,12 +1530,8 @@ async fn at_most_100_jwks_keys_are_kept() {
     let fake = FakeOidc::start().await;
     fake.sign_with(KeyKind::Ed25519);
     let kids = fake.publish_copies(KeyKind::Ed25519, "bulk", 300);
-    let authz = Authz::start(&config(&[oidc_rule(
-        API_HOST,
-        &api_fields(fake.issuer(), Some(API_AUDIENCE)),
-    )]))
-    .await;
-    let mut client = grpc_client(&authz).await;
+    let authz = Authz::start(&api_config(&fake)).await;
+    let mut client = authz.grpc_client().await;
     let claims = fake.access_claims(API_AUDIENCE);
     let mut accepted = 0;
     for kid in &kids {
@@ -1763,14 +1604,10 @@ async fn flood(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_unknown_kids_fetches_the_jwks_once_per_window() {
     let fake = FakeOidc::start().await;
-    let authz = Authz::start(&config(&[oidc_rule(
-        API_HOST,
-        &api_fields(fake.issuer(), Some(API_AUDIENCE)),
-    )]))
-    .await;
+    let authz = Authz::start(&api_config(&fake)).await;
     let mut clients = Vec::new();
     for _ in 0..10 {
-        clients.push(grpc_client(&authz).await);
+        clients.push(authz.grpc_client().await);
     }
     let mut client = clients[0].clone();
     let valid = bearer(&fake.mint(&fake.access_claims(API_AUDIENCE)));
@@ -1816,11 +1653,7 @@ async fn a_flood_of_unknown_kids_fetches_the_jwks_once_per_window() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cached_keys_keep_verifying_while_the_jwks_is_down() {
     let fake = FakeOidc::start().await;
-    let stack = Stack::start(&config(&[oidc_rule(
-        API_HOST,
-        &api_fields(fake.issuer(), Some(API_AUDIENCE)),
-    )]))
-    .await;
+    let stack = Stack::start(&api_config(&fake)).await;
     let token = bearer(&fake.mint(&fake.access_claims(API_AUDIENCE)));
     let unknown = |n: &str| {
         let (key, _) = fake.signing();
@@ -1830,7 +1663,7 @@ async fn cached_keys_keep_verifying_while_the_jwks_is_down() {
 
     fake.set_jwks(Availability::Error);
     wait_out_jwks_window(&fake).await;
-    let mut client = grpc_client(&stack.authz).await;
+    let mut client = stack.authz.grpc_client().await;
     assert_eq!(
         grpc_status(&mut client, API_HOST, &unknown("unknown-1")).await,
         401
@@ -1871,9 +1704,14 @@ async fn cached_keys_keep_verifying_while_the_jwks_is_down() {
 // The real provider
 
 /// The real provider and a stack whose app host logs in there.
-struct Real {
-    idp: Idp,
-    stack: Stack,
+struct Real(IdpStack);
+
+impl Deref for Real {
+    type Target = IdpStack;
+
+    fn deref(&self) -> &IdpStack {
+        &self.0
+    }
 }
 
 impl Real {
@@ -1889,16 +1727,17 @@ impl Real {
         app: &[&str],
         rules: impl Fn(&str) -> Vec<String>,
     ) -> Self {
-        let mut idp = Idp::spawn(env).await;
-        let mut all = vec![oidc_rule(
-            HOST,
-            &login_fields(&idp.url, IDP_CLIENT_SECRET, app),
-        )];
-        all.extend(rules(&idp.url));
-        let stack = Stack::start(&config(&all)).await;
-        let app = format!("{HOST}:{}", stack.envoy.addr().port());
-        idp.configure(&[format!("http://{app}{CALLBACK}")]).await;
-        let real = Self { idp, stack };
+        let real = Self(
+            IdpStack::start(env, HOST, |issuer| {
+                let mut all = vec![oidc_rule(
+                    HOST,
+                    &login_fields(issuer, IDP_CLIENT_SECRET, app),
+                )];
+                all.extend(rules(issuer));
+                config(&all)
+            })
+            .await,
+        );
         // Until configured, the provider answered 503, discovery included:
         // the route recovers by itself (backoff).
         eventually(
@@ -1910,39 +1749,15 @@ impl Real {
         real
     }
 
-    fn app(&self) -> String {
-        format!("{HOST}:{}", self.stack.envoy.addr().port())
-    }
-
-    async fn app_get(&self, target: &str, headers: &[(&str, &str)]) -> Response {
-        self.stack.get(&self.app(), target, headers).await
-    }
-
-    fn logs(&self) -> String {
-        format!(
-            "{}\n--- provider ({}):\n{}",
-            self.stack.debug_logs(),
-            self.idp.log_path.display(),
-            self.idp.logs()
-        )
-    }
-
     /// A navigation without a session: the 302 to the provider's `/auth`.
     async fn start_login(&self, target: &str) -> Login {
-        let response = self.app_get(target, NAVIGATE).await;
-        assert_eq!(response.status, 302, "{}\n{}", response.text(), self.logs());
-        let authorize = Url::parse(response.header("location").expect("Location")).unwrap();
+        let login = self.browser().begin(target).await;
         assert_eq!(
-            &authorize[..url::Position::AfterPath],
+            &login.authorize[..url::Position::AfterPath],
             format!("{}/auth", self.idp.url),
             "the discovered authorization_endpoint"
         );
-        let params = authorize.query_pairs().into_owned().collect();
-        let login = Login {
-            authorize,
-            params,
-            cookie: login_cookie(&response),
-        };
+        login_cookie(&login.redirect);
         assert_authorize_params(&login, &format!("http://{}{CALLBACK}", self.app()));
         login
     }
@@ -1950,42 +1765,23 @@ impl Real {
     async fn callback(&self, back: &Url, login: &Login) -> Response {
         assert_eq!(back.host_str(), Some(HOST), "{back}");
         assert_eq!(back.path(), CALLBACK, "{back}");
-        let cookie = format!("{}={}", login.cookie.name, login.cookie.value);
-        let mut headers = NAVIGATE.to_vec();
-        headers.push(("cookie", &cookie));
-        self.app_get(&back[url::Position::BeforePath..], &headers)
-            .await
+        self.browser().callback(back, &[&login.cookie]).await
     }
 
     /// The whole login of `account` at the provider's pages; returns the
     /// callback's answer.
     async fn attempt(&self, target: &str, account: &'static str) -> Response {
         let login = self.start_login(target).await;
-        let back = idp::at_provider(
-            &self.idp,
-            &login.authorize,
-            AtProvider::SignIn(account),
-            &self.stack.debug_logs(),
-        )
-        .await;
+        let back = self
+            .at_provider(&login.authorize, AtProvider::SignIn(account))
+            .await;
         self.callback(&back, &login).await
     }
 
     /// A successful login; returns the browser's cookie jar (the session).
     async fn log_in(&self, target: &str, account: &'static str) -> Jar {
         let response = self.attempt(target, account).await;
-        assert_eq!(
-            response.status,
-            302,
-            "callback: {}\n{}",
-            response.text(),
-            self.logs()
-        );
-        assert_eq!(response.header("location"), Some(target));
-        let mut jar = Jar::default();
-        jar.update(&response);
-        assert_eq!(jar.names(), [SESSION_COOKIE], "{:?}", response.headers);
-        jar
+        self.logged_in(&response, target, account)
     }
 }
 
@@ -2205,46 +2001,15 @@ async fn real_provider_jwt_access_tokens_in_api_mode() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_provider_browser_login_in_headless_chromium() {
     let real = Real::start(&[], |_| Vec::new()).await;
-    let script = idp::repo().join("tests/browser/login.mjs");
-    assert!(
-        idp::repo()
-            .join("tests/browser/node_modules/playwright-core")
-            .is_dir(),
-        "tests/browser/node_modules is missing: run scripts/install-deps"
-    );
-    let screenshots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-oidc");
-    let envoy = format!("http://{}", real.stack.envoy.addr());
-    let run = tokio::process::Command::new(idp::node())
-        .arg(&script)
-        .arg(&envoy)
-        .arg(&real.idp.url)
-        .env("APP_HOST", HOST)
-        .env("LOGIN", "alice")
-        .env("LOGIN_EMAIL", "alice@example.com")
-        .env("LOGIN_MODE", "oidc")
-        .env("SCREENSHOT_DIR", &screenshots)
-        .env(
-            "BROWSER_TEST_TIMEOUT_MS",
-            (BROWSER_TIMEOUT.as_millis() - 20_000).to_string(),
-        )
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(BROWSER_TIMEOUT, run)
-        .await
-        .unwrap_or_else(|_| panic!("the browser test hung\n{}", real.logs()))
-        .expect("run node tests/browser/login.mjs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "tests/browser/login.mjs (oidc) failed ({}); screenshots in {}\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}\n{}",
-        output.status,
-        screenshots.display(),
-        real.logs()
-    );
-    assert!(stdout.contains("all checks passed"), "{stdout}");
-    println!("{stdout}");
+    real.browser_login(
+        "browser-oidc",
+        &[
+            ("LOGIN", "alice"),
+            ("LOGIN_EMAIL", "alice@example.com"),
+            ("LOGIN_MODE", "oidc"),
+        ],
+    )
+    .await;
 }
 
 /// A session with a refresh token is refreshed at the provider once its

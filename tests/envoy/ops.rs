@@ -5,39 +5,19 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::common::{Stack, creds};
+use crate::common::{Stack, configs, creds};
 use ingress_authz::admin::proto::admin_client::AdminClient;
 use ingress_authz::admin::proto::{ExplainRequest, ReloadRequest};
 
-const CONFIG: &str = r#"
-rules:
-  - host: app.example.com
-    backend:
-      service:
-        name: app
-        auth:
-          type: basic
-          basic:
-            users:
-              - username: admin
-                password: envoy-ops-pw
-    paths:
-      - path: /public
-        backend: {service: {auth: {enabled: false}}}
-      - path: /api
-        backend:
-          service:
-            auth:
-              type: bearer
-              bearer:
-                tokens: [envoy-ops-token]
-  - host: "*.wild.example.com"
-    backend:
-      service:
-        auth: {type: bearer, bearer: {tokens: [wild-token]}}
-"#;
+/// Basic auth, an open `/public` and a bearer `/api` on app.example.com, and
+/// a bearer wildcard host.
+fn config() -> String {
+    configs::public_and_api("envoy-ops-pw", "envoy-ops-token")
+        + "  - host: \"*.wild.example.com\"\n    backend:\n      service:\n        auth: {type: bearer, bearer: {tokens: [wild-token]}}\n"
+}
 
-/// Every request of the traffic mix and the status it must get under CONFIG.
+/// Every request of the traffic mix and the status it must get under
+/// [`config`].
 fn traffic() -> Vec<(&'static str, &'static str, Option<String>, u16)> {
     vec![
         (
@@ -72,7 +52,7 @@ fn traffic() -> Vec<(&'static str, &'static str, Option<String>, u16)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_reloads_under_traffic_decide_every_request_correctly() {
-    let stack = Arc::new(Stack::start(CONFIG).await);
+    let stack = Arc::new(Stack::start(&config()).await);
     let mut admin = AdminClient::connect(format!("http://{}", stack.authz.admin_addr()))
         .await
         .unwrap();
@@ -100,7 +80,7 @@ async fn a_hundred_reloads_under_traffic_decide_every_request_correctly() {
     // Each reload swaps in a new text with the same meaning (a comment
     // differs): the file watcher sees the write, the admin API forces it.
     for n in 1..=100 {
-        let text = format!("# revision {n}\n{CONFIG}");
+        let text = format!("# revision {n}\n{}", config());
         stack.authz.write_config(&text);
         let reply = admin.reload(ReloadRequest {}).await.unwrap().into_inner();
         assert!(reply.ok, "{:?}", reply.errors);
@@ -136,7 +116,7 @@ async fn a_hundred_reloads_under_traffic_decide_every_request_correctly() {
 
 #[tokio::test]
 async fn admin_explain_matches_what_envoy_does() {
-    let stack = Stack::start(CONFIG).await;
+    let stack = Stack::start(&config()).await;
     let mut admin = AdminClient::connect(format!("http://{}", stack.authz.admin_addr()))
         .await
         .unwrap();

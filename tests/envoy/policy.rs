@@ -9,22 +9,17 @@
 use serde_json::{Value, json};
 use url::Url;
 
+use crate::common::configs::{self, rule};
 use crate::common::creds::{basic, bearer, claims, hs256};
 use crate::common::expect::{BASIC_CHALLENGE, INVALID_TOKEN, assert_401, assert_upstream_ok};
-use crate::common::idp::{LOGIN_COOKIE_PREFIX, NAVIGATE, new_session, set_cookies};
+use crate::common::idp::{NAVIGATE, new_session};
+use crate::common::login::{self, Browser, CALLBACK, Login, Provider};
 use crate::common::providers::{FakeProvider, GITHUB_ACME_ID, Kind, github_org, github_team};
-use crate::common::{Request, Response, Stack, client};
+use crate::common::{Request, Response, Stack};
 
 const SESSION_SECRET: &str = "policy-test-session-secret-0123456789abcdef";
-const CALLBACK: &str = "/oauth2/callback";
 const TARGET: &str = "/dashboard?tab=1";
 const JSON: &[(&str, &str)] = &[("accept", "application/json")];
-
-/// The paths that reached the upstream, in order.
-fn upstream_paths(stack: &Stack) -> Vec<String> {
-    let requests = stack.upstream_requests();
-    requests.iter().map(|r| r.target.clone()).collect()
-}
 
 /// A 403 from ingress-authz for a client asking for JSON: the identity was
 /// accepted, the policy was not met.
@@ -44,19 +39,8 @@ fn assert_403_json(response: &Response, what: &str) {
     assert_ne!(body["upstream"], true, "{what}: {body}");
 }
 
-/// One rule for `host` with `auth` (lines relative to `auth:`).
-fn rule(host: &str, auth: &str) -> String {
-    let auth: String = auth.lines().map(|l| format!("          {l}\n")).collect();
-    format!(
-        "  - host: {host}\n    backend:\n      service:\n        name: app\n        port: 8080\n        auth:\n{auth}"
-    )
-}
-
 fn config(rules: &[String]) -> String {
-    format!(
-        "authz:\n  session:\n    secret: \"{SESSION_SECRET}\"\nrules:\n{}",
-        rules.concat()
-    )
+    configs::with_session(SESSION_SECRET, &[], rules)
 }
 
 // ---------------------------------------------------------------------------
@@ -95,7 +79,7 @@ async fn basic_allow_users_admits_listed_users_only() {
     );
     assert_401(&get("/none", None).await, BASIC_CHALLENGE);
 
-    assert_eq!(upstream_paths(&stack), ["/alice"]);
+    assert_eq!(stack.upstream_targets(), ["/alice"]);
 }
 
 // ---------------------------------------------------------------------------
@@ -157,7 +141,7 @@ async fn bearer_allow_users_matches_token_names() {
         INVALID_TOKEN,
     );
 
-    assert_eq!(upstream_paths(&stack), ["/ci", "/tok-2"]);
+    assert_eq!(stack.upstream_targets(), ["/ci", "/tok-2"]);
 }
 
 // ---------------------------------------------------------------------------
@@ -312,7 +296,7 @@ async fn jwt_allow_users_claims_and_groups() {
     .await;
 
     assert_eq!(
-        upstream_paths(&stack),
+        stack.upstream_targets(),
         [
             "/alice",
             "/equal",
@@ -373,34 +357,17 @@ fn scopes(url: &Url) -> Vec<String> {
         .collect()
 }
 
-struct Login {
-    authorize: Url,
-    /// `name=value` of the login-state cookie.
-    cookie: String,
-}
-
 /// A navigation without a session: the 302 to the fake's authorize page.
 async fn begin_login(stack: &Stack, fake: &FakeProvider, host: &str, target: &str) -> Login {
-    let response = stack.send(navigation(host, target)).await;
+    let login = Browser::new(stack, host, NAVIGATE).begin(target).await;
+    let location = login.redirect.header("location").expect("Location");
     assert_eq!(
-        response.status,
-        302,
-        "navigation to {host}{target} without a session: {}\n{}",
-        response.text(),
-        stack.debug_logs()
+        login.authorize.port(),
+        Some(fake.addr().port()),
+        "{location}"
     );
-    let location = response.header("location").expect("Location");
-    let authorize = Url::parse(location).unwrap_or_else(|e| panic!("Location {location:?}: {e}"));
-    assert_eq!(authorize.port(), Some(fake.addr().port()), "{location}");
-    assert_eq!(authorize.path(), fake.kind().endpoints().authorize);
-    let login = set_cookies(&response)
-        .into_iter()
-        .find(|c| c.name.starts_with(LOGIN_COOKIE_PREFIX) && !c.deletes())
-        .unwrap_or_else(|| panic!("no {LOGIN_COOKIE_PREFIX}* cookie: {:?}", response.headers));
-    Login {
-        authorize,
-        cookie: format!("{}={}", login.name, login.value),
-    }
+    assert_eq!(login.authorize.path(), fake.kind().endpoints().authorize);
+    login
 }
 
 /// The consent screen, approved; then the browser back at the callback.
@@ -410,46 +377,17 @@ async fn return_from_provider(
     login: &Login,
     host: &str,
 ) -> Response {
-    let target = format!(
-        "{}?{}",
-        login.authorize.path(),
-        login.authorize.query().unwrap_or_default()
-    );
-    let response = client::send(
-        fake.addr(),
-        &Request::get(&fake.addr().to_string(), &target),
-    )
-    .await
-    .expect("fake authorize endpoint");
-    assert_eq!(
-        response.status,
-        302,
-        "the fake refused the authorize request: {} ({:?})",
-        response.text(),
-        fake.rejections()
-    );
-    let back = Url::parse(response.header("location").unwrap()).expect("redirect_uri");
+    let back = fake.sign_in(&login.authorize).await;
     assert_eq!(back.path(), CALLBACK, "{back}");
-    let callback = format!("{CALLBACK}?{}", back.query().unwrap_or_default());
-    stack
-        .send(navigation(host, &callback).header("cookie", &login.cookie))
+    Browser::new(stack, host, NAVIGATE)
+        .callback(&back, &[&login.cookie])
         .await
 }
 
 /// `ingress_authz=...` from a successful callback.
 #[track_caller]
 fn session_of(stack: &Stack, fake: &FakeProvider, callback: &Response, target: &str) -> String {
-    assert_eq!(
-        callback.status,
-        302,
-        "callback: {}\nfake rejections: {:?}\n{}",
-        callback.text(),
-        fake.rejections(),
-        stack.debug_logs()
-    );
-    assert_eq!(callback.header("location"), Some(target));
-    let session = new_session(callback)
-        .unwrap_or_else(|| panic!("no session cookie: {:?}", callback.headers));
+    let session = login::assert_session(stack, callback, target, &fake.rejections());
     format!("{}={}", session.name, session.value)
 }
 
@@ -657,14 +595,7 @@ async fn a_session_from_an_open_route_is_403_on_a_stricter_route() {
     let host = "app.example.com";
     let open = github_auth(&fake, &[]);
     let strict = github_auth(&fake, &["logins: [someone-else]"]);
-    let strict: String = strict
-        .lines()
-        .map(|l| format!("              {l}\n"))
-        .collect();
-    let yaml = format!(
-        "{}    paths:\n      - path: /admin\n        backend:\n          service:\n            name: admin\n            port: 8080\n            auth:\n{strict}",
-        rule(host, &open)
-    );
+    let yaml = rule(host, &open) + &configs::path("/admin", "admin", &strict);
     let stack = Stack::start(&config(&[yaml])).await;
 
     let session = log_in(&stack, &fake, host).await;
@@ -707,7 +638,7 @@ async fn a_session_from_an_open_route_is_403_on_a_stricter_route() {
         "no new login was started"
     );
 
-    assert_eq!(upstream_paths(&stack), ["/"]);
+    assert_eq!(stack.upstream_targets(), ["/"]);
 }
 
 // ---------------------------------------------------------------------------
@@ -718,24 +649,15 @@ async fn github_fake_serves_orgs_and_teams_to_its_token_holders() {
     let fake = FakeProvider::start(Kind::Github).await;
     let host = fake.addr().to_string();
     let authorize = "/login/oauth/authorize?client_id=cid&redirect_uri=http%3A%2F%2Fa%2Foauth2%2Fcallback&response_type=code&state=s&scope=user%3Aemail+read%3Aorg";
-    let r = client::send(fake.addr(), &Request::get(&host, authorize))
-        .await
-        .unwrap();
-    let back = Url::parse(r.header("location").unwrap()).unwrap();
-    let code = query(&back, "code").unwrap();
+    let code = fake.code_for(authorize).await;
     let form = format!(
         "code={code}&client_id=cid&client_secret={}",
         fake.client_secret()
     );
-    let r = client::send(
-        fake.addr(),
-        &Request::new("POST", &host, "/login/oauth/access_token")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("accept", "application/json")
-            .body(form),
-    )
-    .await
-    .unwrap();
+    let accept = [("accept", "application/json")];
+    let r = fake
+        .post_form("/login/oauth/access_token", form, &accept)
+        .await;
     let token = r.json()["access_token"].as_str().unwrap().to_owned();
     let get = async |path: &str, authorization: Option<&str>, agent: bool| {
         let mut request = Request::get(&host, path);
@@ -745,7 +667,7 @@ async fn github_fake_serves_orgs_and_teams_to_its_token_holders() {
         if agent {
             request = request.header("user-agent", "test");
         }
-        client::send(fake.addr(), &request).await.unwrap()
+        fake.send(request).await
     };
     let good = bearer(&token);
 

@@ -14,6 +14,7 @@
 //! provider's JWT access tokens, and API mode needing `audience`.
 
 use std::future::Future;
+use std::ops::Deref;
 use std::time::{Duration, Instant};
 
 use ingress_authz::admin::proto::ReloadRequest;
@@ -23,14 +24,15 @@ use url::Url;
 
 use crate::common::Stack;
 use crate::common::client::Response;
+use crate::common::configs::{self, rule_head};
 use crate::common::idp::{
-    self, AtProvider, IDP_CLIENT_ID, IDP_CLIENT_SECRET, Idp, Jar, LOGIN_COOKIE_PREFIX, NAVIGATE,
-    SESSION_COOKIE, SetCookie, new_session, set_cookies,
+    self, AtProvider, IDP_CLIENT_ID, IDP_CLIENT_SECRET, Idp, Jar, LOGIN_COOKIE_PREFIX, SetCookie,
+    new_session, set_cookies,
 };
+use crate::common::login::{CALLBACK, IdpStack};
 
 const HOST: &str = "app.example.com";
 const API_HOST: &str = "api.example.com";
-const CALLBACK: &str = "/oauth2/callback";
 const SESSION_SECRET: &str = "policy-test-session-secret-9e2b4d6f8a1c3e5b";
 /// 32+ bytes, as SPEC wants of an HS256 connect secret.
 const CONNECT_SECRET: &str = "policy-connect-shared-secret-1f3b5d7e9a2c";
@@ -46,18 +48,13 @@ const POLL: Duration = Duration::from_millis(200);
 // Configs
 
 fn config(rules: &str) -> String {
-    format!("authz:\n  session:\n    secret: \"{SESSION_SECRET}\"\nrules:\n{rules}")
+    configs::with_session(SESSION_SECRET, &[], &[rules.to_owned()])
 }
 
 /// An `auth:` block of `type: oidc` at `indent` spaces; each field may span
 /// lines (indented relative to itself).
 fn auth_block(indent: usize, fields: &[String]) -> String {
-    let pad = " ".repeat(indent);
-    let mut out = format!("{pad}auth:\n{pad}  type: oidc\n");
-    for line in fields.iter().flat_map(|f| f.lines()) {
-        out.push_str(&format!("{pad}  {line}\n"));
-    }
-    out
+    configs::indent(indent, ["auth:", "  type: oidc"]) + &configs::indent(indent + 2, fields)
 }
 
 /// Login mode at `issuer` with the provider's client and `scopes: [openid,
@@ -79,25 +76,26 @@ fn login_auth(indent: usize, issuer: &str, extra: &[&str]) -> String {
 /// One rule for `host`: `auth` (an `auth:` block at 8 spaces), then `paths`
 /// (from [`path`], or empty).
 fn rule(host: &str, auth: &str, paths: &str) -> String {
-    format!(
-        "  - host: {host}\n    backend:\n      service:\n        name: app\n        port: 8080\n{auth}{paths}"
-    )
+    format!("{}{auth}{paths}", rule_head(host))
 }
 
 /// `paths:` with one path whose own auth is `auth` (an `auth:` block at 12
 /// spaces).
 fn path(path: &str, auth: &str) -> String {
-    format!(
-        "    paths:\n      - path: {path}\n        backend:\n          service:\n            name: app\n            port: 8080\n{auth}"
-    )
+    configs::paths(&[configs::path_entry(path, "app")]) + auth
 }
 
 // ---------------------------------------------------------------------------
 // The provider, the stack, and a browser
 
-struct World {
-    idp: Idp,
-    stack: Stack,
+struct World(IdpStack);
+
+impl Deref for World {
+    type Target = IdpStack;
+
+    fn deref(&self) -> &IdpStack {
+        &self.0
+    }
 }
 
 impl World {
@@ -106,28 +104,9 @@ impl World {
     /// Returns once `/` on the app host is sent to the provider's login
     /// (until configured the provider answered 503, discovery included).
     async fn start(env: &[(&str, &str)], rules: impl Fn(&str) -> String) -> Self {
-        let mut idp = Idp::spawn(env).await;
-        let stack = Stack::start(&config(&rules(&idp.url))).await;
-        let app = format!("{HOST}:{}", stack.envoy.addr().port());
-        idp.configure(&[format!("http://{app}{CALLBACK}")]).await;
-        let world = Self { idp, stack };
+        let world = Self(IdpStack::start(env, HOST, |issuer| config(&rules(issuer))).await);
         world.await_discovery("/").await;
         world
-    }
-
-    /// The Host a browser sends (Envoy's port included, so the default
-    /// redirect_uri is the registered one).
-    fn app(&self) -> String {
-        format!("{HOST}:{}", self.stack.envoy.addr().port())
-    }
-
-    fn logs(&self) -> String {
-        format!(
-            "{}\n--- provider ({}):\n{}",
-            self.stack.debug_logs(),
-            self.idp.log_path.display(),
-            self.idp.logs()
-        )
     }
 
     async fn await_discovery(&self, target: &str) {
@@ -178,39 +157,24 @@ impl World {
         }
     }
 
-    async fn get(&self, target: &str, headers: &[(&str, &str)]) -> Response {
-        self.stack.get(&self.app(), target, headers).await
-    }
-
     /// A top-level navigation, with the jar's cookies if any.
     async fn navigate(&self, target: &str, jar: Option<&Jar>) -> Response {
         let cookies = jar.map(Jar::header).unwrap_or_default();
-        let mut headers = NAVIGATE.to_vec();
-        if !cookies.is_empty() {
-            headers.push(("cookie", &cookies));
-        }
-        self.get(target, &headers).await
+        self.browser().navigate(target, &[&cookies]).await
     }
 
     /// An API call (`accept: application/json`) with the jar's cookies.
     async fn get_json(&self, target: &str, jar: &Jar) -> Response {
         let cookies = jar.header();
-        self.get(target, &[ACCEPT_JSON, ("cookie", &cookies)]).await
+        self.app_get(target, &[ACCEPT_JSON, ("cookie", &cookies)])
+            .await
     }
 
     /// A navigation to `target` without a session: the 302 to the
     /// provider's `/auth` and the login-state cookie.
     async fn start_login(&self, target: &str) -> (Url, SetCookie) {
-        let response = self.navigate(target, None).await;
-        assert_eq!(
-            response.status,
-            302,
-            "a navigation to {target} without a session goes to the provider: {}\n{}",
-            response.text(),
-            self.logs()
-        );
-        let location = response.header("location").expect("Location");
-        let authorize = Url::parse(location).unwrap_or_else(|e| panic!("Location {location}: {e}"));
+        let login = self.browser().begin(target).await;
+        let (response, authorize) = (login.redirect, login.authorize);
         assert_eq!(
             &authorize[..url::Position::AfterPath],
             format!("{}/auth", self.idp.url),
@@ -229,57 +193,25 @@ impl World {
     /// callback's answer, whatever it is.
     async fn attempt(&self, target: &str, account: &'static str) -> Response {
         let (authorize, login_cookie) = self.start_login(target).await;
-        let back = idp::at_provider(
-            &self.idp,
-            &authorize,
-            AtProvider::SignIn(account),
-            &self.stack.debug_logs(),
-        )
-        .await;
+        let back = self
+            .at_provider(&authorize, AtProvider::SignIn(account))
+            .await;
         assert_eq!(back.host_str(), Some(HOST), "back to the app: {back}");
         assert_eq!(back.path(), CALLBACK, "back to the callback: {back}");
         let cookie = format!("{}={}", login_cookie.name, login_cookie.value);
-        let mut headers = NAVIGATE.to_vec();
-        headers.push(("cookie", &cookie));
-        self.get(&back[url::Position::BeforePath..], &headers).await
+        self.browser().callback(&back, &[&cookie]).await
     }
 
     /// A successful login of `account` from `target`; the browser's jar (the
     /// session cookie).
     async fn log_in(&self, target: &str, account: &'static str) -> Jar {
         let response = self.attempt(target, account).await;
-        assert_eq!(
-            response.status,
-            302,
-            "{account}'s login callback: {}\n{}",
-            response.text(),
-            self.logs()
-        );
-        assert_eq!(
-            response.header("location"),
-            Some(target),
-            "{account}: back to the original URL"
-        );
-        let mut jar = Jar::default();
-        jar.update(&response);
-        assert_eq!(
-            jar.names(),
-            [SESSION_COOKIE],
-            "{account}'s login sets the session: {:?}",
-            response.headers
-        );
-        jar
+        self.logged_in(&response, target, account)
     }
 
     /// The audit events (JSON lines of the `audit` target) so far.
     fn audit(&self) -> Vec<Value> {
-        self.stack
-            .authz
-            .logs()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| v["target"] == "audit")
-            .collect()
+        self.stack.authz.audit_events()
     }
 
     /// The reasons of the `denied` audit events for `path`, in order.
@@ -784,7 +716,7 @@ async fn api_mode_allow_claims_holds_for_a_word_of_scope() {
         "allow:\n  claims:\n    scope: api:read".to_owned(),
     ];
     let stack = Stack::start(&config(&rule(API_HOST, &auth_block(8, &fields), ""))).await;
-    let world = World { idp, stack };
+    let world = World(IdpStack::of(idp, stack, HOST));
 
     let read = world.idp.client_credentials(API_RESOURCE, "api:read").await;
     let write = world

@@ -4,88 +4,30 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::common::{Authz, creds};
-use envoy_types::ext_authz::v3::pb::{CheckRequest, HttpResponse};
+use crate::common::authz::{self, check_request};
+use crate::common::{self, Authz, configs, creds};
+use envoy_types::ext_authz::v3::pb::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
-use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, attribute_context};
 use ingress_authz::admin::proto::admin_client::AdminClient;
 use ingress_authz::admin::proto::{ConfigSummaryRequest, ExplainRequest, ReloadRequest};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-const CONFIG: &str = r#"
-rules:
-  - host: app.example.com
-    backend:
-      service:
-        name: app
-        auth:
-          type: basic
-          basic:
-            users:
-              - username: admin
-                password: ops-secret-password-1
-    paths:
-      - path: /public
-        backend: {service: {auth: {enabled: false}}}
-      - path: /api
-        backend:
-          service:
-            auth:
-              type: bearer
-              bearer:
-                tokens: [ops-secret-token-2]
-"#;
-
-fn check_request(host: &str, path: &str, headers: &[(&str, &str)]) -> CheckRequest {
-    let headers: HashMap<String, String> = headers
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    CheckRequest {
-        attributes: Some(AttributeContext {
-            request: Some(attribute_context::Request {
-                http: Some(attribute_context::HttpRequest {
-                    host: host.into(),
-                    path: path.into(),
-                    method: "GET".into(),
-                    scheme: "http".into(),
-                    headers,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-    }
+fn config() -> String {
+    configs::public_and_api("ops-secret-password-1", "ops-secret-token-2")
 }
 
 /// The HTTP status Envoy would apply: 200 for OK, else the denied status.
 async fn check_status(authz: &Authz, host: &str, path: &str, headers: &[(&str, &str)]) -> u16 {
-    let mut client = AuthorizationClient::connect(format!("http://{}", authz.grpc_addr()))
+    let response = authz
+        .grpc_client()
         .await
-        .expect("connect gRPC");
-    let response = client
-        .check(check_request(host, path, headers))
+        .check(check_request(host, path, "http", headers))
         .await
         .expect("Check never fails at the gRPC level")
         .into_inner();
-    match response.http_response {
-        Some(HttpResponse::OkResponse(_)) => 200,
-        Some(HttpResponse::DeniedResponse(d)) => d.status.map_or(0, |s| s.code as u16),
-        other => panic!("unexpected response {other:?}"),
-    }
-}
-
-async fn http_get(authz: &Authz, path: &str) -> (u16, String) {
-    // reqwest is built without a bundled TLS provider (see ProviderHttp).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let response = reqwest::get(format!("http://{}{path}", authz.http_addr()))
-        .await
-        .expect("HTTP sidecar answers");
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap())
+    authz::check_status(&response)
 }
 
 async fn admin(authz: &Authz) -> AdminClient<tonic::transport::Channel> {
@@ -95,23 +37,17 @@ async fn admin(authz: &Authz) -> AdminClient<tonic::transport::Channel> {
 }
 
 /// Polls `f` until it returns true, for up to 10 s.
-async fn eventually<F, Fut>(what: &str, mut f: F)
+async fn eventually<F, Fut>(what: &str, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    for _ in 0..200 {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for: {what}");
+    common::eventually(what, Duration::from_secs(10), Duration::from_millis(50), f).await;
 }
 
 #[tokio::test]
 async fn health_over_grpc_and_http() {
-    let authz = Authz::start(CONFIG).await;
+    let authz = Authz::start(&config()).await;
     let channel = tonic::transport::Channel::from_shared(format!("http://{}", authz.grpc_addr()))
         .unwrap()
         .connect()
@@ -135,14 +71,14 @@ async fn health_over_grpc_and_http() {
         })
         .await;
     assert_eq!(unknown.unwrap_err().code(), tonic::Code::NotFound);
-    assert_eq!(http_get(&authz, "/healthz").await.0, 200);
-    let (status, body) = http_get(&authz, "/readyz").await;
+    assert_eq!(authz.http_get("/healthz").await.0, 200);
+    let (status, body) = authz.http_get("/readyz").await;
     assert_eq!((status, body.trim()), (200, "ready generation=1"));
 }
 
 #[tokio::test]
 async fn metrics_count_decisions() {
-    let authz = Authz::start(CONFIG).await;
+    let authz = Authz::start(&config()).await;
     let admin_basic = creds::basic("admin", "ops-secret-password-1");
     let host = "app.example.com";
     assert_eq!(
@@ -161,7 +97,7 @@ async fn metrics_count_decisions() {
     );
     assert_eq!(check_status(&authz, host, "/..", &[]).await, 400);
 
-    let (status, text) = http_get(&authz, "/metrics").await;
+    let (status, text) = authz.http_get("/metrics").await;
     assert_eq!(status, 200);
     let lines = text.lines().map(|l| Ok(l.to_string()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("valid exposition");
@@ -208,7 +144,7 @@ async fn metrics_count_decisions() {
 
 #[tokio::test]
 async fn admin_api_explains_summarises_and_reloads() {
-    let authz = Authz::start(CONFIG).await;
+    let authz = Authz::start(&config()).await;
     let mut admin = admin(&authz).await;
     let explain = |host: &str, path: &str, auth: Option<&str>| ExplainRequest {
         host: host.into(),
@@ -296,11 +232,11 @@ async fn admin_api_explains_summarises_and_reloads() {
 
 #[tokio::test]
 async fn file_changes_reload_and_broken_files_keep_the_old_config() {
-    let authz = Authz::start(CONFIG).await;
+    let authz = Authz::start(&config()).await;
     let host = "app.example.com";
     assert_eq!(check_status(&authz, host, "/", &[]).await, 401);
 
-    authz.write_config(&CONFIG.replace("enabled: false", "type: bearer, bearer: {tokens: [t]}"));
+    authz.write_config(&config().replace("enabled: false", "type: bearer, bearer: {tokens: [t]}"));
     eventually("the edited /public rule applies", || async {
         check_status(&authz, host, "/public", &[]).await == 401
     })
@@ -309,7 +245,8 @@ async fn file_changes_reload_and_broken_files_keep_the_old_config() {
     // Broken: the previous config keeps serving, the failure is counted.
     authz.write_config("rules: [\n");
     eventually("the failed reload is counted", || async {
-        http_get(&authz, "/metrics")
+        authz
+            .http_get("/metrics")
             .await
             .1
             .contains("ingress_authz_config_reloads_total{result=\"failed\"} 1")
@@ -338,10 +275,10 @@ async fn kubernetes_style_symlink_swap_is_seen() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     for (version, yaml) in [
-        ("v1", CONFIG.to_string()),
+        ("v1", config()),
         (
             "v2",
-            CONFIG.replace("enabled: false", "type: bearer, bearer: {tokens: [t]}"),
+            config().replace("enabled: false", "type: bearer, bearer: {tokens: [t]}"),
         ),
     ] {
         std::fs::create_dir(root.join(version)).unwrap();
@@ -395,10 +332,10 @@ async fn users_file_changes_reload_too() {
 
 #[tokio::test]
 async fn sighup_reloads() {
-    let authz = Authz::start(CONFIG).await;
+    let authz = Authz::start(&config()).await;
     authz.signal("HUP");
     eventually("generation 2 after SIGHUP", || async {
-        http_get(&authz, "/readyz").await.1.trim() == "ready generation=2"
+        authz.http_get("/readyz").await.1.trim() == "ready generation=2"
     })
     .await;
 }
@@ -415,6 +352,7 @@ async fn sigterm_drains_an_in_flight_check() {
     let request = check_request(
         "a.com",
         "/",
+        "http",
         &[("authorization", &creds::basic("u", "slow-pw"))],
     );
     let addr = authz.grpc_addr();
@@ -443,7 +381,7 @@ async fn sigterm_drains_an_in_flight_check() {
 
 #[tokio::test]
 async fn audit_lines_are_json_without_secrets() {
-    let authz = Authz::start(CONFIG).await;
+    let authz = Authz::start(&config()).await;
     let wrong = creds::basic("admin", "not-the-password");
     assert_eq!(
         check_status(
@@ -456,10 +394,9 @@ async fn audit_lines_are_json_without_secrets() {
         401
     );
     let logs = authz.logs();
-    let audit: Vec<serde_json::Value> = logs
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["target"] == "audit" && v["event"] == "denied")
+    let audit: Vec<serde_json::Value> = authz::audit_events(&logs)
+        .into_iter()
+        .filter(|v| v["event"] == "denied")
         .collect();
     assert_eq!(audit.len(), 1, "{logs}");
     let event = &audit[0];
