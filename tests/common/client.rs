@@ -105,7 +105,7 @@ pub async fn send(addr: SocketAddr, request: &Request) -> std::io::Result<Respon
 
 /// Connects, writes `request`, reads the answer, all within [`IO_TIMEOUT`].
 async fn exchange(
-    connect: impl std::future::Future<Output = std::io::Result<TcpStream>>,
+    connect: impl Future<Output = std::io::Result<TcpStream>>,
     request: &Request,
 ) -> std::io::Result<Response> {
     let head_only = request.method == "HEAD";

@@ -118,7 +118,7 @@ impl Envoy {
             let response = client::send(admin, &Request::get("localhost", "/ready")).await;
             response.ok().filter(|r| r.status == 200).map(drop)
         })
-        .await
+        .await;
     }
 
     async fn listener_addr(&self) -> SocketAddr {
@@ -150,14 +150,14 @@ impl Envoy {
                     .map(drop)
             },
         )
-        .await
+        .await;
     }
 
     /// Polls `check` until it yields a value, failing fast if Envoy exits.
     async fn poll<T, F, Fut>(&mut self, what: &str, mut check: F) -> T
     where
         F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Option<T>>,
+        Fut: Future<Output = Option<T>>,
     {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {

@@ -63,30 +63,30 @@ pub enum KeyKind {
 }
 
 impl KeyKind {
-    pub const ALL: [KeyKind; 5] = [
-        KeyKind::Rsa,
-        KeyKind::Rsa2,
-        KeyKind::Ec256,
-        KeyKind::Ec384,
-        KeyKind::Ed25519,
+    pub const ALL: [Self; 5] = [
+        Self::Rsa,
+        Self::Rsa2,
+        Self::Ec256,
+        Self::Ec384,
+        Self::Ed25519,
     ];
 
     pub fn algorithm(self) -> Algorithm {
         match self {
-            KeyKind::Rsa | KeyKind::Rsa2 => Algorithm::RS256,
-            KeyKind::Ec256 => Algorithm::ES256,
-            KeyKind::Ec384 => Algorithm::ES384,
-            KeyKind::Ed25519 => Algorithm::EdDSA,
+            Self::Rsa | Self::Rsa2 => Algorithm::RS256,
+            Self::Ec256 => Algorithm::ES256,
+            Self::Ec384 => Algorithm::ES384,
+            Self::Ed25519 => Algorithm::EdDSA,
         }
     }
 
     fn file(self) -> &'static str {
         match self {
-            KeyKind::Rsa => "rsa",
-            KeyKind::Rsa2 => "rsa2",
-            KeyKind::Ec256 => "ec256",
-            KeyKind::Ec384 => "ec384",
-            KeyKind::Ed25519 => "ed25519",
+            Self::Rsa => "rsa",
+            Self::Rsa2 => "rsa2",
+            Self::Ec256 => "ec256",
+            Self::Ec384 => "ec384",
+            Self::Ed25519 => "ed25519",
         }
     }
 
@@ -108,9 +108,9 @@ impl KeyKind {
     pub fn encoding_key(self) -> EncodingKey {
         let pem = self.private_pem();
         let key = match self {
-            KeyKind::Rsa | KeyKind::Rsa2 => EncodingKey::from_rsa_pem(pem.as_bytes()),
-            KeyKind::Ec256 | KeyKind::Ec384 => EncodingKey::from_ec_pem(pem.as_bytes()),
-            KeyKind::Ed25519 => EncodingKey::from_ed_pem(pem.as_bytes()),
+            Self::Rsa | Self::Rsa2 => EncodingKey::from_rsa_pem(pem.as_bytes()),
+            Self::Ec256 | Self::Ec384 => EncodingKey::from_ec_pem(pem.as_bytes()),
+            Self::Ed25519 => EncodingKey::from_ed_pem(pem.as_bytes()),
         };
         key.unwrap_or_else(|e| panic!("fixture {}.key: {e}", self.file()))
     }
@@ -131,7 +131,7 @@ impl KeyKind {
         let object = jwk.as_object_mut().expect("JWK object");
         object.insert("kid".into(), json!(kid));
         object.insert("use".into(), json!("sig"));
-        if self == KeyKind::Rsa2 {
+        if self == Self::Rsa2 {
             object.remove("alg");
         }
         jwk
@@ -191,22 +191,22 @@ pub enum IdToken {
 
 impl IdToken {
     /// The defects: each must end in a 502 without a session.
-    pub const DEFECTS: [IdToken; 15] = [
-        IdToken::WrongNonce,
-        IdToken::MissingNonce,
-        IdToken::WrongAudience,
-        IdToken::WrongIssuer,
-        IdToken::Expired,
-        IdToken::IatInFuture,
-        IdToken::AlgNone,
-        IdToken::Hs256WithPublicKey,
-        IdToken::UnknownKid,
-        IdToken::AzpMismatch,
-        IdToken::MissingSub,
-        IdToken::WrongKey,
-        IdToken::AlgNotTheJwks,
-        IdToken::TamperedSignature,
-        IdToken::Absent,
+    pub const DEFECTS: [Self; 15] = [
+        Self::WrongNonce,
+        Self::MissingNonce,
+        Self::WrongAudience,
+        Self::WrongIssuer,
+        Self::Expired,
+        Self::IatInFuture,
+        Self::AlgNone,
+        Self::Hs256WithPublicKey,
+        Self::UnknownKid,
+        Self::AzpMismatch,
+        Self::MissingSub,
+        Self::WrongKey,
+        Self::AlgNotTheJwks,
+        Self::TamperedSignature,
+        Self::Absent,
     ];
 }
 

@@ -120,7 +120,7 @@ impl Stack {
 pub async fn eventually<F, Fut>(what: &str, timeout: Duration, poll: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
+    Fut: Future<Output = bool>,
 {
     let deadline = Instant::now() + timeout;
     while !check().await {

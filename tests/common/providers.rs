@@ -46,32 +46,32 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
-        Kind::Github,
-        Kind::Gitlab,
-        Kind::Google,
-        Kind::Microsoft,
-        Kind::Feishu,
-        Kind::Slack,
-        Kind::Kakao,
-        Kind::Auth0,
-        Kind::Okta,
-        Kind::Doreamon,
+    pub const ALL: [Self; 10] = [
+        Self::Github,
+        Self::Gitlab,
+        Self::Google,
+        Self::Microsoft,
+        Self::Feishu,
+        Self::Slack,
+        Self::Kakao,
+        Self::Auth0,
+        Self::Okta,
+        Self::Doreamon,
     ];
 
     /// The `provider:` value in the config.
     pub fn name(self) -> &'static str {
         match self {
-            Kind::Github => "github",
-            Kind::Gitlab => "gitlab",
-            Kind::Google => "google",
-            Kind::Microsoft => "microsoft",
-            Kind::Feishu => "feishu",
-            Kind::Slack => "slack",
-            Kind::Kakao => "kakao",
-            Kind::Auth0 => "auth0",
-            Kind::Okta => "okta",
-            Kind::Doreamon => "doreamon",
+            Self::Github => "github",
+            Self::Gitlab => "gitlab",
+            Self::Google => "google",
+            Self::Microsoft => "microsoft",
+            Self::Feishu => "feishu",
+            Self::Slack => "slack",
+            Self::Kakao => "kakao",
+            Self::Auth0 => "auth0",
+            Self::Okta => "okta",
+            Self::Doreamon => "doreamon",
         }
     }
 
@@ -80,45 +80,45 @@ impl Kind {
     /// `userinfo_url`, pointed at paths shaped like theirs.
     pub fn endpoints(self) -> Endpoints {
         let (authorize, token, user) = match self {
-            Kind::Github => (
+            Self::Github => (
                 "/login/oauth/authorize",
                 "/login/oauth/access_token",
                 "/api/v3/user",
             ),
-            Kind::Gitlab => ("/oauth/authorize", "/oauth/token", "/api/v4/user"),
-            Kind::Google => ("/o/oauth2/v2/auth", "/token", "/v1/userinfo"),
-            Kind::Microsoft => (
+            Self::Gitlab => ("/oauth/authorize", "/oauth/token", "/api/v4/user"),
+            Self::Google => ("/o/oauth2/v2/auth", "/token", "/v1/userinfo"),
+            Self::Microsoft => (
                 "/contoso/oauth2/v2.0/authorize",
                 "/contoso/oauth2/v2.0/token",
                 "/v1.0/me",
             ),
-            Kind::Feishu => (
+            Self::Feishu => (
                 "/open-apis/authen/v1/index",
                 "/open-apis/authen/v1/access_token",
                 "/open-apis/authen/v1/user_info",
             ),
-            Kind::Slack => (
+            Self::Slack => (
                 "/oauth/v2/authorize",
                 "/api/oauth.v2.access",
                 "/api/users.identity",
             ),
-            Kind::Kakao => ("/oauth/authorize", "/oauth/token", "/v2/user/me"),
-            Kind::Auth0 => ("/authorize", "/oauth/token", "/userinfo"),
-            Kind::Okta => (
+            Self::Kakao => ("/oauth/authorize", "/oauth/token", "/v2/user/me"),
+            Self::Auth0 => ("/authorize", "/oauth/token", "/userinfo"),
+            Self::Okta => (
                 "/oauth2/default/v1/authorize",
                 "/oauth2/default/v1/token",
                 "/oauth2/default/v1/userinfo",
             ),
-            Kind::Doreamon => ("/authorize", "/token", "/user"),
+            Self::Doreamon => ("/authorize", "/token", "/user"),
         };
         Endpoints {
             authorize,
             token,
             user,
-            github_emails: (self == Kind::Github).then_some("/api/v3/user/emails"),
-            github_orgs: (self == Kind::Github).then_some("/api/v3/user/orgs"),
-            github_teams: (self == Kind::Github).then_some("/api/v3/user/teams"),
-            feishu_app_token: (self == Kind::Feishu)
+            github_emails: (self == Self::Github).then_some("/api/v3/user/emails"),
+            github_orgs: (self == Self::Github).then_some("/api/v3/user/orgs"),
+            github_teams: (self == Self::Github).then_some("/api/v3/user/teams"),
+            feishu_app_token: (self == Self::Feishu)
                 .then_some("/open-apis/auth/v3/app_access_token/internal"),
         }
     }
@@ -127,19 +127,19 @@ impl Kind {
     pub fn uses_pkce(self) -> bool {
         matches!(
             self,
-            Kind::Gitlab
-                | Kind::Google
-                | Kind::Microsoft
-                | Kind::Auth0
-                | Kind::Okta
-                | Kind::Kakao
-                | Kind::Doreamon
+            Self::Gitlab
+                | Self::Google
+                | Self::Microsoft
+                | Self::Auth0
+                | Self::Okta
+                | Self::Kakao
+                | Self::Doreamon
         )
     }
 
     /// The authorize-URL parameter carrying the client id.
     pub fn client_id_param(self) -> &'static str {
-        if self == Kind::Feishu {
+        if self == Self::Feishu {
             "app_id"
         } else {
             "client_id"
@@ -149,8 +149,8 @@ impl Kind {
     /// The authorize-URL parameter carrying the scopes, if any.
     pub fn scope_param(self) -> Option<&'static str> {
         match self {
-            Kind::Slack => Some("user_scope"),
-            Kind::Feishu | Kind::Kakao => None,
+            Self::Slack => Some("user_scope"),
+            Self::Feishu | Self::Kakao => None,
             _ => Some("scope"),
         }
     }
@@ -158,14 +158,14 @@ impl Kind {
     /// SPEC §7's default scopes (`None`: the provider's default, not checked).
     pub fn default_scopes(self) -> Option<&'static [&'static str]> {
         match self {
-            Kind::Github => Some(&["user:email"]),
-            Kind::Gitlab => Some(&["read_user"]),
-            Kind::Google | Kind::Microsoft | Kind::Auth0 | Kind::Okta => {
+            Self::Github => Some(&["user:email"]),
+            Self::Gitlab => Some(&["read_user"]),
+            Self::Google | Self::Microsoft | Self::Auth0 | Self::Okta => {
                 Some(&["openid", "profile", "email"])
             }
-            Kind::Slack => Some(&["identity.basic", "identity.email", "identity.avatar"]),
-            Kind::Doreamon => Some(&["openid", "email", "profile"]),
-            Kind::Feishu | Kind::Kakao => None,
+            Self::Slack => Some(&["identity.basic", "identity.email", "identity.avatar"]),
+            Self::Doreamon => Some(&["openid", "email", "profile"]),
+            Self::Feishu | Self::Kakao => None,
         }
     }
 
@@ -173,7 +173,7 @@ impl Kind {
     /// provider's own shape (whole response body).
     pub fn default_profile(self) -> Value {
         match self {
-            Kind::Github => json!({
+            Self::Github => json!({
                 "login": "octocat",
                 "id": 583231,
                 "node_id": "MDQ6VXNlcjU4MzIzMQ==",
@@ -195,7 +195,7 @@ impl Kind {
                 "created_at": "2011-01-25T18:44:36Z",
                 "updated_at": "2024-01-22T12:00:00Z"
             }),
-            Kind::Gitlab => json!({
+            Self::Gitlab => json!({
                 "id": 4021,
                 "username": "john_smith",
                 "name": "John Smith",
@@ -211,7 +211,7 @@ impl Kind {
                 "two_factor_enabled": false,
                 "is_admin": false
             }),
-            Kind::Google => json!({
+            Self::Google => json!({
                 "sub": "110169484474386276334",
                 "name": "Grace Hopper",
                 "given_name": "Grace",
@@ -221,7 +221,7 @@ impl Kind {
                 "email_verified": true,
                 "locale": "en"
             }),
-            Kind::Microsoft => json!({
+            Self::Microsoft => json!({
                 "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users/$entity",
                 "businessPhones": ["+1 425 555 0109"],
                 "displayName": "Adele Vance",
@@ -235,7 +235,7 @@ impl Kind {
                 "userPrincipalName": "adele.vance@contoso.onmicrosoft.example",
                 "id": "87d349ed-44d7-43e1-9a83-5f2406dee5bd"
             }),
-            Kind::Feishu => json!({
+            Self::Feishu => json!({
                 "code": 0,
                 "msg": "success",
                 "data": {
@@ -255,7 +255,7 @@ impl Kind {
                     "employee_no": "111222333"
                 }
             }),
-            Kind::Slack => json!({
+            Self::Slack => json!({
                 "ok": true,
                 "user": {
                     "name": "Sonny Whether",
@@ -270,7 +270,7 @@ impl Kind {
                 },
                 "team": { "id": "T0G9PQBBK" }
             }),
-            Kind::Kakao => json!({
+            Self::Kakao => json!({
                 "id": 2632890179u64,
                 "connected_at": "2022-04-11T01:45:28Z",
                 "properties": {
@@ -294,7 +294,7 @@ impl Kind {
                     "email": "hong@kakao.example"
                 }
             }),
-            Kind::Auth0 => json!({
+            Self::Auth0 => json!({
                 "sub": "auth0|64f1c2a0b1d2",
                 "nickname": "jdoe",
                 "name": "Jane Doe",
@@ -303,7 +303,7 @@ impl Kind {
                 "email": "jane@auth0.example",
                 "email_verified": true
             }),
-            Kind::Okta => json!({
+            Self::Okta => json!({
                 "sub": "00uid4BxXw6I6TV4m0g3",
                 "name": "John Doe",
                 "nickname": "Jimmy",
@@ -318,7 +318,7 @@ impl Kind {
                 "email_verified": true,
                 "preferred_username": "jdoe@okta.example"
             }),
-            Kind::Doreamon => json!({
+            Self::Doreamon => json!({
                 "id": 42,
                 "username": "nobita",
                 "email": "nobita@zcorky.example",
@@ -464,7 +464,7 @@ impl Identity {
                 s(&p["avatar"]),
             ),
         };
-        Identity {
+        Self {
             id,
             username,
             email,

@@ -8,18 +8,6 @@
 // A test binary has no public API: `pub` in the harness means "used by
 // another module".
 #![allow(unreachable_pub)]
-// TODO(lints): the harness predates the workspace lints.
-#![allow(
-    clippy::use_self,
-    unused_qualifications,
-    elided_lifetimes_in_paths,
-    clippy::uninlined_format_args,
-    clippy::semicolon_if_nothing_returned,
-    clippy::redundant_clone,
-    clippy::manual_let_else,
-    clippy::or_fun_call,
-    clippy::cloned_instead_of_copied
-)]
 
 #[path = "../common/mod.rs"]
 mod common;

@@ -103,7 +103,7 @@ fn set_cookies(response: &Response) -> Vec<Cookie<'static>> {
         .collect()
 }
 
-fn is_cleared(cookie: &Cookie) -> bool {
+fn is_cleared(cookie: &Cookie<'_>) -> bool {
     cookie.max_age() == Some(cookie::time::Duration::ZERO)
         || cookie
             .expires_datetime()

@@ -396,7 +396,7 @@ async fn wait_out_jwks_window(fake: &FakeOidc) {
 async fn eventually<F, Fut>(what: &str, timeout: Duration, f: F)
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
+    Fut: Future<Output = bool>,
 {
     common::eventually(what, timeout, Duration::from_millis(200), f).await;
 }

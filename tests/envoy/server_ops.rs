@@ -40,7 +40,7 @@ async fn admin(authz: &Authz) -> AdminClient<tonic::transport::Channel> {
 async fn eventually<F, Fut>(what: &str, f: F)
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
+    Fut: Future<Output = bool>,
 {
     common::eventually(what, Duration::from_secs(10), Duration::from_millis(50), f).await;
 }
