@@ -103,12 +103,7 @@ fn public_key(pem_text: &str) -> Result<(DecodingKey, Vec<Algorithm>), String> {
 
 impl Jwt {
     pub fn build(spec: &JwtSpec, policy_claims: Arc<[String]>) -> Result<Self, Vec<Diagnostic>> {
-        let err = |loc: &Loc, message: String| {
-            vec![Diagnostic {
-                loc: loc.clone(),
-                message,
-            }]
-        };
+        let err = |loc: &Loc, message: String| vec![Diagnostic::at(loc, message)];
         let Some((key_spec, key_loc)) = &spec.key else {
             return Err(err(&spec.loc, "jwt needs a key".into()));
         };
@@ -186,16 +181,16 @@ impl Jwt {
                     .replace("EDDSA", "EdDSA")
                     .parse()
                     .map_err(|_| {
-                        vec![Diagnostic {
-                            loc: loc.clone(),
-                            message: format!("unknown JWT algorithm `{name}`"),
-                        }]
+                        vec![Diagnostic::at(
+                            loc,
+                            format!("unknown JWT algorithm `{name}`"),
+                        )]
                     })?;
                 if alg.family() == AlgorithmFamily::Hmac {
-                    return Err(vec![Diagnostic {
-                        loc: loc.clone(),
-                        message: "HMAC algorithms cannot come from a published JWKS".into(),
-                    }]);
+                    return Err(vec![Diagnostic::at(
+                        loc,
+                        "HMAC algorithms cannot come from a published JWKS",
+                    )]);
                 }
                 allowed.push(alg);
             }

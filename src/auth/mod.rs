@@ -127,21 +127,12 @@ impl Authenticator {
                 Self::Jwt(Box::new(jwt::Jwt::build(s, ctx.policy_claims.clone())?))
             }
             MethodSpec::OAuth2(s) => Self::OAuth2(Box::new(
-                oauth2::OAuth2::build(s, ctx, needs).map_err(|message| {
-                    vec![Diagnostic {
-                        loc: s.loc.clone(),
-                        message,
-                    }]
-                })?,
+                oauth2::OAuth2::build(s, ctx, needs)
+                    .map_err(|e| vec![Diagnostic::at(&s.loc, e)])?,
             )),
-            MethodSpec::Oidc(s) => Self::Oidc(Box::new(oidc::Oidc::build(s, ctx, needs).map_err(
-                |message| {
-                    vec![Diagnostic {
-                        loc: s.loc.clone(),
-                        message,
-                    }]
-                },
-            )?)),
+            MethodSpec::Oidc(s) => Self::Oidc(Box::new(
+                oidc::Oidc::build(s, ctx, needs).map_err(|e| vec![Diagnostic::at(&s.loc, e)])?,
+            )),
         })
     }
 
