@@ -7,7 +7,7 @@ use oauth2::{CsrfToken, PkceCodeChallenge};
 
 use super::oauth2::{CookieSettings, is_navigation, scheme};
 use super::open_sessions::{OpenSessions, Opened};
-use super::{AuthKind, AuthResult, Denial, PolicyNeeds, Redirect};
+use super::{AuthKind, AuthResult, BuildError, Denial, PolicyNeeds, Redirect};
 use crate::config::spec::ConnectSpec;
 use crate::connect::{ConnectClaims, ConnectSigner};
 use crate::decision::{Pending, Reason, Status};
@@ -116,7 +116,7 @@ impl LoginClient {
         s: ClientSettings<'_>,
         keys: Arc<SessionKeys>,
         cookies: Arc<CookieSettings>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BuildError> {
         let connect = match s.connect {
             Some(c) => ConnectSigner::from_spec(c)?,
             None => None,

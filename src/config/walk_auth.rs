@@ -2,10 +2,13 @@
 
 use std::time::Duration;
 
+use jsonwebtoken::Algorithm;
+
 use super::error::Loc;
 use super::reader::{Fields, Walker};
 use super::spec::*;
 use super::yaml::Node;
+use crate::auth::providers::Kind;
 
 pub const AUTH_TYPES: &[&str] = &["basic", "bearer", "jwt", "oauth2", "oidc"];
 pub const OAUTH2_PROVIDERS: &[&str] = &[
@@ -258,8 +261,7 @@ fn jwt(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<JwtSpec> {
                 keys.push((JwtKeySpec::JwksUrl(u), l));
             }
             if let Some((n, l)) = f.take("algorithms") {
-                let algs = w.string_list(n, &l).into_iter().map(|(s, _)| s).collect();
-                spec.algorithms = Some((algs, l));
+                spec.algorithms = jwt_algorithms(w, n, l);
             }
             spec.issuer = f.take("issuer").and_then(|(n, l)| w.non_empty(n, &l));
             if let Some((n, l)) = f.take("audience") {
@@ -291,6 +293,31 @@ fn jwt(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<JwtSpec> {
         }
     }
     Some(spec)
+}
+
+/// A JWT algorithm name, any case (`rs256`, `EdDSA`).
+fn jwt_algorithm(name: &str) -> Option<Algorithm> {
+    name.to_ascii_uppercase()
+        .replace("EDDSA", "EdDSA")
+        .parse()
+        .ok()
+}
+
+/// `jwt.algorithms`; None (and an error) if one is unknown.
+fn jwt_algorithms(w: &mut Walker<'_>, node: &Node, loc: Loc) -> Option<(Vec<Algorithm>, Loc)> {
+    let mut algorithms = Vec::new();
+    let mut known = true;
+    for (name, _) in w.string_list(node, &loc) {
+        match jwt_algorithm(&name) {
+            Some(alg) => algorithms.push(alg),
+            None => {
+                w.diags
+                    .error(&loc, format!("unknown JWT algorithm `{name}`"));
+                known = false;
+            }
+        }
+    }
+    known.then_some((algorithms, loc))
 }
 
 fn url(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<url::Url> {
@@ -344,8 +371,8 @@ fn oauth2(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<OAuth2Spec> {
     let mut f = w.fields(node, &loc)?;
     let provider = f.take("provider").and_then(|(n, l)| {
         let p = w.string(n, &l)?;
-        if OAUTH2_PROVIDERS.contains(&p.as_str()) {
-            Some(p)
+        if let Some(kind) = Kind::parse(&p).filter(|_| OAUTH2_PROVIDERS.contains(&p.as_str())) {
+            Some(kind)
         } else {
             w.diags.error(
                 &l,
@@ -379,7 +406,7 @@ fn oauth2(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<OAuth2Spec> {
     let allowed_domains = located_strings(w, &mut f, "allowed_domains");
     let connect = f.take("connect").and_then(|(n, l)| connect(w, n, &l));
     let groups_ttl = groups_ttl(w, &mut f);
-    if matches!(provider.as_deref(), Some("auth0" | "okta"))
+    if matches!(provider, Some(Kind::Auth0 | Kind::Okta))
         && base_url.is_none()
         && (auth_url.is_none() || token_url.is_none() || userinfo_url.is_none())
     {
@@ -387,7 +414,7 @@ fn oauth2(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<OAuth2Spec> {
             &loc,
             format!(
                 "provider {} needs `base_url` (your tenant's URL, e.g. https://example.auth0.com)",
-                provider.as_deref().unwrap_or_default()
+                provider.map_or("", Kind::as_str)
             ),
         );
     }
@@ -447,7 +474,7 @@ fn connect(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<ConnectSpec> {
         loc: loc.clone(),
         enabled,
         secret: None,
-        algorithm: "hs256".into(),
+        algorithm: Algorithm::HS256,
         expires_in: Duration::from_secs(300),
         audience: None,
     };
@@ -457,8 +484,10 @@ fn connect(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<ConnectSpec> {
         spec.secret = jf.take("secret").and_then(|(n, l)| w.secret(n, &l));
         if let Some((n, l)) = jf.take("algorithm") {
             let alg = w.string(n, &l).unwrap_or_default().to_ascii_lowercase();
-            if CONNECT_ALGORITHMS.contains(&alg.as_str()) {
-                spec.algorithm = alg;
+            if let Some(a) =
+                jwt_algorithm(&alg).filter(|_| CONNECT_ALGORITHMS.contains(&alg.as_str()))
+            {
+                spec.algorithm = a;
             } else {
                 w.diags.error(
                     &l,
@@ -481,32 +510,20 @@ fn connect(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<ConnectSpec> {
             "connect.enabled needs `jwt.secret` (a shared secret or a PEM private key)",
         );
     }
+    // The signing key must suit its algorithm (checked at load, not per request).
     if let Some(secret) = &spec.secret
-        && let Err(msg) = check_connect_key(&spec.algorithm, secret.expose())
+        && crate::connect::signing_key(spec.algorithm, secret.expose().as_bytes()).is_err()
     {
-        w.diags.error(loc, msg);
+        let name = format!("{:?}", spec.algorithm).to_ascii_lowercase();
+        w.diags.error(
+            loc,
+            format!(
+                "connect algorithm {name} needs a PEM private key of that kind in `jwt.secret`"
+            ),
+        );
     }
     f.finish(w, &[]);
     Some(spec)
-}
-
-/// The connect signing key must suit its algorithm (checked at load, not per request).
-fn check_connect_key(algorithm: &str, secret: &str) -> Result<(), String> {
-    use jsonwebtoken::EncodingKey;
-    let pem = secret.as_bytes();
-    let ok = match algorithm {
-        "rs256" => EncodingKey::from_rsa_pem(pem).is_ok(),
-        "es256" => EncodingKey::from_ec_pem(pem).is_ok(),
-        "eddsa" => EncodingKey::from_ed_pem(pem).is_ok(),
-        _ => return Ok(()),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "connect algorithm {algorithm} needs a PEM private key of that kind in `jwt.secret`"
-        ))
-    }
 }
 
 fn oidc(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<OidcSpec> {
@@ -533,8 +550,8 @@ fn oidc(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<OidcSpec> {
 fn oidc_fields(w: &mut Walker<'_>, f: &mut Fields<'_>) -> Option<OidcSpec> {
     let provider = f.take("provider").and_then(|(n, l)| {
         let p = w.string(n, &l)?;
-        if OIDC_PROVIDERS.contains(&p.as_str()) {
-            Some(p)
+        if let Some(kind) = Kind::parse(&p).filter(|_| OIDC_PROVIDERS.contains(&p.as_str())) {
+            Some(kind)
         } else {
             w.diags.error(
                 &l,
@@ -588,7 +605,7 @@ fn oidc_fields(w: &mut Walker<'_>, f: &mut Fields<'_>) -> Option<OidcSpec> {
             .error(&spec.loc, "oidc takes `provider` or `issuer`, not both"),
         _ => {}
     }
-    if matches!(spec.provider.as_deref(), Some("auth0" | "okta")) && spec.base_url.is_none() {
+    if matches!(spec.provider, Some(Kind::Auth0 | Kind::Okta)) && spec.base_url.is_none() {
         w.diags
             .error(&spec.loc, "oidc provider auth0/okta needs `base_url`");
     }
