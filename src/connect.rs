@@ -217,9 +217,17 @@ mod tests {
             !s.is_fresh(&a, t0 + Duration::from_secs(270)),
             "30 s margin"
         );
-        let mut v = jsonwebtoken::Validation::new(Algorithm::HS256);
+        let audience = ["app.example.com".to_string()];
+        let mut v = crate::auth::validation::validation(&crate::auth::validation::Checks {
+            algorithms: &[Algorithm::HS256],
+            leeway: 0,
+            issuer: None,
+            audience: &audience,
+            required: &[],
+            not_before: false,
+        });
+        // The token was signed at a fixed time long past.
         v.validate_exp = false;
-        v.set_audience(&["app.example.com"]);
         let claims = jsonwebtoken::decode::<serde_json::Value>(
             &a.token,
             &jsonwebtoken::DecodingKey::from_secret(b"shared-secret").unwrap(),
