@@ -8,6 +8,7 @@ use url::Url;
 
 use super::endpoints::Provider;
 use super::http::ProviderHttp;
+use super::lists;
 use super::profiles::{self, Profile, UserInfo};
 use super::table::{EmailTrust, GroupSource, Kind, is_multi_tenant};
 use crate::auth::login_error::{CallError, LoginError};
@@ -188,14 +189,14 @@ impl Provider {
                 let teams = self
                     .list(http, self.under_user("/teams?per_page=100")?, token)
                     .await?;
-                Some(profiles::github_groups(orgs, teams))
+                Some(lists::github_groups(orgs, teams))
             }
             GroupSource::GitlabGroups => {
                 let base = self.userinfo_url.as_str().trim_end_matches('/');
                 let url = base.strip_suffix("/user").unwrap_or(base);
                 let url =
                     Url::parse(&format!("{url}/groups?min_access_level=10&per_page=100")).ok()?;
-                Some(profiles::gitlab_groups(self.list(http, url, token).await?))
+                Some(lists::gitlab_groups(self.list(http, url, token).await?))
             }
             GroupSource::None => None,
         }
@@ -268,7 +269,7 @@ impl Provider {
             return String::new();
         };
         match http.get_bearer(&emails_url, token).await {
-            Ok(emails) => profiles::github_verified_email(emails),
+            Ok(emails) => lists::github_verified_email(emails),
             Err(_) => String::new(),
         }
     }

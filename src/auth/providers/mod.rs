@@ -4,6 +4,7 @@
 
 mod endpoints;
 mod http;
+mod lists;
 mod login;
 mod profiles;
 mod table;

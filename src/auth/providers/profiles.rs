@@ -1,5 +1,5 @@
 //! Each provider's user endpoint answer, typed, and SPEC §7's identity
-//! mapping from it; also the GitHub/GitLab group and email lists.
+//! mapping from it.
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -111,10 +111,28 @@ pub(super) struct Auth0(OpenIdUserinfo);
 #[serde(transparent)]
 pub(super) struct Okta(OpenIdUserinfo);
 
+/// Which OpenID claim a provider's username is.
+#[derive(Clone, Copy)]
+enum Username {
+    Email,
+    Nickname,
+    Preferred,
+}
+
 impl OpenIdUserinfo {
-    fn with(self, identity: Identity) -> Profile {
+    fn mapped(self, username: Username, with_picture: bool) -> Profile {
+        let username = match username {
+            Username::Email => self.email.clone(),
+            Username::Nickname => self.nickname,
+            Username::Preferred => self.preferred_username,
+        };
+        let avatar = if with_picture {
+            self.picture
+        } else {
+            Text::default()
+        };
         Profile {
-            identity,
+            identity: identity(self.sub, username, self.email, self.name, avatar),
             email_verified: self.email_verified.0,
             hosted_domain: self.hd.0.to_ascii_lowercase(),
         }
@@ -123,43 +141,19 @@ impl OpenIdUserinfo {
 
 impl UserInfo for Google {
     fn profile(self) -> Result<Profile, CallError> {
-        let u = self.0;
-        let id = identity(
-            u.sub.clone(),
-            u.email.clone(),
-            u.email.clone(),
-            u.name.clone(),
-            u.picture.clone(),
-        );
-        Ok(u.with(id))
+        Ok(self.0.mapped(Username::Email, true))
     }
 }
 
 impl UserInfo for Auth0 {
     fn profile(self) -> Result<Profile, CallError> {
-        let u = self.0;
-        let id = identity(
-            u.sub.clone(),
-            u.nickname.clone(),
-            u.email.clone(),
-            u.name.clone(),
-            u.picture.clone(),
-        );
-        Ok(u.with(id))
+        Ok(self.0.mapped(Username::Nickname, true))
     }
 }
 
 impl UserInfo for Okta {
     fn profile(self) -> Result<Profile, CallError> {
-        let u = self.0;
-        let id = identity(
-            u.sub.clone(),
-            u.preferred_username.clone(),
-            u.email.clone(),
-            u.name.clone(),
-            Text::default(),
-        );
-        Ok(u.with(id))
+        Ok(self.0.mapped(Username::Preferred, false))
     }
 }
 
@@ -325,74 +319,6 @@ impl UserInfo for Doreamon {
             ..Default::default()
         })
     }
-}
-
-/// `GET {api}/user/emails` entries (GitHub).
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub(super) struct GithubEmail {
-    email: Text,
-    verified: Lenient<bool>,
-    primary: Lenient<bool>,
-}
-
-/// The primary verified address, else any verified one, else `""`.
-pub(super) fn github_verified_email(emails: Vec<GithubEmail>) -> String {
-    let pick = |primary: bool| {
-        emails
-            .iter()
-            .position(|e| e.verified.is_true() && (!primary || e.primary.is_true()))
-    };
-    pick(true)
-        .or_else(|| pick(false))
-        .and_then(|i| emails.into_iter().nth(i))
-        .map(|e| e.email.into())
-        .unwrap_or_default()
-}
-
-/// `GET {api}/user/orgs` entries (GitHub).
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub(super) struct GithubOrg {
-    login: Text,
-}
-
-/// `GET {api}/user/teams` entries (GitHub).
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub(super) struct GithubTeam {
-    slug: Text,
-    organization: Lenient<GithubOrg>,
-}
-
-/// `GET /api/v4/groups` entries (GitLab).
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub(super) struct GitlabGroup {
-    full_path: Text,
-}
-
-/// GitHub groups: `org` per organisation, `org/team` per team.
-pub(super) fn github_groups(orgs: Vec<GithubOrg>, teams: Vec<GithubTeam>) -> Vec<String> {
-    let mut groups: Vec<String> = orgs
-        .into_iter()
-        .map(|o| String::from(o.login))
-        .filter(|l| !l.is_empty())
-        .collect();
-    groups.extend(teams.into_iter().filter_map(|t| {
-        let org = t.organization.or_default().login;
-        (!org.is_empty() && !t.slug.is_empty()).then(|| format!("{}/{}", org.0, t.slug.0))
-    }));
-    groups
-}
-
-/// GitLab groups: their `full_path`.
-pub(super) fn gitlab_groups(groups: Vec<GitlabGroup>) -> Vec<String> {
-    groups
-        .into_iter()
-        .map(|g| String::from(g.full_path))
-        .filter(|p| !p.is_empty())
-        .collect()
 }
 
 #[cfg(test)]
