@@ -10,16 +10,24 @@ use super::error::Loc;
 use super::reader::{Fields, Walker};
 use super::spec::*;
 use super::yaml::Node;
+use crate::decision::AuthKind;
 
 pub const AUTH_TYPES: &[&str] = &["basic", "bearer", "jwt", "oauth2", "oidc"];
+/// The kinds `type` names, in [`AUTH_TYPES`]' order.
+const AUTH_KINDS: [AuthKind; 5] = [
+    AuthKind::Basic,
+    AuthKind::Bearer,
+    AuthKind::Jwt,
+    AuthKind::OAuth2,
+    AuthKind::Oidc,
+];
 pub(super) fn auth_block(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<AuthSpec> {
     let mut f = w.fields(node, loc)?;
     let enabled = f.take("enabled").and_then(|(n, l)| w.bool(n, &l));
-    let type_name = f.take("type").and_then(|(n, l)| {
+    let kind = f.take("type").and_then(|(n, l)| {
         let t = w.string(n, &l)?;
-        if AUTH_TYPES.contains(&t.as_str()) {
-            Some(t)
-        } else {
+        let kind = AUTH_KINDS.into_iter().find(|k| k.as_str() == t);
+        if kind.is_none() {
             w.diags.error(
                 &l,
                 format!(
@@ -27,8 +35,8 @@ pub(super) fn auth_block(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<A
                     AUTH_TYPES.join(", ")
                 ),
             );
-            None
         }
+        kind
     });
     let type_given = f.has("type");
     if enabled == Some(true) && !type_given {
@@ -45,19 +53,18 @@ pub(super) fn auth_block(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<A
         .take("allow")
         .map(|(n, l)| super::walk_allow::allow_block(w, n, &l))
         .unwrap_or_default();
-    let method = match type_name.as_deref() {
-        Some("basic") => basic(w, &mut f).map(MethodSpec::Basic),
-        Some("bearer") => bearer(w, &mut f).map(MethodSpec::Bearer),
-        Some("jwt") => jwt(w, &mut f).map(MethodSpec::Jwt),
-        Some("oauth2") => super::walk_login::oauth2(w, &mut f).map(MethodSpec::OAuth2),
-        Some("oidc") => super::walk_login::oidc(w, &mut f).map(MethodSpec::Oidc),
-        _ => None,
+    let method = match kind {
+        Some(AuthKind::Basic) => basic(w, &mut f).map(MethodSpec::Basic),
+        Some(AuthKind::Bearer) => bearer(w, &mut f).map(MethodSpec::Bearer),
+        Some(AuthKind::Jwt) => jwt(w, &mut f).map(MethodSpec::Jwt),
+        Some(AuthKind::OAuth2) => super::walk_login::oauth2(w, &mut f).map(MethodSpec::OAuth2),
+        Some(AuthKind::Oidc) => super::walk_login::oidc(w, &mut f).map(MethodSpec::Oidc),
+        None => None,
     };
     // Blocks of other types are tolerated (config kept) but have no effect.
     let mut unused = Vec::new();
     let own = |key: &str| {
-        Some(key) == type_name.as_deref()
-            || (key == "secret" && type_name.as_deref() == Some("jwt"))
+        Some(key) == kind.map(AuthKind::as_str) || (key == "secret" && kind == Some(AuthKind::Jwt))
     };
     for key in ["basic", "bearer", "jwt", "oauth2", "oidc", "secret"] {
         if own(key) {
@@ -68,8 +75,8 @@ pub(super) fn auth_block(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<A
         }
     }
     for l in unused {
-        let message = match type_name.as_deref() {
-            Some(t) => format!("ignored: has no effect with type {t}"),
+        let message = match kind {
+            Some(t) => format!("ignored: has no effect with type {}", t.as_str()),
             None => "ignored: has no effect without `type`".to_string(),
         };
         w.diags.warn(&l, message);
