@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, EncodingKey, Header};
 use serde::Serialize;
 
 use crate::config::spec::ConnectSpec;
@@ -86,6 +86,29 @@ impl std::fmt::Debug for Signed {
     }
 }
 
+/// Why connect headers cannot be signed with the configured key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// `connect.enabled` without `jwt.secret`.
+    #[error("connect needs jwt.secret")]
+    NoSecret,
+    /// The secret is not a key of the algorithm's kind.
+    #[error("invalid connect key: {0}")]
+    Key(#[source] jsonwebtoken::errors::Error),
+}
+
+/// The signing key for `algorithm`: the secret itself for HS*, else a PEM
+/// private key of the algorithm's kind (the config walk checks it with this).
+pub fn signing_key(algorithm: Algorithm, secret: &[u8]) -> Result<EncodingKey, ConnectError> {
+    match algorithm.family() {
+        AlgorithmFamily::Hmac => EncodingKey::from_secret(secret),
+        AlgorithmFamily::Rsa => EncodingKey::from_rsa_pem(secret),
+        AlgorithmFamily::Ec => EncodingKey::from_ec_pem(secret),
+        AlgorithmFamily::Ed => EncodingKey::from_ed_pem(secret),
+    }
+    .map_err(ConnectError::Key)
+}
+
 pub struct ConnectSigner {
     key: EncodingKey,
     algorithm: Algorithm,
@@ -105,26 +128,13 @@ impl std::fmt::Debug for ConnectSigner {
 
 impl ConnectSigner {
     /// None when connect is off. The key was validated at config load.
-    pub fn from_spec(spec: &ConnectSpec) -> Result<Option<Self>, String> {
+    pub fn from_spec(spec: &ConnectSpec) -> Result<Option<Self>, ConnectError> {
         if !spec.enabled {
             return Ok(None);
         }
-        let secret = spec
-            .secret
-            .as_ref()
-            .ok_or("connect needs jwt.secret")?
-            .expose()
-            .as_bytes();
-        let (key, algorithm) = match spec.algorithm.as_str() {
-            "hs256" => (EncodingKey::from_secret(secret), Algorithm::HS256),
-            "hs384" => (EncodingKey::from_secret(secret), Algorithm::HS384),
-            "hs512" => (EncodingKey::from_secret(secret), Algorithm::HS512),
-            "rs256" => (EncodingKey::from_rsa_pem(secret), Algorithm::RS256),
-            "es256" => (EncodingKey::from_ec_pem(secret), Algorithm::ES256),
-            "eddsa" => (EncodingKey::from_ed_pem(secret), Algorithm::EdDSA),
-            other => return Err(format!("unknown connect algorithm {other}")),
-        };
-        let key = key.map_err(|e| format!("invalid connect key: {e}"))?;
+        let secret = spec.secret.as_ref().ok_or(ConnectError::NoSecret)?;
+        let algorithm = spec.algorithm;
+        let key = signing_key(algorithm, secret.expose().as_bytes())?;
         Ok(Some(Self {
             key,
             algorithm,
@@ -178,7 +188,7 @@ mod tests {
             loc: Default::default(),
             enabled: true,
             secret: Some(Secret::new("shared-secret".into())),
-            algorithm: "hs256".into(),
+            algorithm: Algorithm::HS256,
             expires_in: Duration::from_secs(expires),
             audience: None,
         })
@@ -207,9 +217,17 @@ mod tests {
             !s.is_fresh(&a, t0 + Duration::from_secs(270)),
             "30 s margin"
         );
-        let mut v = jsonwebtoken::Validation::new(Algorithm::HS256);
+        let audience = ["app.example.com".to_string()];
+        let mut v = crate::auth::validation::validation(&crate::auth::validation::Checks {
+            algorithms: &[Algorithm::HS256],
+            leeway: 0,
+            issuer: None,
+            audience: &audience,
+            required: &[],
+            not_before: false,
+        });
+        // The token was signed at a fixed time long past.
         v.validate_exp = false;
-        v.set_audience(&["app.example.com"]);
         let claims = jsonwebtoken::decode::<serde_json::Value>(
             &a.token,
             &jsonwebtoken::DecodingKey::from_secret(b"shared-secret").unwrap(),

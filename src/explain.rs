@@ -125,17 +125,35 @@ pub fn explain_request(engine: &Engine, req: &RequestView<'_>) -> Explanation {
     ex
 }
 
+/// Why `explain` cannot take a URL.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    /// Not a URL at all.
+    #[error("invalid URL `{url}`: {source}")]
+    InvalidUrl {
+        url: String,
+        #[source]
+        source: url::ParseError,
+    },
+    /// A URL without a host (`file:///x`).
+    #[error("URL `{0}` has no host")]
+    NoHost(String),
+}
+
 /// Explains a URL (as the CLI takes it) with the given headers.
 pub fn explain_url(
     engine: &Engine,
     url: &str,
     headers: &HashMap<String, String>,
-) -> Result<Explanation, String> {
-    let parsed = url::Url::parse(url).map_err(|e| format!("invalid URL `{url}`: {e}"))?;
+) -> Result<Explanation, ExplainError> {
+    let parsed = url::Url::parse(url).map_err(|source| ExplainError::InvalidUrl {
+        url: url.to_string(),
+        source,
+    })?;
     let host = match (parsed.host_str(), parsed.port()) {
         (Some(h), Some(p)) => format!("{h}:{p}"),
         (Some(h), None) => h.to_string(),
-        (None, _) => return Err(format!("URL `{url}` has no host")),
+        (None, _) => return Err(ExplainError::NoHost(url.to_string())),
     };
     // `Url` resolves dot segments itself; explain the path as sent instead.
     let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::cache::VerifiedCache;
 use super::{AuthResult, Denial};
-use crate::config::error::{Diagnostic, Loc};
+use crate::config::error::Diagnostic;
 use crate::config::spec::BasicSpec;
 use crate::decision::Pending;
 use crate::hashing::{HashError, HashPool};
@@ -46,25 +46,59 @@ pub const MAX_ARGON2_T: u32 = 10;
 pub const MAX_ARGON2_P: u32 = 4;
 pub const MAX_BCRYPT_COST: u32 = 14;
 
+/// Why a configured password or users_file hash is refused.
+#[derive(Debug, thiserror::Error)]
+enum PasswordError {
+    /// A `$argon2...` string that is not a PHC hash.
+    #[error("invalid argon2 hash")]
+    Argon2Hash,
+    /// argon2i or argon2d.
+    #[error("only argon2id hashes are accepted")]
+    NotArgon2id,
+    /// The PHC string's parameters do not parse.
+    #[error("invalid argon2 parameters")]
+    Argon2Params,
+    /// Costs above the caps.
+    #[error(
+        "argon2id parameters m={m}, t={t}, p={p} exceed the caps m={MAX_ARGON2_M_KIB} (64 MiB), t={MAX_ARGON2_T}, p={MAX_ARGON2_P}: a flood of wrong passwords would exhaust memory; rehash with smaller parameters"
+    )]
+    Argon2Caps { m: u32, t: u32, p: u32 },
+    /// A `$2?$` string that is not a bcrypt hash.
+    #[error("invalid bcrypt hash")]
+    BcryptHash,
+    /// A bcrypt cost above the cap.
+    #[error(
+        "bcrypt cost {0} exceeds the cap {MAX_BCRYPT_COST}: each wrong password would cost seconds of CPU; rehash with a lower cost"
+    )]
+    BcryptCost(u32),
+    /// MD5 or SHA-1 htpasswd formats.
+    #[error("MD5/SHA1 htpasswd hashes are too weak; use bcrypt (htpasswd -B) or argon2id")]
+    Weak,
+    /// Some other `$id$...` hash.
+    #[error(
+        "unsupported password hash; use argon2id or bcrypt (a plaintext password must not look like a hash)"
+    )]
+    Unsupported,
+}
+
 impl Stored {
-    fn parse(password: &str) -> Result<Self, String> {
+    fn parse(password: &str) -> Result<Self, PasswordError> {
         if password.starts_with("$argon2") {
-            let hash = PasswordHash::new(password).map_err(|_| "invalid argon2 hash")?;
+            let hash = PasswordHash::new(password).map_err(|_| PasswordError::Argon2Hash)?;
             if !password.starts_with("$argon2id$") {
-                return Err("only argon2id hashes are accepted".into());
+                return Err(PasswordError::NotArgon2id);
             }
             let params =
-                argon2::Params::try_from(&hash).map_err(|_| "invalid argon2 parameters")?;
+                argon2::Params::try_from(&hash).map_err(|_| PasswordError::Argon2Params)?;
             if params.m_cost() > MAX_ARGON2_M_KIB
                 || params.t_cost() > MAX_ARGON2_T
                 || params.p_cost() > MAX_ARGON2_P
             {
-                return Err(format!(
-                    "argon2id parameters m={}, t={}, p={} exceed the caps m={MAX_ARGON2_M_KIB} (64 MiB), t={MAX_ARGON2_T}, p={MAX_ARGON2_P}: a flood of wrong passwords would exhaust memory; rehash with smaller parameters",
-                    params.m_cost(),
-                    params.t_cost(),
-                    params.p_cost()
-                ));
+                return Err(PasswordError::Argon2Caps {
+                    m: params.m_cost(),
+                    t: params.t_cost(),
+                    p: params.p_cost(),
+                });
             }
             Ok(Self::Argon2(password.to_string()))
         } else if ["$2a$", "$2b$", "$2y$"]
@@ -73,27 +107,18 @@ impl Stored {
         {
             let parts = password
                 .parse::<bcrypt::HashParts>()
-                .map_err(|_| "invalid bcrypt hash")?;
+                .map_err(|_| PasswordError::BcryptHash)?;
             if parts.get_cost() > MAX_BCRYPT_COST {
-                return Err(format!(
-                    "bcrypt cost {} exceeds the cap {MAX_BCRYPT_COST}: each wrong password would cost seconds of CPU; rehash with a lower cost",
-                    parts.get_cost()
-                ));
+                return Err(PasswordError::BcryptCost(parts.get_cost()));
             }
             Ok(Self::Bcrypt(password.to_string()))
         } else if password.starts_with("$apr1$")
             || password.starts_with("{SHA}")
             || password.starts_with("$1$")
         {
-            Err(
-                "MD5/SHA1 htpasswd hashes are too weak; use bcrypt (htpasswd -B) or argon2id"
-                    .into(),
-            )
+            Err(PasswordError::Weak)
         } else if password.starts_with('$') && password[1..].contains('$') {
-            Err(
-                "unsupported password hash; use argon2id or bcrypt (a plaintext password must not look like a hash)"
-                    .into(),
-            )
+            Err(PasswordError::Unsupported)
         } else {
             Ok(Self::Plain(Sha256::digest(password.as_bytes()).into()))
         }
@@ -133,13 +158,16 @@ impl Basic {
             match Stored::parse(user.password.expose()) {
                 Ok(stored) => {
                     if users.insert(user.username.clone(), stored).is_some() {
-                        errors.push(diag(
+                        errors.push(Diagnostic::at(
                             &user.loc,
                             format!("duplicate user `{}`", user.username),
                         ));
                     }
                 }
-                Err(msg) => errors.push(diag(&user.loc.child("password", user.loc.mark), msg)),
+                Err(msg) => errors.push(Diagnostic::at(
+                    &user.loc.child("password", user.loc.mark),
+                    msg,
+                )),
             }
         }
         if let Some((path, loc)) = &spec.users_file {
@@ -156,14 +184,14 @@ impl Basic {
                                 Ok(stored) if stored.is_hashed() => {
                                     users.insert(name.to_string(), stored);
                                 }
-                                Ok(_) => errors.push(diag(loc, format!("{where_}: users_file entries must be bcrypt or argon2id hashes"))),
-                                Err(msg) => errors.push(diag(loc, format!("{where_}: {msg}"))),
+                                Ok(_) => errors.push(Diagnostic::at(loc, format!("{where_}: users_file entries must be bcrypt or argon2id hashes"))),
+                                Err(msg) => errors.push(Diagnostic::at(loc, format!("{where_}: {msg}"))),
                             },
-                            _ => errors.push(diag(loc, format!("{where_}: expected `user:hash`"))),
+                            _ => errors.push(Diagnostic::at(loc, format!("{where_}: expected `user:hash`"))),
                         }
                     }
                 }
-                Err(e) => errors.push(diag(
+                Err(e) => errors.push(Diagnostic::at(
                     loc,
                     format!("cannot read users_file `{}`: {e}", path.display()),
                 )),
@@ -173,9 +201,9 @@ impl Basic {
         // emptying it revokes access, it is not an error that keeps the old
         // users working.
         if users.is_empty() && errors.is_empty() && spec.users_file.is_none() {
-            errors.push(diag(
+            errors.push(Diagnostic::at(
                 &spec.loc,
-                "basic needs at least one user (`users` or `users_file`)".into(),
+                "basic needs at least one user (`users` or `users_file`)",
             ));
         }
         if !errors.is_empty() {
@@ -283,13 +311,6 @@ impl Basic {
                 false
             }
         }
-    }
-}
-
-fn diag(loc: &Loc, message: String) -> Diagnostic {
-    Diagnostic {
-        loc: loc.clone(),
-        message,
     }
 }
 

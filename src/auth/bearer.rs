@@ -52,10 +52,10 @@ impl Bearer {
         let mut digests = HashMap::new();
         for (name, token, loc) in &spec.tokens {
             if token.expose().contains(char::is_whitespace) {
-                errors.push(Diagnostic {
-                    loc: loc.clone(),
-                    message: "a bearer token must not contain whitespace".into(),
-                });
+                errors.push(Diagnostic::at(
+                    loc,
+                    "a bearer token must not contain whitespace",
+                ));
             }
             digests.insert(digest(token.expose()), name.as_deref().map(Arc::from));
         }
@@ -72,19 +72,19 @@ impl Bearer {
                             Ok((name, token)) => {
                                 digests.insert(digest(token), name.map(Arc::from));
                             }
-                            Err(message) => errors.push(Diagnostic {
-                                loc: loc.clone(),
-                                message: format!("{}:{}: {message}", path.display(), i + 1),
-                            }),
+                            Err(message) => errors.push(Diagnostic::at(
+                                loc,
+                                format_args!("{}:{}: {message}", path.display(), i + 1),
+                            )),
                         }
                     }
                     // An empty file holds no token (every check 401):
                     // emptying it revokes, it never keeps old tokens alive.
                 }
-                Err(e) => errors.push(Diagnostic {
-                    loc: loc.clone(),
-                    message: format!("cannot read tokens_file `{}`: {e}", path.display()),
-                }),
+                Err(e) => errors.push(Diagnostic::at(
+                    loc,
+                    format_args!("cannot read tokens_file `{}`: {e}", path.display()),
+                )),
             }
         }
         if errors.is_empty() {

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use serde_json::Value;
+use serde::Deserialize;
 use url::Url;
 
 use super::jwks::Jwks;
-use super::providers::ProviderHttp;
+use super::providers::{HttpError, ProviderHttp};
+use super::wire::Lenient;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -49,15 +50,54 @@ impl std::fmt::Debug for Discovery {
     }
 }
 
-fn endpoint(doc: &Value, key: &str) -> Result<Option<Url>, String> {
-    match doc.get(key).and_then(Value::as_str) {
+/// Why discovery failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// A fetch failed recently; the next waits for its backoff.
+    #[error("identity provider unavailable (waiting to retry)")]
+    Backoff,
+    /// The configured issuer does not make a discovery URL.
+    #[error("invalid issuer: {0}")]
+    InvalidIssuer(#[source] url::ParseError),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// The document is another issuer's.
+    #[error("discovery document names issuer `{found}`, expected `{expected}`")]
+    OtherIssuer { found: String, expected: String },
+    /// A required endpoint is absent.
+    #[error("discovery has no `{0}`")]
+    Missing(&'static str),
+    /// An endpoint that is not an http(s) URL.
+    #[error("discovery `{0}` is not an http(s) URL")]
+    NotHttp(&'static str),
+}
+
+/// The part of an OpenID Provider Metadata document we use.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Document {
+    issuer: Lenient<String>,
+    authorization_endpoint: Lenient<String>,
+    token_endpoint: Lenient<String>,
+    userinfo_endpoint: Lenient<String>,
+    end_session_endpoint: Lenient<String>,
+    jwks_uri: Lenient<String>,
+}
+
+/// An endpoint of the document: absent is None, present must be http(s).
+fn endpoint(value: &Lenient<String>, key: &'static str) -> Result<Option<Url>, DiscoveryError> {
+    match value.get() {
         None => Ok(None),
         Some(s) => Url::parse(s)
             .ok()
             .filter(|u| matches!(u.scheme(), "https" | "http"))
             .map(Some)
-            .ok_or_else(|| format!("discovery `{key}` is not an http(s) URL")),
+            .ok_or(DiscoveryError::NotHttp(key)),
     }
+}
+
+fn required(value: &Lenient<String>, key: &'static str) -> Result<Url, DiscoveryError> {
+    endpoint(value, key)?.ok_or(DiscoveryError::Missing(key))
 }
 
 impl Discovery {
@@ -91,7 +131,7 @@ impl Discovery {
 
     /// Fetches the metadata unless it is fresh or the backoff after a failure
     /// has not passed. Concurrent callers wait for one fetch.
-    pub async fn refresh(&self, http: &ProviderHttp) -> Result<(), String> {
+    pub async fn refresh(&self, http: &ProviderHttp) -> Result<(), DiscoveryError> {
         let mut attempts = self.attempts.lock().await;
         if self.is_fresh() {
             return Ok(());
@@ -100,7 +140,7 @@ impl Discovery {
             .next_allowed
             .is_some_and(|t| crate::clock::now() < t)
         {
-            return Err("identity provider unavailable (waiting to retry)".into());
+            return Err(DiscoveryError::Backoff);
         }
         match self.fetch(http).await {
             Ok(meta) => {
@@ -133,15 +173,11 @@ impl Discovery {
         }
     }
 
-    async fn fetch(&self, http: &ProviderHttp) -> Result<Metadata, String> {
+    async fn fetch(&self, http: &ProviderHttp) -> Result<Metadata, DiscoveryError> {
         let url = Url::parse(&format!("{}/.well-known/openid-configuration", self.issuer))
-            .map_err(|e| format!("invalid issuer: {e}"))?;
-        let doc = http.get_json(&url).await?;
-        let issuer = doc
-            .get("issuer")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+            .map_err(DiscoveryError::InvalidIssuer)?;
+        let doc: Document = http.get_json(&url).await?;
+        let issuer = doc.issuer.text().to_string();
         // Microsoft's multi-tenant endpoints (common, organizations,
         // consumers) publish a template; tokens carry the tenant's own issuer.
         let template = issuer.contains("{tenantid}")
@@ -149,15 +185,13 @@ impl Discovery {
                 .issuer
                 .starts_with("https://login.microsoftonline.com/");
         if issuer.trim_end_matches('/') != self.issuer && !template {
-            return Err(format!(
-                "discovery document names issuer `{issuer}`, expected `{}`",
-                self.issuer
-            ));
+            return Err(DiscoveryError::OtherIssuer {
+                found: issuer,
+                expected: self.issuer.clone(),
+            });
         }
-        let required =
-            |key: &str| endpoint(&doc, key)?.ok_or_else(|| format!("discovery has no `{key}`"));
         let existing_jwks = self.metadata().map(|m| m.jwks.clone());
-        let jwks_uri = required("jwks_uri")?;
+        let jwks_uri = required(&doc.jwks_uri, "jwks_uri")?;
         // Keep the key cache (and its rate window) across metadata refreshes.
         let jwks = match existing_jwks {
             Some(j) if j.url() == &jwks_uri => j,
@@ -165,10 +199,13 @@ impl Discovery {
         };
         Ok(Metadata {
             issuer,
-            authorization_endpoint: required("authorization_endpoint")?,
-            token_endpoint: required("token_endpoint")?,
-            userinfo_endpoint: endpoint(&doc, "userinfo_endpoint")?,
-            end_session_endpoint: endpoint(&doc, "end_session_endpoint")?,
+            authorization_endpoint: required(
+                &doc.authorization_endpoint,
+                "authorization_endpoint",
+            )?,
+            token_endpoint: required(&doc.token_endpoint, "token_endpoint")?,
+            userinfo_endpoint: endpoint(&doc.userinfo_endpoint, "userinfo_endpoint")?,
+            end_session_endpoint: endpoint(&doc.end_session_endpoint, "end_session_endpoint")?,
             jwks,
             fetched: crate::clock::now(),
         })

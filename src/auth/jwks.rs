@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::providers::ProviderHttp;
+use super::providers::{HttpError, ProviderHttp};
+use super::wire::Lenient;
 
 /// At most one fetch per JWKS URL per window, however many unknown kids arrive.
 pub const REFRESH_WINDOW: Duration = Duration::from_secs(10);
@@ -70,6 +72,27 @@ pub enum VerifyError {
     Invalid(String),
 }
 
+/// Why a JWKS fetch gave no keys.
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// The document has no `keys` list.
+    #[error("JWKS has no `keys` array")]
+    NoKeys,
+    /// Every key was of a kind we never verify with (or none parsed).
+    #[error("JWKS holds no usable signature key")]
+    NoUsableKey,
+}
+
+/// A JWK Set document. A key that does not parse (an unknown type, an odd
+/// field) is None: one odd key must not hide the rest.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct KeySetDocument {
+    keys: Lenient<Vec<Lenient<Jwk>>>,
+}
+
 /// The algorithm a JWK verifies: its own `alg` when that is a signature
 /// algorithm of its key type, else the type's default. Never the token's.
 fn algorithm_of(jwk: &Jwk) -> Option<Algorithm> {
@@ -105,37 +128,29 @@ fn algorithm_of(jwk: &Jwk) -> Option<Algorithm> {
     }
 }
 
-fn parse_set(doc: &serde_json::Value) -> Result<KeySet, String> {
-    let keys = doc
-        .get("keys")
-        .and_then(|k| k.as_array())
-        .ok_or("JWKS has no `keys` array")?;
+fn parse_set(doc: KeySetDocument) -> Result<KeySet, JwksError> {
+    let keys = doc.keys.0.ok_or(JwksError::NoKeys)?;
     let mut set = KeySet::default();
-    for raw in keys.iter().take(MAX_KEYS) {
-        // One odd key (an encryption key, an unknown type) must not hide the rest.
-        let Ok(jwk) = serde_json::from_value::<Jwk>(raw.clone()) else {
-            continue;
-        };
-        if raw
-            .get("use")
-            .and_then(|u| u.as_str())
-            .is_some_and(|u| u != "sig")
-        {
+    for jwk in keys.into_iter().take(MAX_KEYS).filter_map(|k| k.0) {
+        if matches!(
+            jwk.common.public_key_use,
+            Some(PublicKeyUse::Encryption | PublicKeyUse::Other(_))
+        ) {
             continue;
         }
         let (Some(algorithm), Ok(key)) = (algorithm_of(&jwk), DecodingKey::from_jwk(&jwk)) else {
             continue;
         };
         let key = Arc::new(VerifyKey { key, algorithm });
-        match &jwk.common.key_id {
+        match jwk.common.key_id {
             Some(kid) => {
-                set.by_kid.insert(kid.clone(), key);
+                set.by_kid.insert(kid, key);
             }
             None => set.anonymous.push(key),
         }
     }
     if set.by_kid.is_empty() && set.anonymous.is_empty() {
-        return Err("JWKS holds no usable signature key".into());
+        return Err(JwksError::NoUsableKey);
     }
     Ok(set)
 }
@@ -172,7 +187,7 @@ impl Jwks {
         template: &Validation,
     ) -> Result<T, VerifyError> {
         let header =
-            jsonwebtoken::decode_header(token).map_err(|e| VerifyError::Invalid(kind(&e)))?;
+            jsonwebtoken::decode_header(token).map_err(|e| VerifyError::Invalid(error_kind(&e)))?;
         let key = match self.find(header.kid.as_deref()) {
             Some(key) => key,
             None if self.is_empty() => return Err(VerifyError::NoKeys),
@@ -182,7 +197,7 @@ impl Jwks {
         validation.algorithms = vec![key.algorithm];
         jsonwebtoken::decode::<T>(token, &key.key, &validation)
             .map(|data| data.claims)
-            .map_err(|e| VerifyError::Invalid(kind(&e)))
+            .map_err(|e| VerifyError::Invalid(error_kind(&e)))
     }
 
     fn is_empty(&self) -> bool {
@@ -193,7 +208,7 @@ impl Jwks {
     /// Fetches the set unless another caller is fetching (then waits for it),
     /// a fetch succeeded within [`REFRESH_WINDOW`], or one failed within
     /// `RETRY_AFTER_FAILURE`. A failed fetch keeps the keys there were.
-    pub async fn refresh(&self, http: &ProviderHttp) -> Result<(), String> {
+    pub async fn refresh(&self, http: &ProviderHttp) -> Result<(), JwksError> {
         let mut attempts = self.fetch.lock().await;
         let recent = |t: Option<Instant>, window: Duration| t.is_some_and(|t| t.elapsed() < window);
         if recent(attempts.last_success, REFRESH_WINDOW)
@@ -202,8 +217,8 @@ impl Jwks {
             return Ok(());
         }
         let fetched = match http.get_json(&self.url).await {
-            Ok(doc) => parse_set(&doc),
-            Err(e) => Err(e),
+            Ok(doc) => parse_set(doc),
+            Err(e) => Err(e.into()),
         };
         match fetched {
             Ok(set) => {
@@ -219,7 +234,8 @@ impl Jwks {
     }
 }
 
-fn kind(e: &jsonwebtoken::errors::Error) -> String {
+/// A jsonwebtoken error's kind, without any token content.
+pub(super) fn error_kind(e: &jsonwebtoken::errors::Error) -> String {
     format!("{:?}", e.kind())
         .split(['(', ' ', '{'])
         .next()
@@ -237,10 +253,11 @@ mod tests {
             serde_json::from_value(serde_json::json!({"kty": "oct", "k": "c2VjcmV0", "kid": "h"}))
                 .unwrap();
         assert_eq!(algorithm_of(&oct), None);
+        let parse_set = |v| parse_set(serde_json::from_value(v).unwrap());
         let doc = serde_json::json!({"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "h"}]});
-        assert!(parse_set(&doc).is_err());
-        assert!(parse_set(&serde_json::json!({})).is_err());
-        assert!(parse_set(&serde_json::json!({"keys": "x"})).is_err());
+        assert!(parse_set(doc).is_err());
+        assert!(parse_set(serde_json::json!({})).is_err());
+        assert!(parse_set(serde_json::json!({"keys": "x"})).is_err());
     }
 
     #[test]

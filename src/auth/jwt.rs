@@ -7,12 +7,14 @@ use std::sync::Arc;
 
 use super::bearer::{CHALLENGE, CHALLENGE_INVALID};
 use super::cache::VerifiedTokens;
-use super::jwks::{Jwks, VerifyError};
+use super::jwks::{Jwks, VerifyError, error_kind};
+use super::validation::{Checks, validation};
 use super::{AuthKind, AuthResult, Denial};
 use crate::config::error::{Diagnostic, Loc};
 use crate::config::spec::{JwtKeySpec, JwtSpec};
 use crate::identity::{ClaimsReader, EmailRule, Identity};
 use crate::request::RequestView;
+use crate::secret::Secret;
 use serde_json::Value;
 
 /// Where verification keys come from.
@@ -49,34 +51,46 @@ impl std::fmt::Debug for Jwt {
     }
 }
 
-/// The algorithms a key can verify: HMAC → HS*, RSA → RS*/PS*, an EC key →
-/// the one ES* of its curve, Ed25519 → EdDSA.
-fn key_from_spec(key: &JwtKeySpec) -> Result<(DecodingKey, Vec<Algorithm>), String> {
-    match key {
-        JwtKeySpec::Secret(secret) => {
-            if secret.expose().len() < 16 {
-                tracing::warn!(
-                    "a jwt HMAC secret is shorter than 16 bytes; use at least 32 random bytes"
-                );
-            }
-            let key = DecodingKey::from_secret(secret.expose().as_bytes())
-                .map_err(|e| format!("invalid secret: {e}"))?;
-            Ok((key, AlgorithmFamily::Hmac.algorithms().to_vec()))
-        }
-        JwtKeySpec::PublicKeyPem(pem_text) => public_key(pem_text),
-        // Handled by `Jwt::build_jwks`; never a static key.
-        JwtKeySpec::JwksUrl(_) => Err("a JWKS URL is not a static key".into()),
-    }
+/// Why a configured JWT key or its `algorithms` cannot be used.
+#[derive(Debug, thiserror::Error)]
+enum KeyError {
+    #[error("invalid secret: {0}")]
+    Secret(#[source] jsonwebtoken::errors::Error),
+    #[error("public_key is not valid PEM: {0}")]
+    Pem(#[source] pem::PemError),
+    /// A certificate or a private key where a public key belongs.
+    #[error("public_key must be a PEM public key (BEGIN PUBLIC KEY), found BEGIN {0}")]
+    NotPublic(String),
+    #[error("EC public_key must be on curve P-256 or P-384")]
+    Curve,
+    #[error("public_key is not an RSA, EC (P-256/P-384) or Ed25519 public key")]
+    Unsupported,
+    #[error("algorithm {alg:?} does not fit the configured key (it allows {supported:?})")]
+    Misfit {
+        alg: Algorithm,
+        supported: Vec<Algorithm>,
+    },
+    #[error("algorithms must not be empty")]
+    NoAlgorithms,
+    #[error("HMAC algorithms cannot come from a published JWKS")]
+    HmacFromJwks,
 }
 
-fn public_key(pem_text: &str) -> Result<(DecodingKey, Vec<Algorithm>), String> {
-    let der =
-        pem::parse(pem_text.trim()).map_err(|e| format!("public_key is not valid PEM: {e}"))?;
+/// An HMAC secret verifies HS*.
+fn secret_key(secret: &Secret) -> Result<(DecodingKey, Vec<Algorithm>), KeyError> {
+    if secret.expose().len() < 16 {
+        tracing::warn!("a jwt HMAC secret is shorter than 16 bytes; use at least 32 random bytes");
+    }
+    let key = DecodingKey::from_secret(secret.expose().as_bytes()).map_err(KeyError::Secret)?;
+    Ok((key, AlgorithmFamily::Hmac.algorithms().to_vec()))
+}
+
+/// The algorithms a public key can verify: RSA → RS*/PS*, an EC key → the
+/// one ES* of its curve, Ed25519 → EdDSA.
+fn public_key(pem_text: &str) -> Result<(DecodingKey, Vec<Algorithm>), KeyError> {
+    let der = pem::parse(pem_text.trim()).map_err(KeyError::Pem)?;
     if der.tag() == "CERTIFICATE" || der.tag().contains("PRIVATE") {
-        return Err(format!(
-            "public_key must be a PEM public key (BEGIN PUBLIC KEY), found BEGIN {}",
-            der.tag()
-        ));
+        return Err(KeyError::NotPublic(der.tag().to_string()));
     }
     let bytes = pem_text.trim().as_bytes();
     if let Ok(key) = DecodingKey::from_rsa_pem(bytes) {
@@ -95,135 +109,91 @@ fn public_key(pem_text: &str) -> Result<(DecodingKey, Vec<Algorithm>), String> {
         } else if has(P384) {
             Ok((key, vec![Algorithm::ES384]))
         } else {
-            Err("EC public_key must be on curve P-256 or P-384".into())
+            Err(KeyError::Curve)
         };
     }
-    Err("public_key is not an RSA, EC (P-256/P-384) or Ed25519 public key".into())
+    Err(KeyError::Unsupported)
+}
+
+/// A static key's algorithms: the configured ones (each must fit the key),
+/// or all the key supports.
+fn static_algorithms(
+    configured: Option<&[Algorithm]>,
+    supported: Vec<Algorithm>,
+) -> Result<Vec<Algorithm>, KeyError> {
+    let Some(chosen) = configured else {
+        return Ok(supported);
+    };
+    if let Some(&alg) = chosen.iter().find(|a| !supported.contains(a)) {
+        return Err(KeyError::Misfit { alg, supported });
+    }
+    if chosen.is_empty() {
+        return Err(KeyError::NoAlgorithms);
+    }
+    Ok(chosen.to_vec())
+}
+
+/// With a JWKS: the configured algorithms (never HMAC), empty for any the keys fix.
+fn jwks_algorithms(configured: Option<&[Algorithm]>) -> Result<Vec<Algorithm>, KeyError> {
+    let chosen = configured.unwrap_or_default();
+    if chosen.iter().any(|a| a.family() == AlgorithmFamily::Hmac) {
+        return Err(KeyError::HmacFromJwks);
+    }
+    Ok(chosen.to_vec())
+}
+
+/// A key error as the config diagnostic at `loc`.
+fn at(loc: &Loc) -> impl FnOnce(KeyError) -> Vec<Diagnostic> + '_ {
+    move |e| vec![Diagnostic::at(loc, e)]
 }
 
 impl Jwt {
     pub fn build(spec: &JwtSpec, policy_claims: Arc<[String]>) -> Result<Self, Vec<Diagnostic>> {
-        let err = |loc: &Loc, message: String| {
-            vec![Diagnostic {
-                loc: loc.clone(),
-                message,
-            }]
-        };
         let Some((key_spec, key_loc)) = &spec.key else {
-            return Err(err(&spec.loc, "jwt needs a key".into()));
+            return Err(vec![Diagnostic::at(&spec.loc, "jwt needs a key")]);
         };
-        if let JwtKeySpec::JwksUrl(url) = key_spec {
-            return Self::build_jwks(spec, url, policy_claims);
-        }
-        let (key, supported) = key_from_spec(key_spec).map_err(|m| err(key_loc, m))?;
-        let algorithms = match &spec.algorithms {
-            None => supported,
-            Some((names, loc)) => {
-                let mut chosen = Vec::new();
-                for name in names {
-                    let alg: Algorithm = name
-                        .to_ascii_uppercase()
-                        .replace("EDDSA", "EdDSA")
-                        .parse()
-                        .map_err(|_| err(loc, format!("unknown JWT algorithm `{name}`")))?;
-                    if !supported.contains(&alg) {
-                        return Err(err(
-                            loc,
-                            format!(
-                                "algorithm {alg:?} does not fit the configured key (it allows {supported:?})"
-                            ),
-                        ));
-                    }
-                    chosen.push(alg);
-                }
-                if chosen.is_empty() {
-                    return Err(err(loc, "algorithms must not be empty".into()));
-                }
-                chosen
+        let (configured, algorithms_loc) = match &spec.algorithms {
+            Some((algs, loc)) => (Some(algs.as_slice()), loc),
+            None => (None, &spec.loc),
+        };
+        let static_key = |found: Result<(DecodingKey, Vec<Algorithm>), KeyError>| {
+            let (key, supported) = found.map_err(at(key_loc))?;
+            let algorithms =
+                static_algorithms(configured, supported).map_err(at(algorithms_loc))?;
+            Ok::<_, Vec<Diagnostic>>((Keys::Static(key), algorithms, Vec::new()))
+        };
+        let (keys, algorithms, allowed) = match key_spec {
+            JwtKeySpec::Secret(secret) => static_key(secret_key(secret))?,
+            JwtKeySpec::PublicKeyPem(pem) => static_key(public_key(pem))?,
+            JwtKeySpec::JwksUrl(url) => {
+                let allowed = jwks_algorithms(configured).map_err(at(algorithms_loc))?;
+                let jwks = Keys::Jwks(Arc::new(Jwks::new(url.clone())));
+                (jwks, Vec::new(), allowed)
             }
         };
-        let mut validation = Validation::new(algorithms[0]);
-        validation.algorithms = algorithms;
-        validation.leeway = spec.leeway.as_secs();
-        validation.validate_nbf = true;
-        let mut required = Vec::new();
         // `require_exp: false` makes `exp` optional, never ignored when present.
-        validation.validate_exp = true;
-        if spec.require_exp {
-            required.push("exp");
-        }
-        if let Some(issuer) = &spec.issuer {
-            validation.set_issuer(&[issuer]);
-            required.push("iss");
-        }
-        if spec.audience.is_empty() {
-            validation.validate_aud = false;
-        } else {
-            validation.set_audience(&spec.audience);
-            required.push("aud");
-        }
-        validation.set_required_spec_claims(&required);
-        Ok(Self {
-            groups_claim: spec.groups_claim.clone(),
-            policy_claims,
-            keys: Keys::Static(key),
-            validation,
-            allowed: Vec::new(),
-            verified: VerifiedTokens::default(),
-        })
-    }
-
-    fn build_jwks(
-        spec: &JwtSpec,
-        url: &url::Url,
-        policy_claims: Arc<[String]>,
-    ) -> Result<Self, Vec<Diagnostic>> {
-        let mut allowed = Vec::new();
-        if let Some((names, loc)) = &spec.algorithms {
-            for name in names {
-                let alg: Algorithm = name
-                    .to_ascii_uppercase()
-                    .replace("EDDSA", "EdDSA")
-                    .parse()
-                    .map_err(|_| {
-                        vec![Diagnostic {
-                            loc: loc.clone(),
-                            message: format!("unknown JWT algorithm `{name}`"),
-                        }]
-                    })?;
-                if alg.family() == AlgorithmFamily::Hmac {
-                    return Err(vec![Diagnostic {
-                        loc: loc.clone(),
-                        message: "HMAC algorithms cannot come from a published JWKS".into(),
-                    }]);
-                }
-                allowed.push(alg);
-            }
-        }
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.leeway = spec.leeway.as_secs();
-        validation.validate_nbf = true;
-        // `require_exp: false` makes `exp` optional, never ignored when present.
-        validation.validate_exp = true;
         let mut required = Vec::new();
         if spec.require_exp {
             required.push("exp");
         }
-        if let Some(issuer) = &spec.issuer {
-            validation.set_issuer(&[issuer]);
+        if spec.issuer.is_some() {
             required.push("iss");
         }
-        if spec.audience.is_empty() {
-            validation.validate_aud = false;
-        } else {
-            validation.set_audience(&spec.audience);
+        if !spec.audience.is_empty() {
             required.push("aud");
         }
-        validation.set_required_spec_claims(&required);
+        let validation = validation(&Checks {
+            algorithms: &algorithms,
+            leeway: spec.leeway.as_secs(),
+            issuer: spec.issuer.as_deref(),
+            audience: &spec.audience,
+            required: &required,
+            not_before: true,
+        });
         Ok(Self {
             groups_claim: spec.groups_claim.clone(),
             policy_claims,
-            keys: Keys::Jwks(Arc::new(Jwks::new(url.clone()))),
+            keys,
             validation,
             allowed,
             verified: VerifiedTokens::default(),
@@ -252,7 +222,7 @@ impl Jwt {
         let verified = match &self.keys {
             Keys::Static(key) => jsonwebtoken::decode::<Value>(token, key, &self.validation)
                 .map(|d| d.claims)
-                .map_err(|e| VerifyError::Invalid(e.kind_name())),
+                .map_err(|e| VerifyError::Invalid(error_kind(&e))),
             Keys::Jwks(jwks) => {
                 let alg_ok = self.allowed.is_empty()
                     || jsonwebtoken::decode_header(token)
@@ -291,21 +261,5 @@ impl Jwt {
                 AuthResult::Deny(Denial::invalid(Some(CHALLENGE_INVALID)))
             }
         }
-    }
-}
-
-trait KindName {
-    fn kind_name(&self) -> String;
-}
-
-impl KindName for jsonwebtoken::errors::Error {
-    /// The error kind without any token content.
-    fn kind_name(&self) -> String {
-        let debug = format!("{:?}", self.kind());
-        debug
-            .split(['(', ' ', '{'])
-            .next()
-            .unwrap_or_default()
-            .to_string()
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::open_sessions::{OpenSessions, Opened};
 use super::pkce;
-use super::{AuthKind, AuthResult, Denial, PolicyNeeds, Redirect};
+use super::{AuthKind, AuthResult, BuildError, Denial, PolicyNeeds, Redirect};
 use crate::config::spec::ConnectSpec;
 use crate::connect::{ConnectClaims, ConnectSigner};
 use crate::cookies::CookieSettings;
@@ -115,7 +115,7 @@ impl LoginClient {
         s: ClientSettings<'_>,
         keys: Arc<SessionKeys>,
         cookies: Arc<CookieSettings>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BuildError> {
         let connect = match s.connect {
             Some(c) => ConnectSigner::from_spec(c)?,
             None => None,

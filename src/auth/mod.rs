@@ -7,11 +7,16 @@ pub mod discovery;
 pub mod jwks;
 pub mod jwt;
 pub mod login_client;
+pub mod login_error;
 pub mod oauth2;
 pub mod oidc;
 pub mod open_sessions;
 pub mod pkce;
 pub mod providers;
+pub mod validation;
+pub mod wire;
+
+pub use login_error::LoginError;
 
 use std::sync::Arc;
 
@@ -20,6 +25,28 @@ use crate::config::spec::MethodSpec;
 use crate::decision::{Reason, Status};
 use crate::request::RequestView;
 use crate::session::SessionKeys;
+
+/// Why an authenticator cannot be built from a checked spec (its text
+/// becomes the config diagnostic at the method's location).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// An endpoint joined from `base_url` is not a URL.
+    #[error("invalid endpoint {url}: {source}")]
+    Endpoint {
+        url: String,
+        #[source]
+        source: url::ParseError,
+    },
+    /// auth0 and okta have no default tenant.
+    #[error("{0} needs base_url")]
+    NeedsBaseUrl(&'static str),
+    /// oidc with neither a known provider nor an issuer.
+    #[error("oidc needs `provider` or `issuer`")]
+    NoIssuer,
+    /// The connect signing key.
+    #[error(transparent)]
+    Connect(#[from] crate::connect::ConnectError),
+}
 
 #[derive(Debug)]
 pub enum Authenticator {
@@ -128,21 +155,12 @@ impl Authenticator {
                 Self::Jwt(Box::new(jwt::Jwt::build(s, ctx.policy_claims.clone())?))
             }
             MethodSpec::OAuth2(s) => Self::OAuth2(Box::new(
-                oauth2::OAuth2::build(s, ctx, needs).map_err(|message| {
-                    vec![Diagnostic {
-                        loc: s.loc.clone(),
-                        message,
-                    }]
-                })?,
+                oauth2::OAuth2::build(s, ctx, needs)
+                    .map_err(|e| vec![Diagnostic::at(&s.loc, e)])?,
             )),
-            MethodSpec::Oidc(s) => Self::Oidc(Box::new(oidc::Oidc::build(s, ctx, needs).map_err(
-                |message| {
-                    vec![Diagnostic {
-                        loc: s.loc.clone(),
-                        message,
-                    }]
-                },
-            )?)),
+            MethodSpec::Oidc(s) => Self::Oidc(Box::new(
+                oidc::Oidc::build(s, ctx, needs).map_err(|e| vec![Diagnostic::at(&s.loc, e)])?,
+            )),
         })
     }
 

@@ -5,7 +5,7 @@
 
 use super::login_client::{ClientSettings, LoginClient, RefreshFlights};
 use super::providers::{Provider, ProviderHttp};
-use super::{AuthKind, AuthResult, BuildContext, PolicyNeeds};
+use super::{AuthKind, AuthResult, BuildContext, BuildError, PolicyNeeds};
 use crate::config::spec::OAuth2Spec;
 use crate::request::{RequestView, Scheme};
 use crate::secret::Secret;
@@ -24,7 +24,7 @@ impl OAuth2 {
         spec: &OAuth2Spec,
         ctx: &BuildContext,
         needs: PolicyNeeds,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BuildError> {
         let mut provider = Provider::from_spec(spec)?;
         if needs.groups
             && let Some(scope) = provider.kind.descriptor().groups_scope
@@ -74,7 +74,7 @@ impl OAuth2 {
         http: &ProviderHttp,
         code: &str,
         login: &LoginState,
-    ) -> Result<(Identity, Attributes), super::providers::LoginError> {
+    ) -> Result<(Identity, Attributes), super::LoginError> {
         self.provider
             .login(
                 http,

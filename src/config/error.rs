@@ -49,10 +49,11 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn at(loc: &Loc, message: impl Into<String>) -> Self {
+    /// The one way a diagnostic is made: any error type (or text) at `loc`.
+    pub fn at(loc: &Loc, message: impl fmt::Display) -> Self {
         Self {
             loc: loc.clone(),
-            message: message.into(),
+            message: message.to_string(),
         }
     }
 }
@@ -104,17 +105,11 @@ pub struct Diagnostics {
 }
 
 impl Diagnostics {
-    pub fn error(&mut self, loc: &Loc, message: impl Into<String>) {
-        self.errors.push(Diagnostic {
-            loc: loc.clone(),
-            message: message.into(),
-        });
+    pub fn error(&mut self, loc: &Loc, message: impl fmt::Display) {
+        self.errors.push(Diagnostic::at(loc, message));
     }
 
-    pub fn warn(&mut self, loc: &Loc, message: impl Into<String>) {
-        self.warnings.push(Diagnostic {
-            loc: loc.clone(),
-            message: message.into(),
-        });
+    pub fn warn(&mut self, loc: &Loc, message: impl fmt::Display) {
+        self.warnings.push(Diagnostic::at(loc, message));
     }
 }

@@ -8,11 +8,13 @@ pub mod spec;
 mod walk;
 mod walk_allow;
 mod walk_auth;
+mod walk_login;
 pub mod yaml;
 
 pub use error::{ConfigError, Diagnostic, Loc};
 pub use reader::parse_duration;
-pub use walk_auth::{AUTH_TYPES, OAUTH2_PROVIDERS, OIDC_PROVIDERS};
+pub use walk_auth::AUTH_TYPES;
+pub use walk_login::{OAUTH2_PROVIDERS, OIDC_PROVIDERS};
 
 /// A config as written, with the warnings and errors found reading it.
 #[derive(Debug)]

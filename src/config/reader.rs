@@ -296,8 +296,13 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     Some(Duration::from_secs(secs))
 }
 
+/// A `${NAME}` without a default whose variable is not set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("environment variable `{0}` is not set (use ${{{0}:-default}} for a default)")]
+pub(super) struct UnsetVar(String);
+
 /// Replaces `${NAME}` and `${NAME:-default}`; other `$` text is kept.
-pub(super) fn expand_env(input: &str, env: EnvLookup<'_>) -> Result<String, String> {
+pub(super) fn expand_env(input: &str, env: EnvLookup<'_>) -> Result<String, UnsetVar> {
     let mut out = String::with_capacity(input.len());
     let mut rest = input;
     while let Some(start) = rest.find("${") {
@@ -319,11 +324,7 @@ pub(super) fn expand_env(input: &str, env: EnvLookup<'_>) -> Result<String, Stri
             match (env(name), default) {
                 (Some(v), _) => out.push_str(&v),
                 (None, Some(d)) => out.push_str(d),
-                (None, None) => {
-                    return Err(format!(
-                        "environment variable `{name}` is not set (use ${{{name}:-default}} for a default)"
-                    ));
-                }
+                (None, None) => return Err(UnsetVar(name.to_string())),
             }
         }
         rest = &after[end + 1..];
@@ -362,7 +363,7 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(expand_env(input, &env).unwrap(), want, "{input}");
         }
-        let err = expand_env("${UNSET}", &env).unwrap_err();
+        let err = expand_env("${UNSET}", &env).unwrap_err().to_string();
         assert!(err.contains("UNSET"), "{err}");
     }
 

@@ -6,7 +6,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use jsonwebtoken::Algorithm;
+
 use super::error::Loc;
+use crate::auth::providers::Kind;
 use crate::secret::Secret;
 
 #[derive(Debug, Default)]
@@ -187,7 +190,7 @@ pub enum JwtKeySpec {
 pub struct JwtSpec {
     pub loc: Loc,
     pub key: Option<(JwtKeySpec, Loc)>,
-    pub algorithms: Option<(Vec<String>, Loc)>,
+    pub algorithms: Option<(Vec<Algorithm>, Loc)>,
     pub issuer: Option<String>,
     pub audience: Vec<String>,
     pub leeway: Duration,
@@ -201,7 +204,7 @@ pub struct ConnectSpec {
     pub loc: Loc,
     pub enabled: bool,
     pub secret: Option<Secret>,
-    pub algorithm: String,
+    pub algorithm: Algorithm,
     pub expires_in: Duration,
     /// `aud` of the token; default the request's host.
     pub audience: Option<String>,
@@ -210,7 +213,7 @@ pub struct ConnectSpec {
 #[derive(Debug)]
 pub struct OAuth2Spec {
     pub loc: Loc,
-    pub provider: String,
+    pub provider: Kind,
     pub client_id: String,
     pub client_secret: Secret,
     pub scopes: Option<Vec<String>>,
@@ -232,7 +235,8 @@ pub struct OAuth2Spec {
 #[derive(Debug)]
 pub struct OidcSpec {
     pub loc: Loc,
-    pub provider: Option<String>,
+    /// A known OpenID provider (one of [`crate::config::OIDC_PROVIDERS`]).
+    pub provider: Option<Kind>,
     pub issuer: Option<url::Url>,
     pub base_url: Option<url::Url>,
     pub tenant: Option<String>,

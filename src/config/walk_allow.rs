@@ -193,9 +193,7 @@ pub(super) fn check_allow(
     let email_loc = email_kinds.iter().find_map(|c| allow.loc_of(*c));
     match method {
         MethodSpec::OAuth2(s) => {
-            let Some(kind) = Kind::parse(&s.provider) else {
-                return;
-            };
+            let kind = s.provider;
             let d = kind.descriptor();
             if let Some(loc) = email_loc {
                 match d.email_trust {
@@ -240,7 +238,7 @@ pub(super) fn check_allow(
             }
         }
         MethodSpec::Oidc(s) => {
-            let microsoft_common = s.provider.as_deref() == Some("microsoft")
+            let microsoft_common = s.provider == Some(Kind::Microsoft)
                 && is_multi_tenant(s.tenant.as_deref())
                 || s.issuer.as_ref().is_some_and(|u| {
                     u.host_str() == Some("login.microsoftonline.com")
@@ -262,7 +260,7 @@ pub(super) fn check_allow(
             if enabled && s.client_id.is_some() && allow.is_empty() {
                 let who = s
                     .provider
-                    .clone()
+                    .map(|k| k.as_str().to_string())
                     .or_else(|| s.issuer.as_ref().map(|u| u.to_string()))
                     .unwrap_or_default();
                 w.diags.warn(

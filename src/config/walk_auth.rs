@@ -1,56 +1,33 @@
-//! `auth:` blocks → [`AuthSpec`]. `${VAR}` expansion applies to every string here.
+//! `auth:` blocks → [`AuthSpec`]: the block itself and the basic, bearer
+//! and jwt methods (oauth2 and oidc are [`super::walk_login`]'s). `${VAR}`
+//! expansion applies to every string here.
 
 use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
 
 use super::error::Loc;
 use super::reader::{Fields, Walker};
 use super::spec::*;
 use super::yaml::Node;
+use crate::decision::AuthKind;
 
 pub const AUTH_TYPES: &[&str] = &["basic", "bearer", "jwt", "oauth2", "oidc"];
-pub const OAUTH2_PROVIDERS: &[&str] = &[
-    "github",
-    "gitlab",
-    "google",
-    "microsoft",
-    "feishu",
-    "slack",
-    "kakao",
-    "auth0",
-    "okta",
-    "doreamon",
+/// The kinds `type` names, in [`AUTH_TYPES`]' order.
+const AUTH_KINDS: [AuthKind; 5] = [
+    AuthKind::Basic,
+    AuthKind::Bearer,
+    AuthKind::Jwt,
+    AuthKind::OAuth2,
+    AuthKind::Oidc,
 ];
-pub const OIDC_PROVIDERS: &[&str] = &["google", "microsoft", "auth0", "okta", "gitlab"];
-const CONNECT_ALGORITHMS: &[&str] = &["hs256", "hs384", "hs512", "rs256", "es256", "eddsa"];
-/// Fields of oidc's flat form (directly under `auth`, as the guide writes it).
-const OIDC_FLAT: &[&str] = &[
-    "claims",
-    "groups_claim",
-    "groups_ttl",
-    "accept_id_tokens",
-    "logout_at_provider",
-    "provider",
-    "issuer",
-    "base_url",
-    "tenant",
-    "client_id",
-    "client_secret",
-    "redirect_url",
-    "scopes",
-    "audience",
-    "allowed_emails",
-    "allowed_domains",
-    "connect",
-];
-
 pub(super) fn auth_block(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<AuthSpec> {
     let mut f = w.fields(node, loc)?;
     let enabled = f.take("enabled").and_then(|(n, l)| w.bool(n, &l));
-    let type_name = f.take("type").and_then(|(n, l)| {
+    let kind = f.take("type").and_then(|(n, l)| {
         let t = w.string(n, &l)?;
-        if AUTH_TYPES.contains(&t.as_str()) {
-            Some(t)
-        } else {
+        let kind = AUTH_KINDS.into_iter().find(|k| k.as_str() == t);
+        if kind.is_none() {
             w.diags.error(
                 &l,
                 format!(
@@ -58,8 +35,8 @@ pub(super) fn auth_block(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<A
                     AUTH_TYPES.join(", ")
                 ),
             );
-            None
         }
+        kind
     });
     let type_given = f.has("type");
     if enabled == Some(true) && !type_given {
@@ -76,19 +53,18 @@ pub(super) fn auth_block(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<A
         .take("allow")
         .map(|(n, l)| super::walk_allow::allow_block(w, n, &l))
         .unwrap_or_default();
-    let method = match type_name.as_deref() {
-        Some("basic") => basic(w, &mut f).map(MethodSpec::Basic),
-        Some("bearer") => bearer(w, &mut f).map(MethodSpec::Bearer),
-        Some("jwt") => jwt(w, &mut f).map(MethodSpec::Jwt),
-        Some("oauth2") => oauth2(w, &mut f).map(MethodSpec::OAuth2),
-        Some("oidc") => oidc(w, &mut f).map(MethodSpec::Oidc),
-        _ => None,
+    let method = match kind {
+        Some(AuthKind::Basic) => basic(w, &mut f).map(MethodSpec::Basic),
+        Some(AuthKind::Bearer) => bearer(w, &mut f).map(MethodSpec::Bearer),
+        Some(AuthKind::Jwt) => jwt(w, &mut f).map(MethodSpec::Jwt),
+        Some(AuthKind::OAuth2) => super::walk_login::oauth2(w, &mut f).map(MethodSpec::OAuth2),
+        Some(AuthKind::Oidc) => super::walk_login::oidc(w, &mut f).map(MethodSpec::Oidc),
+        None => None,
     };
     // Blocks of other types are tolerated (config kept) but have no effect.
     let mut unused = Vec::new();
     let own = |key: &str| {
-        Some(key) == type_name.as_deref()
-            || (key == "secret" && type_name.as_deref() == Some("jwt"))
+        Some(key) == kind.map(AuthKind::as_str) || (key == "secret" && kind == Some(AuthKind::Jwt))
     };
     for key in ["basic", "bearer", "jwt", "oauth2", "oidc", "secret"] {
         if own(key) {
@@ -99,8 +75,8 @@ pub(super) fn auth_block(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<A
         }
     }
     for l in unused {
-        let message = match type_name.as_deref() {
-            Some(t) => format!("ignored: has no effect with type {t}"),
+        let message = match kind {
+            Some(t) => format!("ignored: has no effect with type {}", t.as_str()),
             None => "ignored: has no effect without `type`".to_string(),
         };
         w.diags.warn(&l, message);
@@ -258,8 +234,7 @@ fn jwt(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<JwtSpec> {
                 keys.push((JwtKeySpec::JwksUrl(u), l));
             }
             if let Some((n, l)) = f.take("algorithms") {
-                let algs = w.string_list(n, &l).into_iter().map(|(s, _)| s).collect();
-                spec.algorithms = Some((algs, l));
+                spec.algorithms = jwt_algorithms(w, n, l);
             }
             spec.issuer = f.take("issuer").and_then(|(n, l)| w.non_empty(n, &l));
             if let Some((n, l)) = f.take("audience") {
@@ -293,7 +268,32 @@ fn jwt(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<JwtSpec> {
     Some(spec)
 }
 
-fn url(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<url::Url> {
+/// A JWT algorithm name, any case (`rs256`, `EdDSA`).
+pub(super) fn jwt_algorithm(name: &str) -> Option<Algorithm> {
+    name.to_ascii_uppercase()
+        .replace("EDDSA", "EdDSA")
+        .parse()
+        .ok()
+}
+
+/// `jwt.algorithms`; None (and an error) if one is unknown.
+fn jwt_algorithms(w: &mut Walker<'_>, node: &Node, loc: Loc) -> Option<(Vec<Algorithm>, Loc)> {
+    let mut algorithms = Vec::new();
+    let mut known = true;
+    for (name, _) in w.string_list(node, &loc) {
+        match jwt_algorithm(&name) {
+            Some(alg) => algorithms.push(alg),
+            None => {
+                w.diags
+                    .error(&loc, format!("unknown JWT algorithm `{name}`"));
+                known = false;
+            }
+        }
+    }
+    known.then_some((algorithms, loc))
+}
+
+pub(super) fn url(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<url::Url> {
     let s = w.non_empty(node, loc)?;
     match url::Url::parse(&s) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
@@ -305,292 +305,4 @@ fn url(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<url::Url> {
             None
         }
     }
-}
-
-fn opt_url(w: &mut Walker<'_>, f: &mut Fields<'_>, key: &'static str) -> Option<url::Url> {
-    let (n, l) = f.take(key)?;
-    url(w, n, &l)
-}
-
-fn redirect_url(w: &mut Walker<'_>, f: &mut Fields<'_>) -> Option<url::Url> {
-    let (n, l) = f.take("redirect_url")?;
-    let u = url(w, n, &l)?;
-    if u.path() != "/oauth2/callback" {
-        w.diags.error(
-            &l,
-            format!(
-                "redirect_url path must be /oauth2/callback (the fixed callback route), found `{}`",
-                u.path()
-            ),
-        );
-        return None;
-    }
-    Some(u)
-}
-
-fn strings(w: &mut Walker<'_>, f: &mut Fields<'_>, key: &'static str) -> Option<Vec<String>> {
-    let (n, l) = f.take(key)?;
-    Some(w.string_list(n, &l).into_iter().map(|(s, _)| s).collect())
-}
-
-fn oauth2(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<OAuth2Spec> {
-    let Some((node, loc)) = auth.take("oauth2") else {
-        w.diags.error(
-            &auth.loc,
-            "type oauth2 needs an `oauth2` block with `provider`, `client_id` and `client_secret`",
-        );
-        return None;
-    };
-    let mut f = w.fields(node, &loc)?;
-    let provider = f.take("provider").and_then(|(n, l)| {
-        let p = w.string(n, &l)?;
-        if OAUTH2_PROVIDERS.contains(&p.as_str()) {
-            Some(p)
-        } else {
-            w.diags.error(
-                &l,
-                format!(
-                    "unknown oauth2 provider \"{p}\"; expected one of {}",
-                    OAUTH2_PROVIDERS.join(", ")
-                ),
-            );
-            None
-        }
-    });
-    let client_id = f.take("client_id").and_then(|(n, l)| w.non_empty(n, &l));
-    let client_secret = f.take("client_secret").and_then(|(n, l)| w.secret(n, &l));
-    for (key, missing) in [
-        ("provider", !f.has("provider")),
-        ("client_id", !f.has("client_id")),
-        ("client_secret", !f.has("client_secret")),
-    ] {
-        if missing {
-            w.diags.error(&loc, format!("oauth2 needs `{key}`"));
-        }
-    }
-    let scopes = strings(w, &mut f, "scopes");
-    let redirect_url = redirect_url(w, &mut f);
-    let base_url = opt_url(w, &mut f, "base_url");
-    let tenant = f.take("tenant").and_then(|(n, l)| w.non_empty(n, &l));
-    let auth_url = opt_url(w, &mut f, "auth_url");
-    let token_url = opt_url(w, &mut f, "token_url");
-    let userinfo_url = opt_url(w, &mut f, "userinfo_url");
-    let allowed_emails = located_strings(w, &mut f, "allowed_emails");
-    let allowed_domains = located_strings(w, &mut f, "allowed_domains");
-    let connect = f.take("connect").and_then(|(n, l)| connect(w, n, &l));
-    let groups_ttl = groups_ttl(w, &mut f);
-    if matches!(provider.as_deref(), Some("auth0" | "okta"))
-        && base_url.is_none()
-        && (auth_url.is_none() || token_url.is_none() || userinfo_url.is_none())
-    {
-        w.diags.error(
-            &loc,
-            format!(
-                "provider {} needs `base_url` (your tenant's URL, e.g. https://example.auth0.com)",
-                provider.as_deref().unwrap_or_default()
-            ),
-        );
-    }
-    f.finish(w, &[]);
-    Some(OAuth2Spec {
-        loc,
-        provider: provider?,
-        client_id: client_id?,
-        client_secret: client_secret?,
-        scopes,
-        redirect_url,
-        base_url,
-        tenant,
-        auth_url,
-        token_url,
-        userinfo_url,
-        allowed_emails,
-        allowed_domains,
-        connect,
-        groups_ttl,
-    })
-}
-
-/// `groups_ttl`, default 5 minutes.
-fn groups_ttl(w: &mut Walker<'_>, f: &mut Fields<'_>) -> Duration {
-    const DEFAULT: Duration = Duration::from_secs(300);
-    match f.take("groups_ttl") {
-        Some((n, l)) => match w.duration(n, &l) {
-            Some(d) if d.is_zero() => {
-                w.diags.error(&l, "groups_ttl must be more than 0");
-                DEFAULT
-            }
-            Some(d) => d,
-            None => DEFAULT,
-        },
-        None => DEFAULT,
-    }
-}
-
-fn located_strings(
-    w: &mut Walker<'_>,
-    f: &mut Fields<'_>,
-    key: &'static str,
-) -> Option<(Vec<String>, Loc)> {
-    let (n, l) = f.take(key)?;
-    let items = w.string_list(n, &l).into_iter().map(|(s, _)| s).collect();
-    Some((items, l))
-}
-
-fn connect(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<ConnectSpec> {
-    let mut f = w.fields(node, loc)?;
-    let enabled = f
-        .take("enabled")
-        .and_then(|(n, l)| w.bool(n, &l))
-        .unwrap_or(false);
-    let mut spec = ConnectSpec {
-        loc: loc.clone(),
-        enabled,
-        secret: None,
-        algorithm: "hs256".into(),
-        expires_in: Duration::from_secs(300),
-        audience: None,
-    };
-    if let Some((n, l)) = f.take("jwt")
-        && let Some(mut jf) = w.fields(n, &l)
-    {
-        spec.secret = jf.take("secret").and_then(|(n, l)| w.secret(n, &l));
-        if let Some((n, l)) = jf.take("algorithm") {
-            let alg = w.string(n, &l).unwrap_or_default().to_ascii_lowercase();
-            if CONNECT_ALGORITHMS.contains(&alg.as_str()) {
-                spec.algorithm = alg;
-            } else {
-                w.diags.error(
-                    &l,
-                    format!(
-                        "unknown connect algorithm \"{alg}\"; expected one of {}",
-                        CONNECT_ALGORITHMS.join(", ")
-                    ),
-                );
-            }
-        }
-        if let Some((n, l)) = jf.take("expires_in") {
-            spec.expires_in = w.duration(n, &l).unwrap_or(spec.expires_in);
-        }
-        spec.audience = jf.take("audience").and_then(|(n, l)| w.non_empty(n, &l));
-        jf.finish(w, &[]);
-    }
-    if spec.enabled && spec.secret.is_none() {
-        w.diags.error(
-            loc,
-            "connect.enabled needs `jwt.secret` (a shared secret or a PEM private key)",
-        );
-    }
-    if let Some(secret) = &spec.secret
-        && let Err(msg) = check_connect_key(&spec.algorithm, secret.expose())
-    {
-        w.diags.error(loc, msg);
-    }
-    f.finish(w, &[]);
-    Some(spec)
-}
-
-/// The connect signing key must suit its algorithm (checked at load, not per request).
-fn check_connect_key(algorithm: &str, secret: &str) -> Result<(), String> {
-    use jsonwebtoken::EncodingKey;
-    let pem = secret.as_bytes();
-    let ok = match algorithm {
-        "rs256" => EncodingKey::from_rsa_pem(pem).is_ok(),
-        "es256" => EncodingKey::from_ec_pem(pem).is_ok(),
-        "eddsa" => EncodingKey::from_ed_pem(pem).is_ok(),
-        _ => return Ok(()),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "connect algorithm {algorithm} needs a PEM private key of that kind in `jwt.secret`"
-        ))
-    }
-}
-
-fn oidc(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<OidcSpec> {
-    let flat_keys: Vec<&str> = OIDC_FLAT.iter().copied().filter(|k| auth.has(k)).collect();
-    if let Some((node, loc)) = auth.take("oidc") {
-        if !flat_keys.is_empty() {
-            w.diags.error(
-                &auth.loc,
-                format!(
-                    "oidc settings given both under `auth` ({}) and in `auth.oidc`; use one form",
-                    flat_keys.join(", ")
-                ),
-            );
-        }
-        let mut f = w.fields(node, &loc)?;
-        let spec = oidc_fields(w, &mut f);
-        f.finish(w, &[]);
-        spec
-    } else {
-        oidc_fields(w, auth)
-    }
-}
-
-fn oidc_fields(w: &mut Walker<'_>, f: &mut Fields<'_>) -> Option<OidcSpec> {
-    let provider = f.take("provider").and_then(|(n, l)| {
-        let p = w.string(n, &l)?;
-        if OIDC_PROVIDERS.contains(&p.as_str()) {
-            Some(p)
-        } else {
-            w.diags.error(
-                &l,
-                format!(
-                    "unknown oidc provider \"{p}\"; expected one of {} (or set `issuer`)",
-                    OIDC_PROVIDERS.join(", ")
-                ),
-            );
-            None
-        }
-    });
-    let issuer = opt_url(w, f, "issuer");
-    let spec = OidcSpec {
-        loc: f.loc.clone(),
-        base_url: opt_url(w, f, "base_url"),
-        tenant: f.take("tenant").and_then(|(n, l)| w.non_empty(n, &l)),
-        client_id: f.take("client_id").and_then(|(n, l)| w.non_empty(n, &l)),
-        client_secret: f.take("client_secret").and_then(|(n, l)| w.secret(n, &l)),
-        redirect_url: redirect_url(w, f),
-        scopes: strings(w, f, "scopes").unwrap_or_default(),
-        audience: strings(w, f, "audience").unwrap_or_default(),
-        allowed_emails: located_strings(w, f, "allowed_emails"),
-        allowed_domains: located_strings(w, f, "allowed_domains"),
-        connect: f.take("connect").and_then(|(n, l)| connect(w, n, &l)),
-        claims: f
-            .take("claims")
-            .map(|(n, l)| (super::walk_allow::claims_map(w, n, &l), l)),
-        groups_claim: f
-            .take("groups_claim")
-            .and_then(|(n, l)| w.non_empty(n, &l))
-            .unwrap_or_else(|| "groups".into()),
-        groups_ttl: groups_ttl(w, f),
-        accept_id_tokens: f
-            .take("accept_id_tokens")
-            .and_then(|(n, l)| w.bool(n, &l))
-            .unwrap_or(false),
-        logout_at_provider: f
-            .take("logout_at_provider")
-            .and_then(|(n, l)| w.bool(n, &l))
-            .unwrap_or(false),
-        provider,
-        issuer,
-    };
-    match (&spec.provider, &spec.issuer) {
-        (None, None) if !f.has("provider") => w.diags.error(
-            &spec.loc,
-            "oidc needs `provider` (a known OpenID provider) or `issuer`",
-        ),
-        (Some(_), Some(_)) => w
-            .diags
-            .error(&spec.loc, "oidc takes `provider` or `issuer`, not both"),
-        _ => {}
-    }
-    if matches!(spec.provider.as_deref(), Some("auth0" | "okta")) && spec.base_url.is_none() {
-        w.diags
-            .error(&spec.loc, "oidc provider auth0/okta needs `base_url`");
-    }
-    Some(spec)
 }

@@ -5,6 +5,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::auth::LoginError;
 use crate::session::same_host_path;
 
 /// Why a callback failed. Each has a status, a stable reason code (metrics,
@@ -22,7 +23,7 @@ pub(super) enum CallbackError {
     /// No authorization code.
     MissingCode,
     /// The code exchange or the profile failed at the provider.
-    Provider { code: &'static str },
+    Provider(LoginError),
     /// The route's policy refuses the identity.
     NotAllowed,
 }
@@ -33,7 +34,7 @@ impl CallbackError {
             Self::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BadState | Self::StaleLogin | Self::MissingCode => StatusCode::BAD_REQUEST,
             Self::Refused => StatusCode::UNAUTHORIZED,
-            Self::Provider { .. } => StatusCode::BAD_GATEWAY,
+            Self::Provider(_) => StatusCode::BAD_GATEWAY,
             Self::NotAllowed => StatusCode::FORBIDDEN,
         }
     }
@@ -46,7 +47,7 @@ impl CallbackError {
             Self::StaleLogin => "stale_login",
             Self::Refused => "provider_error",
             Self::MissingCode => "missing_code",
-            Self::Provider { code, .. } => code,
+            Self::Provider(error) => error.code(),
             Self::NotAllowed => "not_allowed",
         }
     }
@@ -58,7 +59,7 @@ impl CallbackError {
             Self::StaleLogin => "The site's configuration changed during sign-in.",
             Self::Refused => "The sign-in was cancelled or refused by the identity provider.",
             Self::MissingCode => "The identity provider sent no authorization code.",
-            Self::Provider { .. } => "The identity provider could not complete the sign-in.",
+            Self::Provider(_) => "The identity provider could not complete the sign-in.",
             Self::NotAllowed => {
                 "Your account is not allowed to access this site. Sign in with another account to continue."
             }

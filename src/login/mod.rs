@@ -155,20 +155,16 @@ async fn complete(
         Authenticator::OAuth2(o) => o
             .finish_login(&shared.http, code, login)
             .await
-            .map(|(identity, attrs)| (identity, attrs, None))
-            .map_err(|e| (e.code(), e.to_string())),
-        Authenticator::Oidc(o) => o
-            .finish_login(&shared.http, code, login)
-            .await
-            .map_err(|e| (e.code(), e.to_string())),
+            .map(|(identity, attrs)| (identity, attrs, None)),
+        Authenticator::Oidc(o) => o.finish_login(&shared.http, code, login).await,
         _ => return Err(CallbackError::StaleLogin),
     };
     shared
         .metrics
         .record_provider_call(provider, result.is_ok(), started.elapsed().as_secs_f64());
-    let (identity, attrs, refresh) = result.map_err(|(code, detail)| {
-        tracing::warn!(provider = %provider, reason = code, error = %detail, "login failed at the provider");
-        CallbackError::Provider { code }
+    let (identity, attrs, refresh) = result.map_err(|error| {
+        tracing::warn!(provider = %provider, reason = error.code(), error = %error, "login failed at the provider");
+        CallbackError::Provider(error)
     })?;
     let user = identity.id.clone();
     let session = new_session(client, identity, attrs, refresh);

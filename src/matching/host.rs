@@ -18,11 +18,28 @@ pub enum HostPattern {
     Regex(Regex),
 }
 
+/// Why a `rules[].host` or `paths[].path` does not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// `[...]` that is not an IPv6 address.
+    #[error("`{0}` is not a valid bracketed IPv6 address")]
+    Ipv6(String),
+    /// A host with `:port`.
+    #[error("host must not include a port (the port is stripped from requests)")]
+    Port,
+    /// A host regex that does not compile (the regex crate's one-line reason).
+    #[error("invalid host regex: {0}")]
+    HostRegex(String),
+    /// A path regex that does not compile.
+    #[error("invalid path regex: {0}")]
+    PathRegex(String),
+}
+
 /// Characters that make an `auto` host a regex (SPEC §4).
 const REGEX_CHARS: &[char] = &['(', ')', '[', ']', '^', '$', '|', '+', '?', '\\'];
 
 impl HostPattern {
-    pub fn compile(host: &str, host_type: HostType) -> Result<Self, String> {
+    pub fn compile(host: &str, host_type: HostType) -> Result<Self, PatternError> {
         // A bracketed IPv6 literal is an exact host, not a regex class.
         if let Some(inside) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'))
             && matches!(host_type, HostType::Auto | HostType::Exact)
@@ -30,7 +47,7 @@ impl HostPattern {
             return inside
                 .parse::<std::net::Ipv6Addr>()
                 .map(|ip| Self::Exact(ip.to_string()))
-                .map_err(|_| format!("`{host}` is not a valid bracketed IPv6 address"));
+                .map_err(|_| PatternError::Ipv6(host.to_string()));
         }
         let kind = match host_type {
             HostType::Auto if host.contains(REGEX_CHARS) => HostType::Regex,
@@ -41,14 +58,12 @@ impl HostPattern {
         match kind {
             HostType::Regex => Regex::new(&format!("(?i)^(?:{host})$"))
                 .map(HostPattern::Regex)
-                .map_err(|e| format!("invalid host regex: {}", regex_error_detail(&e))),
+                .map_err(|e| PatternError::HostRegex(regex_error_detail(&e))),
             HostType::Wildcard if host.contains('*') => Ok(Self::Wildcard(Wildcard::new(host))),
             HostType::Wildcard => Ok(Self::Exact(host.to_ascii_lowercase())),
             _ => {
                 if host.contains(':') && !host.starts_with('[') {
-                    return Err(
-                        "host must not include a port (the port is stripped from requests)".into(),
-                    );
+                    return Err(PatternError::Port);
                 }
                 Ok(Self::Exact(host.trim_end_matches('.').to_ascii_lowercase()))
             }

@@ -4,7 +4,7 @@
 
 use regex::Regex;
 
-use super::host::regex_error_detail;
+use super::host::{PatternError, regex_error_detail};
 
 /// Characters that give a path a regex meaning. Outside a character class
 /// (and without the `x` flag, which a pattern would have to turn on with
@@ -22,13 +22,13 @@ pub enum PathPattern {
 }
 
 impl PathPattern {
-    pub fn compile(pattern: &str) -> Result<Self, String> {
+    pub fn compile(pattern: &str) -> Result<Self, PatternError> {
         if !pattern.contains(REGEX_CHARS) {
             return Ok(Self::Prefix(pattern.into()));
         }
         Regex::new(&format!("^(?:{pattern})"))
             .map(PathPattern::Regex)
-            .map_err(|e| format!("invalid path regex: {}", regex_error_detail(&e)))
+            .map_err(|e| PatternError::PathRegex(regex_error_detail(&e)))
     }
 
     pub fn matches(&self, path: &str) -> bool {
