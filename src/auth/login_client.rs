@@ -28,47 +28,6 @@ pub struct Refresh {
     pub renew_in: u64,
 }
 
-/// A refresh outcome is reused for requests still carrying the old cookie.
-const REFRESH_MEMORY: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// One refresh's outcome: (cookie value, Set-Cookie), or None if refused.
-type RefreshCell = tokio::sync::OnceCell<Option<(String, String)>>;
-
-/// Session refreshes in flight or just done, by session-cookie digest:
-/// concurrent requests with one cookie share one refresh, so a provider
-/// that rotates refresh tokens does not log the user out.
-#[derive(Debug, Default)]
-pub struct RefreshFlights {
-    cells: std::sync::Mutex<std::collections::HashMap<[u8; 32], Flight>>,
-}
-
-/// When a refresh started, and its outcome (once known).
-type Flight = (std::time::Instant, Arc<RefreshCell>);
-
-impl RefreshFlights {
-    pub async fn run<F>(
-        &self,
-        cookie: &str,
-        refresh: impl FnOnce() -> F,
-    ) -> Option<(String, String)>
-    where
-        F: Future<Output = Option<(String, String)>>,
-    {
-        use sha2::Digest;
-        let key: [u8; 32] = sha2::Sha256::digest(cookie.as_bytes()).into();
-        let cell = {
-            let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
-            cells.retain(|_, (started, _)| started.elapsed() < REFRESH_MEMORY);
-            cells
-                .entry(key)
-                .or_insert_with(|| (crate::clock::now(), Arc::new(RefreshCell::new())))
-                .1
-                .clone()
-        };
-        cell.get_or_init(refresh).await.clone()
-    }
-}
-
 /// How long a login may take at the provider.
 pub const LOGIN_TTL_SECS: u64 = 600;
 

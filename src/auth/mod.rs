@@ -13,6 +13,7 @@ pub mod oidc;
 pub mod open_sessions;
 pub mod pkce;
 pub mod providers;
+pub mod refresh_flights;
 pub mod validation;
 pub mod wire;
 

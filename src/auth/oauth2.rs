@@ -3,8 +3,9 @@
 //! sent to the provider; anything else gets 401. The provider's answer comes
 //! back to the sidecar's `/oauth2/callback` ([`crate::login`]).
 
-use super::login_client::{ClientSettings, LoginClient, RefreshFlights};
+use super::login_client::{ClientSettings, LoginClient};
 use super::providers::{Provider, ProviderHttp};
+use super::refresh_flights::RefreshFlights;
 use super::{AuthKind, AuthResult, BuildContext, BuildError, PolicyNeeds};
 use crate::config::spec::OAuth2Spec;
 use crate::request::{RequestView, Scheme};

@@ -36,9 +36,18 @@ impl Opened {
 /// starts empty). Only cookies that decrypted to a session of this client
 /// are kept; everything a session's validity depends on besides (expiry,
 /// renewal, allow lists) is checked on each request, as for a new cookie.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct OpenSessions {
     entries: RwLock<HashMap<Box<str>, Arc<Opened>>>,
+}
+
+/// Keyed by session cookies, which are credentials: only their number is shown.
+impl std::fmt::Debug for OpenSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenSessions")
+            .field("entries", &self.read().len())
+            .finish()
+    }
 }
 
 impl OpenSessions {

@@ -235,15 +235,32 @@ fn session(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<SessionSpec> {
     })
 }
 
+/// A string field every entry must have, and where it is (the entry's
+/// location when it is missing, reported with `missing`). `expand`: `${VAR}`
+/// expansion and non-empty, else taken as written.
+fn required_string(
+    w: &mut Walker<'_>,
+    f: &mut Fields<'_>,
+    key: &'static str,
+    loc: &Loc,
+    missing: &str,
+    expand: bool,
+) -> (String, Loc) {
+    let Some((n, l)) = f.take(key) else {
+        w.diags.error(loc, missing);
+        return (String::new(), loc.clone());
+    };
+    let value = if expand {
+        w.non_empty(n, &l)
+    } else {
+        w.raw_string(n, &l)
+    };
+    (value.unwrap_or_default(), l)
+}
+
 fn rule(w: &mut Walker<'_>, node: &Node, loc: Loc) -> Option<RuleSpec> {
     let mut f = w.fields(node, &loc)?;
-    let (host, host_loc) = match f.take("host") {
-        Some((n, l)) => (w.non_empty(n, &l).unwrap_or_default(), l),
-        None => {
-            w.diags.error(&loc, "rule needs a `host`");
-            (String::new(), loc.clone())
-        }
-    };
+    let (host, host_loc) = required_string(w, &mut f, "host", &loc, "rule needs a `host`", true);
     let host_type = match f.take("host_type") {
         Some((n, l)) => match w.string(n, &l).as_deref() {
             Some("auto" | "") => HostType::Auto,
@@ -323,13 +340,8 @@ fn warn_open_prefixes(w: &mut Walker<'_>, rule: &BackendSpec, paths: &[PathSpec]
 
 fn path(w: &mut Walker<'_>, node: &Node, loc: Loc) -> Option<PathSpec> {
     let mut f = w.fields(node, &loc)?;
-    let (path, path_loc) = match f.take("path") {
-        Some((n, l)) => (w.raw_string(n, &l).unwrap_or_default(), l),
-        None => {
-            w.diags.error(&loc, "path entry needs a `path`");
-            (String::new(), loc.clone())
-        }
-    };
+    let (path, path_loc) =
+        required_string(w, &mut f, "path", &loc, "path entry needs a `path`", false);
     let backend_spec = match f.take("backend") {
         Some((n, l)) => backend(w, n, &l),
         None => None,

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 
 use super::discovery::{Discovery, Metadata};
-use super::login_client::{ClientSettings, LoginClient, RefreshFlights};
+use super::login_client::{ClientSettings, LoginClient};
 use super::providers::{Kind, is_multi_tenant};
+use super::refresh_flights::RefreshFlights;
 use super::{AuthKind, AuthResult, BuildContext, BuildError, Denial, PolicyNeeds};
 use crate::config::spec::OidcSpec;
 use crate::connect::ConnectSigner;
