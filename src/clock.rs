@@ -2,7 +2,7 @@
 //! `Instant::now` and `SystemTime::now` everywhere else).
 //!
 //! Expiry, rate windows and caches all ask here, so a unit test moves time
-//! with [`advance`] instead of sleeping. The skew is per thread and exists
+//! with `advance` instead of sleeping. The skew is per thread and exists
 //! only in the crate's own test build; release builds read the OS clock
 //! directly.
 

@@ -10,43 +10,62 @@
 //!
 //! # Layout
 //!
-//! * [`cli`] — command-line arguments; [`run`] dispatches them (thin `main`).
-//! * [`config`] — the YAML file: positions ([`config::yaml`]), schema walk with
-//!   unknown-key errors and `${VAR}` expansion, diagnostics with locations,
-//!   and the as-written [`config::spec`] types.
-//! * [`engine`] — compiles a spec into matchers and authenticators, and
-//!   decides one request ([`engine::Engine::decide`]).
+//! The way down one check, then what serves it. Each module's first doc
+//! line says what it owns.
+//!
+//! * [`cli`] — command-line arguments; [`run`] dispatches them (`main.rs`
+//!   only picks the allocator and calls it).
+//! * [`config`] — the YAML file: [`config::yaml`] (a tree with positions),
+//!   `reader` (walking it, every problem collected), the schema walk
+//!   (`walk`, `walk_auth`, `walk_login`, `walk_allow`: unknown-key errors,
+//!   `${VAR}` expansion, providers and algorithms parsed once),
+//!   [`config::error`] (diagnostics with their YAML location) and the
+//!   as-written [`config::spec`] types.
+//! * [`engine`] — [`engine::Engine`]: built from a spec (`engine/build.rs`:
+//!   load, validate, compile routes numbered by [`decision::RouteId`]) and
+//!   deciding one request ([`engine::Engine::decide`]).
 //! * [`matching`] — host patterns and normalisation (wildcards without
 //!   regexes), path normalisation, path patterns (plain prefixes without
-//!   regexes), the rule router and route policies (SPEC §4).
-//! * [`auth`] — the closed [`auth::Authenticator`] enum: `basic`, `bearer`,
-//!   `jwt`, `oauth2`, `oidc`, one file each; `login_client` (sessions and
-//!   login redirects of oauth2/oidc), `providers` (one descriptor table:
-//!   scopes, PKCE, email trust, group source), `discovery`, `jwks`, caches.
+//!   regexes), the rule router and each route's auth (SPEC §4).
+//! * [`request`] — the validated view of an Envoy `CheckRequest`: headers,
+//!   cookies, [`request::Scheme`], whether it is a browser navigation.
+//! * [`auth`] — the closed [`auth::Authenticator`] enum, one file each:
+//!   `basic`, `bearer`, `jwt`, `oauth2`, `oidc/` (login mode, API mode,
+//!   callback and refresh, the typed OpenID answers). Beside them:
+//!   `providers/` (the provider table, endpoints, the HTTP client with its
+//!   [`auth::providers::HttpError`], each provider's token, profile and
+//!   group answers), `login_client` (sessions and login redirects of
+//!   oauth2/oidc), `login_error`, `discovery`, `jwks`, `validation` (the one
+//!   `jsonwebtoken::Validation` builder), `wire` (tolerant JSON field
+//!   types), `pkce` (state, nonce, S256), `open_sessions`,
+//!   `refresh_flights` and `cache` (what saves repeated work).
 //! * [`identity`] — the proof type: who a verified credential names, with its
 //!   verified email, groups and policy claims; [`policy`] — the compiled
 //!   `allow:` block that judges it on every request.
 //! * [`hashing`] — the bounded password-hash pool (429 `busy` when full);
 //!   [`throttle`] — failed-authentication limits per route and client/user.
-//! * [`session`] — sealed session and login-state cookies; [`login`] — the
-//!   sidecar's `/oauth2/callback` and `/oauth2/logout`; [`connect`] —
-//!   `X-Connect-Token`.
-//! * [`request`] — the validated view of an Envoy `CheckRequest`.
 //! * [`decision`] — the leaf vocabulary (statuses, reasons, denials, the
 //!   typed pending work, route ids); [`response`] turns a decision into a
 //!   `CheckResponse` (the only place); [`negotiate`] picks JSON or HTML.
-//! * [`service`] — the tonic `Authorization` service and audit lines.
-//! * [`audit`] — one structured event per denial on the `audit` target.
+//! * [`service`] — the tonic `Authorization` service: runs pending work
+//!   under the check's time budget; [`audit`] — one structured event per
+//!   denial on the `audit` target.
+//! * [`cookies`] — our cookies: names, `Set-Cookie`, reading, stripping them
+//!   from what the upstream sees; [`session`] — what sealed cookies carry
+//!   ([`session::keys`]: AES-256-GCM sealing); [`connect`] —
+//!   `X-Connect-Token`.
+//! * [`login`] — the sidecar's `/oauth2/callback` and `/oauth2/logout`, and
+//!   the callback's error page (`login/error.rs`).
 //! * [`state`] — what the running server shares: the swappable engine, its
 //!   generation, metrics; [`reload`] — file watching and SIGHUP.
-//! * [`metrics`] — Prometheus metrics; [`admin`] — the admin gRPC API
-//!   (`proto/admin.proto`).
 //! * [`server`] — binding, health, graceful shutdown; [`sidecar`] — the axum
-//!   HTTP side (`/healthz`, `/readyz`, `/metrics`).
-//! * [`explain`] — `ingress-authz explain`.
-//! * [`secret`] — redacted, zeroized secret strings.
-//! * [`memory`] — returning the heap a config load freed to the system (the
-//!   binary's allocator, mimalloc, is set in `main.rs`).
+//!   HTTP side (`/healthz`, `/readyz`, `/metrics`, `/oauth2/*`);
+//!   [`metrics`] — Prometheus metrics; [`admin`] — the admin gRPC API
+//!   (`proto/admin.proto`).
+//! * [`explain`] — `ingress-authz explain` and the admin `Explain`.
+//! * [`secret`] — redacted, zeroized secret strings; [`clock`] — the one
+//!   place that reads the time; [`memory`] — handing freed heap back after
+//!   a config load.
 
 #![forbid(unsafe_code)]
 

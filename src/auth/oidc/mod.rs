@@ -1,6 +1,6 @@
 //! OpenID Connect (SPEC §5, §6): the authenticator, its build and the
-//! login redirect; API mode ([`api`]), the callback and refresh
-//! ([`callback`]) and the typed wire data ([`claims`]) are its parts.
+//! login redirect; API mode (`api`), the callback and refresh
+//! (`callback`) and the typed wire data (`claims`) are its parts.
 
 mod api;
 mod callback;
