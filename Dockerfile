@@ -7,11 +7,16 @@
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-# Only what the build reads (the [[bench]] target must exist for cargo to
-# load the manifest); target/ and .venv/ never enter the image layers.
+# Only what the build reads (the [[bench]] target and the workspace's other
+# members must exist for cargo to load the manifest); target/ and .venv/
+# never enter the image layers.
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto/ proto/
 COPY benches/ benches/
+COPY bench/tools/Cargo.toml bench/tools/
+COPY bench/tools/src/ bench/tools/src/
+COPY bench/noop-authz/Cargo.toml bench/noop-authz/
+COPY bench/noop-authz/src/ bench/noop-authz/src/
 COPY src/ src/
 # Cache the crate registry and target/ between builds (BuildKit); the binary
 # is copied out of the cache mount.

@@ -825,6 +825,10 @@ def check_container_files(rep: Report, root: Path) -> None:
             needed.add(manifest.get("package", {}).get("build", "build.rs"))
             if (root / "proto").is_dir():
                 needed.add("proto")
+        # Cargo loads every workspace member's manifest and targets.
+        for member in manifest.get("workspace", {}).get("members", []):
+            if member != ".":
+                needed |= {f"{member}/Cargo.toml", f"{member}/src"}
         defaults = {"bench": "benches", "test": "tests", "example": "examples"}
         for section, default_dir in defaults.items():
             for target in manifest.get(section, []):
