@@ -11,6 +11,10 @@ use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use ingress_authz::engine::Engine;
 use ingress_authz::request::RequestView;
 
+/// The binary's allocator, so the numbers are the service's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const JWT_SECRET: &str = "bench-secret-0123456789abcdef";
 
 /// `n` rules cycling through the auth types; the hosts used for measuring
