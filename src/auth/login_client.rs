@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::open_sessions::{OpenSessions, Opened};
 use super::pkce;
-use super::{AuthKind, AuthResult, BuildError, Denial, PolicyNeeds, Redirect};
+use super::{AuthKind, AuthResult, BuildContext, BuildError, Denial, PolicyNeeds, Redirect};
 use crate::config::spec::ConnectSpec;
 use crate::connect::{ConnectClaims, ConnectSigner};
 use crate::cookies::CookieSettings;
@@ -70,11 +70,8 @@ pub struct ClientSettings<'a> {
 }
 
 impl LoginClient {
-    pub fn new(
-        s: ClientSettings<'_>,
-        keys: Arc<SessionKeys>,
-        cookies: Arc<CookieSettings>,
-    ) -> Result<Self, BuildError> {
+    /// A client of the config's login flows (`ctx`: their keys and cookies).
+    pub fn new(s: ClientSettings<'_>, ctx: &BuildContext) -> Result<Self, BuildError> {
         let connect = match s.connect {
             Some(c) => ConnectSigner::from_spec(c)?,
             None => None,
@@ -87,8 +84,8 @@ impl LoginClient {
             kind: s.kind,
             needs: s.needs,
             connect,
-            keys,
-            cookies,
+            keys: ctx.keys.clone(),
+            cookies: ctx.cookies.clone(),
             opened: OpenSessions::default(),
         })
     }
@@ -314,7 +311,12 @@ mod tests {
             max_age: 3600,
             trust_forwarded_proto: false,
         });
-        LoginClient::new(settings, keys.clone(), cookies).unwrap()
+        let ctx = BuildContext {
+            keys: keys.clone(),
+            cookies,
+            policy_claims: Arc::from([]),
+        };
+        LoginClient::new(settings, &ctx).unwrap()
     }
 
     fn allowed(client: &LoginClient, cookie: &str) -> bool {

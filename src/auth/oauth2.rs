@@ -43,8 +43,7 @@ impl OAuth2 {
                 needs,
                 connect: spec.connect.as_ref(),
             },
-            ctx.keys.clone(),
-            ctx.cookies.clone(),
+            ctx,
         )?;
         Ok(Self {
             provider,

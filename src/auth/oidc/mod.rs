@@ -99,8 +99,7 @@ impl Oidc {
                     needs,
                     connect: spec.connect.as_ref(),
                 },
-                ctx.keys.clone(),
-                ctx.cookies.clone(),
+                ctx,
             )?),
             None => None,
         };
