@@ -258,6 +258,17 @@ fn required_string(
     (value.unwrap_or_default(), l)
 }
 
+/// The entry's `backend`; without one (or an invalid one, reported), a
+/// service backend without auth.
+fn backend_or_service(w: &mut Walker<'_>, f: &mut Fields<'_>) -> BackendSpec {
+    f.take("backend")
+        .and_then(|(n, l)| backend(w, n, &l))
+        .unwrap_or(BackendSpec {
+            kind: BackendKind::Service,
+            auth: None,
+        })
+}
+
 fn rule(w: &mut Walker<'_>, node: &Node, loc: Loc) -> Option<RuleSpec> {
     let mut f = w.fields(node, &loc)?;
     let (host, host_loc) = required_string(w, &mut f, "host", &loc, "rule needs a `host`", true);
@@ -278,14 +289,7 @@ fn rule(w: &mut Walker<'_>, node: &Node, loc: Loc) -> Option<RuleSpec> {
         },
         None => HostType::Auto,
     };
-    let backend_spec = match f.take("backend") {
-        Some((n, l)) => backend(w, n, &l),
-        None => None,
-    }
-    .unwrap_or(BackendSpec {
-        kind: BackendKind::Service,
-        auth: None,
-    });
+    let backend_spec = backend_or_service(w, &mut f);
     let paths = match f.take("paths") {
         Some((n, l)) => w
             .seq(n, &l)
@@ -342,14 +346,7 @@ fn path(w: &mut Walker<'_>, node: &Node, loc: Loc) -> Option<PathSpec> {
     let mut f = w.fields(node, &loc)?;
     let (path, path_loc) =
         required_string(w, &mut f, "path", &loc, "path entry needs a `path`", false);
-    let backend_spec = match f.take("backend") {
-        Some((n, l)) => backend(w, n, &l),
-        None => None,
-    }
-    .unwrap_or(BackendSpec {
-        kind: BackendKind::Service,
-        auth: None,
-    });
+    let backend_spec = backend_or_service(w, &mut f);
     f.finish(w, IGNORED_PATH);
     Some(PathSpec {
         loc,
