@@ -13,12 +13,22 @@ use crate::request::Scheme;
 /// http page can never set or shadow them.
 pub const HOST_PREFIX: &str = "__Host-";
 
+/// On https a session cookie with `Domain` (single sign-on) carries this
+/// prefix instead: `__Host-` forbids `Domain`, but `__Secure-` still keeps
+/// plain-http pages from setting it.
+pub const SECURE_PREFIX: &str = "__Secure-";
+
 /// Session cookie settings shared by every login route.
 #[derive(Debug, Clone)]
 pub struct CookieSettings {
     pub name: String,
     pub max_age: u64,
     pub trust_forwarded_proto: bool,
+    /// `session.cookie_domain`: the session cookie is set with this
+    /// `Domain` (it and its subdomains), no longer host-only.
+    pub domain: Option<String>,
+    /// `authz.login_host`: where hosts under `domain` log in.
+    pub login_host: Option<String>,
 }
 
 /// A `Cookie` header with our cookies taken out.
@@ -46,24 +56,34 @@ impl CookieSettings {
         if scheme.is_secure() { "/" } else { "/oauth2/" }
     }
 
-    /// The session cookie's name: `__Host-<name>` on https.
+    /// The session cookie's name: `__Host-<name>` on https
+    /// (`__Secure-<name>` with a cookie domain).
     pub fn session_name(&self, scheme: Scheme) -> String {
-        if scheme.is_secure() {
-            format!("{HOST_PREFIX}{}", self.name)
-        } else {
-            self.name.clone()
+        match (scheme.is_secure(), &self.domain) {
+            (false, _) => self.name.clone(),
+            (true, None) => format!("{HOST_PREFIX}{}", self.name),
+            (true, Some(_)) => format!("{SECURE_PREFIX}{}", self.name),
         }
     }
 
     /// The session cookie of a request: `__Host-<name>` on https, else (on
     /// http, or set by a release before the prefix) `<name>`. The value,
     /// and whether it is the plain-named one on https (to be replaced).
+    /// With a cookie domain, `__Secure-<name>` is the current one on https
+    /// and a host-only `__Host-<name>` from before is read (and replaced).
     pub fn session_in<'h>(&self, header: &'h str, scheme: Scheme) -> Option<(&'h str, bool)> {
-        let prefixed = |name: &str| name.strip_prefix(HOST_PREFIX) == Some(self.name.as_str());
-        if scheme.is_secure()
-            && let Some(v) = find(header, prefixed)
-        {
-            return Some((v, false));
+        let named = |prefix: &'static str| {
+            move |name: &str| name.strip_prefix(prefix) == Some(self.name.as_str())
+        };
+        if scheme.is_secure() {
+            if self.domain.is_some()
+                && let Some(v) = find(header, named(SECURE_PREFIX))
+            {
+                return Some((v, false));
+            }
+            if let Some(v) = find(header, named(HOST_PREFIX)) {
+                return Some((v, self.domain.is_some()));
+            }
         }
         find(header, |n| n == self.name).map(|v| (v, scheme.is_secure()))
     }
@@ -77,7 +97,10 @@ impl CookieSettings {
 
     /// Whether a cookie of this name is one of ours (under either name).
     pub fn is_ours(&self, cookie_name: &str) -> bool {
-        let name = cookie_name.strip_prefix(HOST_PREFIX).unwrap_or(cookie_name);
+        let name = cookie_name
+            .strip_prefix(HOST_PREFIX)
+            .or_else(|| cookie_name.strip_prefix(SECURE_PREFIX))
+            .unwrap_or(cookie_name);
         name == self.name
             || name
                 .strip_prefix(&self.name)
@@ -92,25 +115,45 @@ impl CookieSettings {
             Self::login_path(scheme),
             max_age,
             scheme,
+            None,
         )
     }
 
-    /// The `Set-Cookie` of a session.
+    /// The `Set-Cookie` of a session (with `Domain` when one is configured).
     pub fn set_session(&self, sealed: &str, max_age: u64, scheme: Scheme) -> String {
-        render(&self.session_name(scheme), sealed, "/", max_age, scheme)
+        let name = self.session_name(scheme);
+        render(&name, sealed, "/", max_age, scheme, self.domain.as_deref())
     }
 
-    /// `Set-Cookie` values that delete the session cookie under both names
-    /// (plain first).
-    pub fn expire_session(&self) -> [String; 2] {
-        [Scheme::Http, Scheme::Https].map(|s| render(&self.session_name(s), "", "/", 0, s))
+    /// `Set-Cookie` values that delete the session cookie under every name
+    /// it can have: host-only plain and `__Host-` (plain first), and with a
+    /// cookie domain, the domain's plain and `__Secure-` ones (a `Domain`
+    /// cookie is deleted only by one with the same `Domain`).
+    pub fn expire_session(&self) -> Vec<String> {
+        let mut expire = vec![self.expire_plain_session()];
+        let prefixed = format!("{HOST_PREFIX}{}", self.name);
+        expire.push(render(&prefixed, "", "/", 0, Scheme::Https, None));
+        if let Some(domain) = &self.domain {
+            for s in [Scheme::Http, Scheme::Https] {
+                let name = self.session_name(s);
+                expire.push(render(&name, "", "/", 0, s, Some(domain)));
+            }
+        }
+        expire
+    }
+
+    /// The `Set-Cookie` that deletes the host-only, plain-named session.
+    pub fn expire_plain_session(&self) -> String {
+        render(&self.name, "", "/", 0, Scheme::Http, None)
     }
 
     /// `Set-Cookie` values that delete the login state of `state` under
     /// both names (https: `__Host-`, path `/`).
     pub fn expire_login(&self, state: &str) -> [String; 2] {
-        [Scheme::Http, Scheme::Https]
-            .map(|s| render(&self.login_cookie(state, s), "", Self::login_path(s), 0, s))
+        [Scheme::Http, Scheme::Https].map(|s| {
+            let name = self.login_cookie(state, s);
+            render(&name, "", Self::login_path(s), 0, s, None)
+        })
     }
 
     /// The request's `Cookie` header without ours.
@@ -137,7 +180,9 @@ impl CookieSettings {
         scheme: Scheme,
     ) -> String {
         let is_session = |name: &str| {
-            name == self.name || name.strip_prefix(HOST_PREFIX) == Some(self.name.as_str())
+            name == self.name
+                || name.strip_prefix(HOST_PREFIX) == Some(self.name.as_str())
+                || name.strip_prefix(SECURE_PREFIX) == Some(self.name.as_str())
         };
         let mut replaced = false;
         let mut out = Vec::new();
@@ -172,12 +217,23 @@ fn find(header: &str, is: impl Fn(&str) -> bool) -> Option<&str> {
         })
 }
 
-/// One of ours: host-only, HttpOnly, SameSite=Lax, Secure on https, in
-/// the attribute order every release has sent (`Path`, `Max-Age`, then the
-/// flags). The value is sealed base64url or empty: nothing to quote.
-fn render(name: &str, value: &str, path: &str, max_age: u64, scheme: Scheme) -> String {
+/// One of ours: host-only unless a `domain` is given, HttpOnly,
+/// SameSite=Lax, Secure on https, in the attribute order every release has
+/// sent (`Path`, `Max-Age`, then the flags; `Domain` first when there is
+/// one). The value is sealed base64url or empty: nothing to quote.
+fn render(
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age: u64,
+    scheme: Scheme,
+    domain: Option<&str>,
+) -> String {
     let secure = if scheme.is_secure() { "; Secure" } else { "" };
-    format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
+    let domain = domain.map(|d| format!("; Domain={d}")).unwrap_or_default();
+    format!(
+        "{name}={value}{domain}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
+    )
 }
 
 /// `name=value` as it came (raw, quotes kept).
@@ -200,6 +256,8 @@ mod tests {
             name: "ingress_authz".into(),
             max_age: 1,
             trust_forwarded_proto: true,
+            domain: None,
+            login_host: None,
         }
     }
 
@@ -258,7 +316,7 @@ mod tests {
         }
         let login = c.set_login("s", "v", 600, Scheme::Http);
         assert!(login.contains("Path=/oauth2/") && !login.contains("Secure"));
-        let [plain, prefixed] = c.expire_session();
+        let [plain, prefixed] = <[String; 2]>::try_from(c.expire_session()).unwrap();
         assert!(plain.starts_with("ingress_authz=;") && plain.contains("Max-Age=0"));
         assert!(prefixed.starts_with("__Host-ingress_authz=;") && prefixed.contains("Secure"));
         let [http, https] = c.expire_login("s");
@@ -283,5 +341,38 @@ mod tests {
             "a=1; __Host-ingress_authz=new; b=2"
         );
         assert_eq!(c.replace_session(header, None, Scheme::Https), "a=1; b=2");
+    }
+
+    #[test]
+    fn a_cookie_domain_covers_subdomains_without_the_host_prefix() {
+        let c = CookieSettings {
+            domain: Some("example.test".into()),
+            ..settings()
+        };
+        assert_eq!(
+            c.set_session("v", 60, Scheme::Http),
+            "ingress_authz=v; Domain=example.test; Path=/; Max-Age=60; HttpOnly; SameSite=Lax"
+        );
+        assert_eq!(
+            c.set_session("v", 60, Scheme::Https),
+            "__Secure-ingress_authz=v; Domain=example.test; Path=/; Max-Age=60; HttpOnly; SameSite=Lax; Secure"
+        );
+        // Login state stays host-only.
+        assert!(!c.set_login("s", "v", 600, Scheme::Https).contains("Domain"));
+        let both = "__Host-ingress_authz=old; __Secure-ingress_authz=new";
+        assert_eq!(c.session_in(both, Scheme::Https), Some(("new", false)));
+        assert_eq!(
+            c.session_in("__Host-ingress_authz=old", Scheme::Https),
+            Some(("old", true))
+        );
+        assert!(c.is_ours("__Secure-ingress_authz"));
+        assert_eq!(
+            c.strip_ours("__Secure-ingress_authz=x; a=1"),
+            Stripped::Kept("a=1".into())
+        );
+        let expire = c.expire_session();
+        assert_eq!(expire.len(), 4);
+        assert!(expire[2].starts_with("ingress_authz=; Domain=example.test; Path=/; Max-Age=0"));
+        assert!(expire[3].starts_with("__Secure-ingress_authz=; Domain=example.test;"));
     }
 }

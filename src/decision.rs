@@ -250,10 +250,11 @@ pub enum Verdict<'a> {
         reason: Reason,
         /// Who passed, when a credential said (audit lines).
         user: Option<crate::identity::Identity>,
-        /// Headers to set upstream (connect headers, the rewritten cookie).
-        upstream: UpstreamHeaders,
+        /// Headers to set upstream (connect headers, identity headers,
+        /// the rewritten cookie); names may be the config's.
+        upstream: Vec<(&'a str, String)>,
         /// Headers to remove upstream.
-        remove: Vec<&'static str>,
+        remove: Vec<&'a str>,
         /// `report_only`: what the route would have answered.
         would_deny: Option<(Status, Reason)>,
     },

@@ -82,6 +82,7 @@ pub mod engine;
 pub mod explain;
 pub mod hashing;
 pub mod identity;
+pub mod identity_headers;
 pub mod login;
 pub mod matching;
 pub mod memory;
@@ -96,6 +97,7 @@ pub mod server;
 pub mod service;
 pub mod session;
 pub mod sidecar;
+pub mod sso;
 pub mod state;
 pub mod throttle;
 

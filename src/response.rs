@@ -107,18 +107,18 @@ pub fn to_check_response(
 /// Client copies of the connect headers are always removed; when we set
 /// them ourselves, overwriting replaces any client copy instead (removal
 /// would run after the set and drop ours).
-fn allow(upstream: &[(&'static str, String)], remove: &[&'static str]) -> CheckResponse {
+fn allow(upstream: &[(&str, String)], remove: &[&str]) -> CheckResponse {
     let overwrite = HeaderAppendAction::OverwriteIfExistsOrAdd;
     let headers = upstream
         .iter()
         .map(|(k, v)| header(k, v, overwrite))
         .collect();
-    let headers_to_remove = CONNECT_HEADERS
-        .iter()
-        .chain(remove)
-        .filter(|h| !upstream.iter().any(|(k, _)| k == *h))
-        .map(|h| h.to_string())
-        .collect();
+    let mut headers_to_remove: Vec<String> = Vec::new();
+    for h in CONNECT_HEADERS.iter().chain(remove) {
+        if !upstream.iter().any(|(k, _)| k == h) && !headers_to_remove.iter().any(|r| r == h) {
+            headers_to_remove.push(h.to_string());
+        }
+    }
     CheckResponse {
         status: Some(rpc::Status {
             code: GRPC_OK,
@@ -155,11 +155,15 @@ fn deny(denial: &Denial<'_>, wants_html: bool) -> CheckResponse {
     }
     if let Some(redirect) = &denial.redirect {
         headers.push(header("location", &redirect.location, overwrite));
-        headers.push(header(
-            "set-cookie",
-            &redirect.set_cookie,
-            HeaderAppendAction::AppendIfExistsOrAdd,
-        ));
+        // A redirect to the login host sets nothing here: the login host
+        // sets its own login state.
+        if !redirect.set_cookie.is_empty() {
+            headers.push(header(
+                "set-cookie",
+                &redirect.set_cookie,
+                HeaderAppendAction::AppendIfExistsOrAdd,
+            ));
+        }
     }
     let grpc_code = match denial.status {
         Status::Found => GRPC_UNAUTHENTICATED,

@@ -1,5 +1,6 @@
-//! The HTTP sidecar: the OAuth2 callback and logout, health, readiness and
-//! metrics. Envoy routes `/oauth2/` here with ext_authz disabled.
+//! The HTTP sidecar: the OAuth2 callback and logout, the login host's
+//! start, health, readiness and metrics. Envoy routes `/oauth2/` here
+//! with ext_authz disabled.
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .route("/oauth2/callback", get(crate::login::callback))
         .route("/oauth2/logout", get(crate::login::logout))
+        .route(crate::sso::START_PATH, get(crate::login::start))
         .with_state(shared)
 }
 

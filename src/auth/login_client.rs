@@ -31,6 +31,17 @@ pub struct Refresh {
 /// How long a login may take at the provider.
 pub const LOGIN_TTL_SECS: u64 = 600;
 
+/// Where a login sends the browser back to.
+#[derive(Clone, Copy, Debug)]
+pub enum ReturnTo<'a> {
+    /// The request's own path on its host; a host under the cookie domain
+    /// is sent to the login host first when there is one.
+    Request,
+    /// An absolute URL under the cookie domain, already checked
+    /// ([`crate::sso::return_url`]): a login begun at the login host.
+    Url(&'a str),
+}
+
 /// One registered client at one provider.
 #[derive(Debug)]
 pub struct LoginClient {
@@ -163,13 +174,30 @@ impl LoginClient {
         &self,
         req: &RequestView<'_>,
         route: &str,
-        pkce: bool,
-        nonce: bool,
+        (pkce, nonce): (bool, bool),
+        to: ReturnTo<'_>,
         authorize: impl FnOnce(&AuthorizeParams<'_>) -> String,
     ) -> AuthResult<'s> {
         if !req.is_navigation() {
             return AuthResult::Deny(Denial::status(Status::Unauthorized, Reason::LoginRequired));
         }
+        let scheme = req.scheme(self.cookies.trust_forwarded_proto);
+        if let ReturnTo::Request = to
+            && let Some(location) = self.via_login_host(req, route, scheme)
+        {
+            // The login host sets its own login state: nothing to set here.
+            return AuthResult::Deny(Denial::redirect(
+                Reason::LoginRedirect,
+                Redirect {
+                    location,
+                    set_cookie: String::new(),
+                },
+            ));
+        }
+        let original = match to {
+            ReturnTo::Request => same_host_path(req.path).to_string(),
+            ReturnTo::Url(url) => url.to_string(),
+        };
         let redirect_uri = self.redirect_uri(req);
         let state = pkce::random_token();
         let (challenge, verifier) = if pkce {
@@ -184,12 +212,11 @@ impl LoginClient {
             verifier,
             nonce: nonce.clone(),
             route: route.to_string(),
-            original: same_host_path(req.path).to_string(),
+            original,
             redirect_uri: redirect_uri.clone(),
             expires: crate::clock::unix_secs() + LOGIN_TTL_SECS,
         };
         let sealed = self.keys.seal_json(Purpose::LoginState, &login);
-        let scheme = req.scheme(self.cookies.trust_forwarded_proto);
         let set_cookie = self
             .cookies
             .set_login(state.expose(), &sealed, LOGIN_TTL_SECS, scheme);
@@ -206,6 +233,41 @@ impl LoginClient {
                 location,
                 set_cookie,
             },
+        ))
+    }
+
+    /// With a login host, a host under the cookie domain other than the
+    /// login host itself logs in there (one registered callback for all):
+    /// the URL of the login host's start. None: log in here. A route with
+    /// its own `redirect_url` keeps it.
+    fn via_login_host(&self, req: &RequestView<'_>, route: &str, scheme: Scheme) -> Option<String> {
+        let (Some(domain), Some(login_host)) = (&self.cookies.domain, &self.cookies.login_host)
+        else {
+            return None;
+        };
+        let host = crate::matching::host::normalize_host(req.host);
+        if self.redirect_url.is_some()
+            || *host == **login_host
+            || !crate::sso::within(&host, domain)
+        {
+            return None;
+        }
+        let original = format!("{}://{}{}", scheme.as_str(), req.host, req.path);
+        // The same listener serves the login host: keep a non-default port.
+        let port = req
+            .host
+            .rsplit_once(':')
+            .map(|(_, p)| p)
+            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        let login_host = match port {
+            Some(p) => format!("{login_host}:{p}"),
+            None => login_host.clone(),
+        };
+        Some(crate::sso::start_url(
+            scheme.as_str(),
+            &login_host,
+            &original,
+            route,
         ))
     }
 
@@ -246,8 +308,7 @@ impl LoginClient {
     pub fn reissue(&self, value: &str) -> Option<[String; 2]> {
         let session = self.open_cookie(value)?;
         let (_, set_cookie) = self.seal_session(session, Scheme::Https);
-        let [plain, _] = self.cookies.expire_session();
-        Some([set_cookie, plain])
+        Some([set_cookie, self.cookies.expire_plain_session()])
     }
 
     /// Decrypts a session cookie, valid or not; None unless it is a session
@@ -310,6 +371,8 @@ mod tests {
             name: "ingress_authz".into(),
             max_age: 3600,
             trust_forwarded_proto: false,
+            domain: None,
+            login_host: None,
         });
         let ctx = BuildContext {
             keys: keys.clone(),

@@ -185,6 +185,22 @@ impl Authenticator {
         }
     }
 
+    /// A login begun at the login host that returns to `return_to`, an
+    /// absolute URL the caller checked against the cookie domain.
+    pub fn login_returning(
+        &self,
+        req: &RequestView<'_>,
+        route: &str,
+        return_to: &str,
+    ) -> AuthResult<'_> {
+        let to = login_client::ReturnTo::Url(return_to);
+        match self {
+            Self::OAuth2(a) => a.login_to(req, route, to),
+            Self::Oidc(a) => a.login_to(req, route, to),
+            _ => AuthResult::Deny(Denial::status(Status::Unauthorized, Reason::LoginRequired)),
+        }
+    }
+
     /// The login client of a redirect-login route.
     pub fn login_client(&self) -> Option<&login_client::LoginClient> {
         match self {

@@ -3,7 +3,7 @@
 //! sent to the provider; anything else gets 401. The provider's answer comes
 //! back to the sidecar's `/oauth2/callback` ([`crate::login`]).
 
-use super::login_client::{ClientSettings, LoginClient};
+use super::login_client::{ClientSettings, LoginClient, ReturnTo};
 use super::providers::{Provider, ProviderHttp};
 use super::refresh_flights::RefreshFlights;
 use super::{AuthKind, AuthResult, BuildContext, BuildError, PolicyNeeds};
@@ -61,9 +61,14 @@ impl OAuth2 {
 
     /// No (usable) session: a navigation goes to the provider, else 401.
     pub fn login(&self, req: &RequestView<'_>, route: &str) -> AuthResult<'_> {
+        self.login_to(req, route, ReturnTo::Request)
+    }
+
+    /// A login that returns to `to`.
+    pub fn login_to(&self, req: &RequestView<'_>, route: &str, to: ReturnTo<'_>) -> AuthResult<'_> {
         let provider = &self.provider;
         self.client
-            .login_or_401(req, route, provider.pkce, false, |p| {
+            .login_or_401(req, route, (provider.pkce, false), to, |p| {
                 provider.authorize_url(p.client_id, p.redirect_uri, p.state, p.challenge)
             })
     }

@@ -35,6 +35,9 @@ pub struct AuthzSpec {
     pub login_throttle: crate::throttle::ThrottleSettings,
     /// Bearer token every admin call must carry (required off loopback).
     pub admin_token: Option<(Secret, Loc)>,
+    /// `login_host`, lower-cased: where every host under the cookie domain
+    /// logs in (one registered callback).
+    pub login_host: Option<String>,
 }
 
 impl Default for AuthzSpec {
@@ -48,6 +51,7 @@ impl Default for AuthzSpec {
             hash_concurrency: None,
             login_throttle: Default::default(),
             admin_token: None,
+            login_host: None,
         }
     }
 }
@@ -58,6 +62,9 @@ pub struct SessionSpec {
     pub secrets: Vec<Secret>,
     pub cookie_name: String,
     pub max_age: Duration,
+    /// `cookie_domain`, without a leading dot, lower-cased: the session
+    /// cookie covers it and its subdomains.
+    pub cookie_domain: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,6 +120,18 @@ pub struct AuthSpec {
     pub allow: AllowSpec,
     /// Allow everything, record what would have been denied.
     pub report_only: bool,
+    /// `identity_headers` and `strip_credentials`: what the upstream sees.
+    pub identity_headers: IdentityHeadersSpec,
+}
+
+/// `auth.identity_headers` (upstream header names, lower-cased, with where
+/// each was given) and `auth.strip_credentials`.
+#[derive(Debug, Default, Clone)]
+pub struct IdentityHeadersSpec {
+    pub user: Option<(String, Loc)>,
+    pub email: Option<(String, Loc)>,
+    pub groups: Option<(String, Loc)>,
+    pub strip_credentials: bool,
 }
 
 /// Claim name → any of these values.

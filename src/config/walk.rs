@@ -115,6 +115,11 @@ fn authz(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> AuthzSpec {
         }
         spec.admin_token = Some((token, l));
     }
+    let domain = spec
+        .session
+        .as_ref()
+        .and_then(|s| s.cookie_domain.as_deref());
+    spec.login_host = super::walk_upstream::login_host(w, &mut f, domain);
     f.finish(w, &[]);
     spec
 }
@@ -223,6 +228,7 @@ fn session(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<SessionSpec> {
         Some((n, l)) => w.duration(n, &l).unwrap_or_default(),
         None => std::time::Duration::from_secs(24 * 3600),
     };
+    let cookie_domain = super::walk_upstream::cookie_domain(w, &mut f);
     if secrets.is_empty() {
         w.diags
             .error(&f.loc, "session needs `secret` or `secret_file`");
@@ -232,6 +238,7 @@ fn session(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<SessionSpec> {
         secrets,
         cookie_name,
         max_age,
+        cookie_domain,
     })
 }
 

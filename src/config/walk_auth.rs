@@ -81,6 +81,7 @@ pub(super) fn auth_block(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<A
         };
         w.diags.warn(&l, message);
     }
+    let identity_headers = super::walk_upstream::identity_headers(w, &mut f);
     f.finish(w, &[]);
     if let Some(m) = &method {
         super::walk_allow::fold_aliases(w, m, &mut allow);
@@ -92,6 +93,7 @@ pub(super) fn auth_block(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<A
         method,
         allow,
         report_only,
+        identity_headers,
     })
 }
 

@@ -12,6 +12,7 @@ use crate::config::{self, ConfigError, Diagnostic};
 use crate::cookies::CookieSettings;
 use crate::decision::RouteId;
 use crate::hashing::HashPool;
+use crate::identity_headers::{IdentityHeaders, RouteSource};
 use crate::matching::host::HostPattern;
 use crate::matching::path_pattern::PathPattern;
 use crate::matching::{OpenReason, PathRoute, Protected, Route, RouteAuth, Router, Rule};
@@ -74,6 +75,8 @@ impl Engine {
                     .map_or_else(|| "ingress_authz".to_string(), |s| s.cookie_name.clone()),
                 max_age: session.map_or(24 * 3600, |s| s.max_age.as_secs()),
                 trust_forwarded_proto: spec.authz.trust_forwarded_proto,
+                domain: session.and_then(|s| s.cookie_domain.clone()),
+                login_host: spec.authz.login_host.clone(),
             }),
             policy_claims: policy_claims.into(),
         };
@@ -150,6 +153,15 @@ impl Engine {
         if !errors.is_empty() {
             return Err(errors);
         }
+        // Every path compiled (else errors above), so path indexes are the spec's.
+        let identity_headers = IdentityHeaders::build(
+            &spec,
+            slots.iter().map(|s| match *s {
+                Slot::Rule(i) => RouteSource::Rule(i),
+                Slot::Path(i, j) => RouteSource::Path(i, j),
+                Slot::Fallback => RouteSource::Fallback,
+            }),
+        );
         let router = Router::new(rules, fallback);
         let concurrency = spec
             .authz
@@ -164,6 +176,7 @@ impl Engine {
             files: spec.files,
             login,
             warnings: Vec::new(),
+            identity_headers,
         })
     }
 }

@@ -9,6 +9,7 @@ use crate::config::spec::AuthzSpec;
 use crate::cookies::Stripped;
 use crate::decision::{Decision, Denial, Pending, Reason, RouteId, Status, Verdict};
 use crate::hashing::HashPool;
+use crate::identity_headers::IdentityHeaders;
 use crate::matching::host::check_host;
 use crate::matching::path::normalize;
 use crate::matching::{Protected, Route, RouteAuth, RouteMatch, Router};
@@ -33,6 +34,8 @@ pub struct Engine {
     pub login: BuildContext,
     /// Warnings from loading (ignored keys and the like).
     pub warnings: Vec<Diagnostic>,
+    /// Each route's identity headers; every configured name.
+    pub identity_headers: IdentityHeaders,
 }
 
 impl Engine {
@@ -74,10 +77,15 @@ impl Engine {
             };
         }
         if let Verdict::Allow {
-            upstream, remove, ..
+            upstream,
+            remove,
+            user,
+            ..
         } = &mut decision.verdict
         {
             self.strip_our_cookies(req, upstream, remove);
+            self.identity_headers
+                .apply(decision.route, user.as_ref(), upstream, remove);
         }
         decision
     }
@@ -175,11 +183,11 @@ impl Engine {
     }
 
     /// Our cookies (session, login state) never reach the upstream.
-    fn strip_our_cookies(
-        &self,
+    fn strip_our_cookies<'e>(
+        &'e self,
         req: &RequestView<'_>,
-        upstream: &mut crate::auth::UpstreamHeaders,
-        remove: &mut Vec<&'static str>,
+        upstream: &mut Vec<(&'e str, String)>,
+        remove: &mut Vec<&'e str>,
     ) {
         let Some(header) = req.header("cookie") else {
             return;

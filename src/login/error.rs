@@ -26,6 +26,13 @@ pub(super) enum CallbackError {
     Provider(LoginError),
     /// The route's policy refuses the identity.
     NotAllowed,
+    /// `/oauth2/start` on a host that is not the login host (or none is configured).
+    NotLoginHost,
+    /// `/oauth2/start` with a return URL outside the cookie domain, or one
+    /// the named route does not serve.
+    BadReturn,
+    /// OpenID discovery has not succeeded yet.
+    IdpUnavailable,
 }
 
 impl CallbackError {
@@ -36,6 +43,9 @@ impl CallbackError {
             Self::Refused => StatusCode::UNAUTHORIZED,
             Self::Provider(_) => StatusCode::BAD_GATEWAY,
             Self::NotAllowed => StatusCode::FORBIDDEN,
+            Self::NotLoginHost => StatusCode::NOT_FOUND,
+            Self::BadReturn => StatusCode::BAD_REQUEST,
+            Self::IdpUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -49,6 +59,9 @@ impl CallbackError {
             Self::MissingCode => "missing_code",
             Self::Provider(error) => error.code(),
             Self::NotAllowed => "not_allowed",
+            Self::NotLoginHost => "not_login_host",
+            Self::BadReturn => "bad_return",
+            Self::IdpUnavailable => "idp_unavailable",
         }
     }
 
@@ -63,6 +76,11 @@ impl CallbackError {
             Self::NotAllowed => {
                 "Your account is not allowed to access this site. Sign in with another account to continue."
             }
+            Self::NotLoginHost => "Sign-in does not start on this host.",
+            Self::BadReturn => {
+                "The address to return to after sign-in is not one this site serves."
+            }
+            Self::IdpUnavailable => "The identity provider is unavailable.",
         }
     }
 }
@@ -70,6 +88,8 @@ impl CallbackError {
 /// A failed callback as the browser (HTML) or an API client (JSON) sees it.
 pub(super) struct ErrorPage<'a> {
     pub(super) error: &'a CallbackError,
+    /// A same-host path (anything else becomes `/`), or an absolute URL
+    /// the caller checked against the cookie domain.
     pub(super) retry: &'a str,
     pub(super) html: bool,
 }
@@ -99,7 +119,11 @@ fn error_page(
     retry: &str,
     html: bool,
 ) -> Response {
-    let retry = same_host_path(retry);
+    let retry = if is_absolute_http(retry) {
+        retry
+    } else {
+        same_host_path(retry)
+    };
     if !html {
         let body = serde_json::json!({
             "status": status.as_u16(),
@@ -129,6 +153,12 @@ fn error_page(
         body,
     )
         .into_response()
+}
+
+/// An absolute http(s) URL (a return URL under the cookie domain, checked
+/// where it was accepted).
+fn is_absolute_http(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
 }
 
 fn html_escape(s: &str) -> String {

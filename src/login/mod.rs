@@ -21,6 +21,9 @@ use crate::state::Shared;
 use error::{CallbackError, ErrorPage};
 
 mod error;
+mod start;
+
+pub use start::start;
 
 /// A completed sign-in.
 struct SignedIn {
@@ -180,9 +183,23 @@ async fn complete(
     let set_cookie = client.seal_session(session, scheme).1;
     Ok(SignedIn {
         set_cookie,
-        original: login.original.clone(),
+        original: back_to(&engine.login.cookies, &login.original),
         user,
     })
+}
+
+/// Where a finished login goes: a same-host path, or for a login begun at
+/// the login host an absolute URL under the cookie domain (checked when it
+/// began, and again here); anything else `/`.
+fn back_to(cookies: &CookieSettings, original: &str) -> String {
+    if original.starts_with('/') {
+        return same_host_path(original).to_string();
+    }
+    cookies
+        .domain
+        .as_deref()
+        .and_then(|domain| crate::sso::return_url(original, domain))
+        .map_or_else(|| "/".to_string(), |u| u.to_string())
 }
 
 /// A new session of `client`.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 
 use super::discovery::{Discovery, Metadata};
-use super::login_client::{ClientSettings, LoginClient};
+use super::login_client::{ClientSettings, LoginClient, ReturnTo};
 use super::providers::{Kind, is_multi_tenant};
 use super::refresh_flights::RefreshFlights;
 use super::{AuthKind, AuthResult, BuildContext, BuildError, Denial, PolicyNeeds};
@@ -151,6 +151,11 @@ impl Oidc {
     /// No (usable) session: API mode checks the bearer token; a navigation
     /// goes to the provider; anything else gets 401.
     pub fn login(&self, req: &RequestView<'_>, route: &str) -> AuthResult<'_> {
+        self.login_to(req, route, ReturnTo::Request)
+    }
+
+    /// As [`Self::login`], returning to `to`.
+    pub fn login_to(&self, req: &RequestView<'_>, route: &str, to: ReturnTo<'_>) -> AuthResult<'_> {
         let Some(meta) = self.discovery.metadata() else {
             return AuthResult::pending_keys(Denial::status(
                 Status::ServiceUnavailable,
@@ -162,7 +167,7 @@ impl Oidc {
         };
         let scope = self.scopes.join(" ");
         let offline = self.scopes.iter().any(|s| s == "offline_access");
-        client.login_or_401(req, route, true, true, |p| {
+        client.login_or_401(req, route, (true, true), to, |p| {
             let mut u = meta.authorization_endpoint.clone();
             u.query_pairs_mut()
                 .append_pair("client_id", p.client_id)
