@@ -628,3 +628,87 @@ fn an_open_prefix_under_an_authenticated_rule_is_warned() {
         "{warnings:#?}"
     );
 }
+
+#[test]
+fn identity_header_errors_name_their_location() {
+    let basic = "  type: basic\n  basic:\n    users:\n      - {username: a, password: b}\n";
+    let cases: &[(&str, &str)] = &[
+        (
+            "  identity_headers:\n    user: X-Connect-Token",
+            "line 11:13: rules[0].backend.service.auth.identity_headers.user: `X-Connect-Token` cannot be an identity header: the proxy or the authorizer owns it",
+        ),
+        (
+            "  identity_headers:\n    email: Authorization",
+            "line 11:13: rules[0].backend.service.auth.identity_headers.email: `Authorization` cannot be an identity header: the proxy or the authorizer owns it",
+        ),
+        (
+            "  identity_headers:\n    groups: \"X Groups\"",
+            "line 11:13: rules[0].backend.service.auth.identity_headers.groups: `X Groups` is not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only)",
+        ),
+        (
+            "  identity_headers:\n    user: Connection",
+            "line 11:13: rules[0].backend.service.auth.identity_headers.user: `Connection` cannot be an identity header: the proxy or the authorizer owns it",
+        ),
+        (
+            "  identity_headers:\n    user: X-User\n    email: x-user",
+            "line 12:13: rules[0].backend.service.auth.identity_headers.email: `x-user` is already used for another identity header",
+        ),
+        (
+            "  identity_headers:\n    name: X-User",
+            "line 11:13: rules[0].backend.service.auth.identity_headers.name: unknown key `name`; expected one of: email, groups, user",
+        ),
+        (
+            "  strip_credentials: yes",
+            "line 10:11: rules[0].backend.service.auth.strip_credentials: expected true or false, found `yes`",
+        ),
+    ];
+    for (extra, want) in cases {
+        let yaml = with_auth(&format!("{basic}{extra}"));
+        assert_eq!(errors(&yaml), [want.to_string()], "{extra}");
+    }
+    // Control: valid names load.
+    let yaml = with_auth(&format!(
+        "{basic}  strip_credentials: true\n  identity_headers:\n    user: X-Auth-Request-User\n    groups: X-Auth-Request-Groups"
+    ));
+    assert_eq!(errors(&yaml), Vec::<String>::new());
+}
+
+#[test]
+fn single_sign_on_errors_name_their_location() {
+    let config = |authz: &str| {
+        format!(
+            "authz:\n  session:\n    secret: \"0123456789abcdef0123456789abcdef\"\n{authz}rules: []\n"
+        )
+    };
+    let cases: &[(&str, &str)] = &[
+        (
+            "    cookie_domain: com\n",
+            "line 4:5: authz.session.cookie_domain: cookie_domain `com` is not a domain of at least two labels (e.g. example.com)",
+        ),
+        (
+            "    cookie_domain: exa_mple.com\n",
+            "line 4:5: authz.session.cookie_domain: cookie_domain `exa_mple.com` is not a domain of at least two labels (e.g. example.com)",
+        ),
+        (
+            "  login_host: auth.example.com\n",
+            "line 4:3: authz.login_host: login_host needs `authz.session.cookie_domain` (the session must reach the hosts that log in there)",
+        ),
+        (
+            "    cookie_domain: example.com\n  login_host: auth.example.org\n",
+            "line 5:3: authz.login_host: login_host `auth.example.org` is not inside the cookie domain `example.com`",
+        ),
+        (
+            "    cookie_domain: example.com\n  login_host: auth.example.com:8443\n",
+            "line 5:3: authz.login_host: login_host `auth.example.com:8443` is not a host name",
+        ),
+    ];
+    for (authz, want) in cases {
+        assert_eq!(errors(&config(authz)), [want.to_string()], "{authz}");
+    }
+    for ok in [
+        "    cookie_domain: example.com\n  login_host: auth.example.com\n",
+        "    cookie_domain: .Example.com\n  login_host: example.com\n",
+    ] {
+        assert_eq!(errors(&config(ok)), Vec::<String>::new(), "{ok}");
+    }
+}
