@@ -16,12 +16,14 @@ files and what the Istio and Envoy Gateway custom resources must say:
 * deploy/istio: IstioOperator `spec.meshConfig.extensionProviders` has an
   `envoyExtAuthzGrpc` entry for the Service's FQDN and gRPC port, failing
   closed; the AuthorizationPolicy is `action: CUSTOM` with `provider.name`
-  equal to that entry's name and exempts /oauth2/*; the VirtualService sends
-  /oauth2/ to the Service's HTTP port before any other route;
+  equal to that entry's name, sends every host of the ConfigMap's rules to
+  ingress-authz, and exempts /oauth2/* only on hosts whose VirtualService
+  sends /oauth2/ to the Service's HTTP port before any other route;
 * deploy/envoy-gateway: the SecurityPolicy's `extAuth.grpc.backendRefs` is the
-  Service's gRPC port, failing closed, its targets exist, the /oauth2 route
-  goes to the HTTP port and is not targeted, and cross-namespace references
-  are allowed by a ReferenceGrant;
+  Service's gRPC port, failing closed, its targets exist, every host of the
+  ConfigMap's rules is checked, the /oauth2 route goes to the HTTP port and is
+  exempt (its own policy, without extAuth; no other route is), and
+  cross-namespace references are allowed by a ReferenceGrant;
 * Dockerfile copies every build input that Cargo.toml declares;
   docker-compose.yml's bind mounts and build context exist.
 
@@ -29,7 +31,8 @@ Only the fields these files use are checked, against the field names of the
 APIs (Istio mesh config / security / networking, Envoy Gateway v1alpha1,
 Gateway API v1): unknown keys at those levels are reported as typos.
 
-Usage: check_crds.py [--root DIR]   (exit 0 all good, 1 problems, 2 usage)
+Usage: check_crds.py [--root DIR] [--self-test]   (exit 0 all good, 1 problems,
+2 usage; --self-test: broken copies of deploy/ must fail with their error)
 """
 
 from __future__ import annotations
@@ -218,6 +221,8 @@ GATEWAY_DURATION = re.compile(r"^([0-9]{1,5}(h|m|s|ms)){1,4}$")
 # Kubernetes resource quantity (the API server refuses anything else).
 QUANTITY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?\d+)?$")
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
+# A host no manifest or rule names: stands for "any other host".
+UNLISTED_HOST = "unlisted-host.invalid"
 
 
 # ---------------------------------------------------------------------------
@@ -255,6 +260,30 @@ class Cluster:
             if kind == "exact" and pattern.lower() == host:
                 return True
         return False
+
+    def rule_hosts(self) -> list[tuple[str, str]]:
+        """A host each rule of config.yaml takes, with the rule's name: the
+        hosts a manifest must send to ingress-authz. A regex rule, or the
+        fallback, takes hosts no list can name: they are represented by
+        UNLISTED_HOST, which only a policy for every host covers."""
+        if not isinstance(self.config, dict):
+            return []
+        out: list[tuple[str, str]] = []
+        for i, rule in enumerate(self.config.get("rules") or []):
+            pattern = str(rule.get("host", "")) if isinstance(rule, dict) else ""
+            kind = rule.get("host_type", "auto") if isinstance(rule, dict) else "auto"
+            if kind == "auto":
+                kind = "regex" if re.search(r"[()\[\]^$|+?\\]", pattern) else "wildcard" if "*" in pattern else "exact"
+            label = f"rules[{i}] (host {pattern!r})"
+            if kind == "exact":
+                out.append((pattern.lower(), label))
+            elif kind == "wildcard":
+                out.append((pattern.lower().replace("*", "x"), label))
+            else:
+                out.append((UNLISTED_HOST, label))
+        if self.config.get("fallback"):
+            out.append((UNLISTED_HOST, "fallback"))
+        return out
 
     @property
     def fqdn(self) -> str:
@@ -508,6 +537,46 @@ def check_hosts(rep: Report, loc: str, hosts: list, cluster: Cluster) -> None:
 # deploy/istio
 
 
+def istio_match(pattern: str, value: str, fold: bool) -> bool:
+    """Istio's string match of hosts and paths: exact, `prefix*`, `*suffix`
+    or `*` (hosts compare case-insensitively)."""
+    p, v = (pattern.lower(), value.lower()) if fold else (pattern, value)
+    if p == "*":
+        return True
+    if p.startswith("*"):
+        return v.endswith(p[1:])
+    if p.endswith("*"):
+        return v.startswith(p[:-1])
+    return p == v
+
+
+def istio_checks(policies: list[dict], host: str, path: str) -> bool:
+    """Whether CUSTOM policies send a request for `host` + `path` to the
+    authorizer. A rule with `from`, `when`, ports or methods covers less
+    than every request of a host and is not counted."""
+    for spec in policies:
+        for rule in spec.get("rules") or []:
+            if not isinstance(rule, dict) or rule.get("from") or rule.get("when"):
+                continue
+            tos = rule.get("to")
+            if not tos:
+                return True
+            for to in tos:
+                op = get(to, "operation") or {}
+                if not isinstance(op, dict) or any(k in op for k in ("ports", "notPorts", "methods", "notMethods")):
+                    continue
+                if op.get("hosts") and not any(istio_match(str(h), host, True) for h in op["hosts"]):
+                    continue
+                if any(istio_match(str(h), host, True) for h in op.get("notHosts") or []):
+                    continue
+                if op.get("paths") and not any(istio_match(str(p), path, False) for p in op["paths"]):
+                    continue
+                if any(istio_match(str(p), path, False) for p in op.get("notPaths") or []):
+                    continue
+                return True
+    return False
+
+
 def check_istio(rep: Report, idir: Path, cluster: Cluster) -> None:
     docs: dict[str, list[tuple[Path, dict]]] = {}
     for path in sorted(idir.glob("*.y*ml")):
@@ -580,10 +649,14 @@ def check_istio(rep: Report, idir: Path, cluster: Cluster) -> None:
     )
 
     # AuthorizationPolicy (CUSTOM).
-    policy_hosts: list[str] = []
+    policies: list[dict] = []
+    policy_loc = rep.rel(idir)
     for path, ap in docs.get("AuthorizationPolicy", []):
         loc = where(rep, path, ap)
         spec = ap.get("spec") or {}
+        if spec.get("action") == "CUSTOM" and isinstance(spec, dict):
+            policies.append(spec)
+            policy_loc = loc
         only_keys(rep, f"{loc} spec", spec, ISTIO_AUTHZ_SPEC)
         if spec.get("action") != "CUSTOM":
             rep.err(f"{loc} spec.action", f"must be CUSTOM, got {spec.get('action')!r}")
@@ -616,7 +689,6 @@ def check_istio(rep: Report, idir: Path, cluster: Cluster) -> None:
                     )
                 if "/oauth2/*" in (op.get("notPaths") or []):
                     excluded = True
-                policy_hosts += [str(h) for h in op.get("hosts") or []]
                 check_hosts(rep, f"{loc} spec.rules[{i}].to[{j}].operation.hosts", op.get("hosts") or [], cluster)
         if not excluded:
             rep.err(
@@ -625,6 +697,7 @@ def check_istio(rep: Report, idir: Path, cluster: Cluster) -> None:
     rep.ok("istio: AuthorizationPolicy action CUSTOM, provider.name matches, /oauth2/* exempt")
 
     # VirtualService: /oauth2/ to the HTTP port, first.
+    oauth_hosts: set[str] = set()  # hosts whose /oauth2/ goes to ingress-authz
     for path, vs in docs.get("VirtualService", []):
         loc = where(rep, path, vs)
         spec = vs.get("spec") or {}
@@ -632,11 +705,10 @@ def check_istio(rep: Report, idir: Path, cluster: Cluster) -> None:
         hosts = expect_list(rep, f"{loc} spec.hosts", spec.get("hosts"))
         check_hosts(rep, f"{loc} spec.hosts", hosts, cluster)
         for h in hosts:
-            if policy_hosts and h not in policy_hosts:
+            if not istio_checks(policies, str(h), "/"):
                 rep.err(
                     f"{loc} spec.hosts",
-                    f"{h!r} is not covered by the AuthorizationPolicy's hosts {policy_hosts}: "
-                    "it would be served unchecked",
+                    f"{h!r} is not sent to ingress-authz by the AuthorizationPolicy: it would be served unchecked",
                 )
         routes = expect_list(rep, f"{loc} spec.http", spec.get("http"))
         oauth_idx = None
@@ -651,6 +723,8 @@ def check_istio(rep: Report, idir: Path, cluster: Cluster) -> None:
                     for d in dests
                 ):
                     rep.err(f"{loc} spec.http[{i}]", f"/oauth2/ must route to {cluster.fqdn} port {cluster.http_port}")
+                else:
+                    oauth_hosts |= {str(h).lower() for h in hosts}
                 break
         if oauth_idx is None:
             rep.err(f"{loc} spec.http", "no route matches uri.prefix /oauth2/")
@@ -661,6 +735,30 @@ def check_istio(rep: Report, idir: Path, cluster: Cluster) -> None:
                         f"{loc} spec.http[{i}]", "a catch-all route before /oauth2/ shadows it (routes match in order)"
                     )
     rep.ok(f"istio: VirtualService routes /oauth2/ to {cluster.fqdn}:{cluster.http_port}")
+
+    # Every host of the ConfigMap's rules goes through ingress-authz, and
+    # /oauth2/* is exempt only where it goes to ingress-authz itself.
+    vs_hosts = [str(h) for _, vs in docs.get("VirtualService", []) for h in get(vs, "spec.hosts") or []]
+    samples = [(h, f"the ConfigMap's {label}") for h, label in cluster.rule_hosts()]
+    samples += [(h, "a VirtualService host") for h in vs_hosts] + [(UNLISTED_HOST, "a host no file names")]
+    for host, what in samples:
+        for shown in (host, f"{host}:443"):
+            if what != "a host no file names" and not istio_checks(policies, shown, "/"):
+                rep.err(
+                    f"{policy_loc} spec.rules",
+                    f"{shown!r} ({what}) is not sent to ingress-authz: "
+                    "the AuthorizationPolicy protects fewer hosts than the ConfigMap's rules name",
+                )
+            exempt = istio_checks(policies, shown, "/") and not istio_checks(policies, shown, "/oauth2/callback")
+            if exempt and host.lower() not in oauth_hosts:
+                rep.err(
+                    f"{policy_loc} spec.rules",
+                    f"/oauth2/* of {shown!r} ({what}) is exempt, but no VirtualService routes its /oauth2/ "
+                    "to ingress-authz: the path would reach the application unchecked",
+                )
+    rep.ok(
+        "istio: every host of the ConfigMap's rules is checked; /oauth2/* exempt only where it goes to ingress-authz"
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -755,7 +853,11 @@ def check_envoy_gateway(rep: Report, edir: Path, cluster: Cluster) -> None:
     if not oauth_routes:
         rep.err(rep.rel(edir), "no HTTPRoute sends PathPrefix /oauth2 to ingress-authz's HTTP port")
 
-    # SecurityPolicy.
+    # SecurityPolicy. A route's own policy replaces its Gateway's: one
+    # without extAuth exempts the route (only the /oauth2 one may be).
+    checked_gateways: set[tuple[str, str]] = set()  # (namespace, name) with an extAuth policy
+    checked_routes: set[tuple[str, str]] = set()
+    exempt_routes: set[tuple[str, str]] = set()
     for path, sp in docs.get("SecurityPolicy", []):
         loc = where(rep, path, sp)
         own_ns = get(sp, "metadata.namespace")
@@ -764,19 +866,35 @@ def check_envoy_gateway(rep: Report, edir: Path, cluster: Cluster) -> None:
         targets = spec.get("targetRefs") or ([spec["targetRef"]] if spec.get("targetRef") else [])
         if not targets:
             rep.err(f"{loc} spec", "needs targetRefs")
+        ext = spec.get("extAuth")
         for i, t in enumerate(targets):
             tloc = f"{loc} spec.targetRefs[{i}]"
             only_keys(rep, tloc, t, {"group", "kind", "name", "sectionName"})
             if t.get("group") != "gateway.networking.k8s.io" or t.get("kind") not in GW_POLICY_TARGET_KINDS:
                 rep.err(tloc, f"must be a gateway.networking.k8s.io {'/'.join(sorted(GW_POLICY_TARGET_KINDS))}")
+            key = (own_ns, t.get("name"))
+            if t.get("kind") == "Gateway" and isinstance(ext, dict):
+                checked_gateways.add(key)
             if t.get("kind") == "HTTPRoute":
-                if (own_ns, t.get("name")) not in routes:
+                if key not in routes:
                     rep.err(tloc, f"HTTPRoute {own_ns}/{t.get('name')} is not defined in {rep.rel(edir)}")
-                if (own_ns, t.get("name")) in oauth_routes:
-                    rep.err(tloc, "targets the /oauth2 route: the login callback must not need a login")
-        ext = spec.get("extAuth")
+                if isinstance(ext, dict):
+                    checked_routes.add(key)
+                    if key in oauth_routes:
+                        rep.err(tloc, "targets the /oauth2 route: the login callback must not need a login")
+                else:
+                    exempt_routes.add(key)
+                    if key not in oauth_routes:
+                        rep.err(
+                            tloc,
+                            "a policy without extAuth replaces the Gateway's on this route: "
+                            "it would be served unchecked (only the /oauth2 route may be exempt)",
+                        )
         if not isinstance(ext, dict):
-            rep.err(f"{loc} spec.extAuth", "missing")
+            if spec.get("authorization") is not None:
+                only_keys(rep, f"{loc} spec.authorization", spec["authorization"], {"rules", "defaultAction"})
+            if any(t.get("kind") != "HTTPRoute" for t in targets):
+                rep.err(f"{loc} spec.extAuth", "missing (only a policy exempting the /oauth2 route may lack it)")
             continue
         only_keys(rep, f"{loc} spec.extAuth", ext, EG_EXT_AUTH)
         if "http" in ext or "grpc" not in ext:
@@ -800,9 +918,59 @@ def check_envoy_gateway(rep: Report, edir: Path, cluster: Cluster) -> None:
             rep.err(f"{loc} spec.extAuth.failOpen", "must not be true (fail closed)")
         if "timeout" in ext and not GATEWAY_DURATION.match(str(ext["timeout"])):
             rep.err(f"{loc} spec.extAuth.timeout", f"must be a Gateway API duration like 500ms, got {ext['timeout']!r}")
+
+    # Which route would serve a request, and whether ingress-authz checks it.
+    def parents(route: dict) -> set[tuple[str, str]]:
+        own = get(route, "metadata.namespace")
+        return {(p.get("namespace", own), p.get("name")) for p in get(route, "spec.parentRefs") or []}
+
+    def host_matches(pattern: str, host: str) -> bool:
+        pattern, host = pattern.lower(), host.lower()
+        return host.endswith(pattern[1:]) if pattern.startswith("*.") else pattern == host
+
+    def serving(host: str, path: str) -> tuple[str, str] | None:
+        best, best_len = None, -1
+        for key, (_, route) in routes.items():
+            names = get(route, "spec.hostnames") or []
+            if names and not any(host_matches(str(n), host) for n in names):
+                continue
+            for rule in get(route, "spec.rules") or []:
+                for m in rule.get("matches") or [{"path": {"value": "/"}}]:
+                    prefix = str(get(m, "path.value", "/"))
+                    if (path == prefix or path.startswith(prefix.rstrip("/") + "/")) and len(prefix) > best_len:
+                        best, best_len = key, len(prefix)
+        return best
+
+    def checks(host: str, path: str) -> bool:
+        """A request on a route of these files is checked by its own policy
+        or its Gateway's; on any other route only a Gateway's policy can."""
+        key = serving(host, path)
+        if key is not None:
+            if key in checked_routes:
+                return True
+            if key in exempt_routes:
+                return False
+            return bool(parents(routes[key][1]) & checked_gateways)
+        return bool(checked_gateways)
+
+    policy_loc = where(rep, *docs["SecurityPolicy"][0]) if docs.get("SecurityPolicy") else rep.rel(edir)
+    for host, label in cluster.rule_hosts():
+        if not checks(host, "/"):
+            rep.err(
+                policy_loc,
+                f"{host!r} (the ConfigMap's {label}) is not sent to ingress-authz: "
+                "the SecurityPolicy protects fewer hosts than the ConfigMap's rules name",
+            )
+    for key in sorted(oauth_routes - exempt_routes):
+        if parents(routes[key][1]) & checked_gateways:
+            rep.err(
+                where(rep, *routes[key]),
+                "the Gateway's extAuth policy applies to the /oauth2 route: exempt it with a policy of its own "
+                "(without extAuth), or the login callback needs a login",
+            )
     rep.ok(
         f"envoy-gateway: SecurityPolicy extAuth.grpc -> {cluster.namespace}/{cluster.service}:{cluster.grpc_port}, "
-        f"/oauth2 -> :{cluster.http_port} untargeted, ReferenceGrants"
+        f"/oauth2 -> :{cluster.http_port} exempt, every ConfigMap host checked, ReferenceGrants"
     )
 
 
@@ -852,13 +1020,9 @@ def check_container_files(rep: Report, root: Path) -> None:
         rep.ok("docker-compose.yml: build contexts and bind-mount sources exist")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent)
-    args = parser.parse_args()
-    root = args.root.resolve()
+def run_checks(root: Path) -> tuple[list[str], list[str]]:
+    """(errors, what was checked) for the project at `root`."""
     rep = Report(root)
-
     # Every YAML file parses without duplicate keys.
     for path in sorted((root / "deploy").rglob("*.y*ml")) + [root / "docker-compose.yml"]:
         if path.exists():
@@ -867,15 +1031,74 @@ def main() -> int:
     check_istio(rep, root / "deploy" / "istio", cluster)
     check_envoy_gateway(rep, root / "deploy" / "envoy-gateway", cluster)
     check_container_files(rep, root)
-
     # load_docs may report the same file twice (first pass, then per check).
-    errors = list(dict.fromkeys(rep.errors))
+    return list(dict.fromkeys(rep.errors)), rep.checked
+
+
+def self_test(root: Path) -> int:
+    """The checks above catch what they are for: the shipped deploy/ passes,
+    and each broken copy of it fails with the error it should."""
+    import copy
+    import shutil
+    import tempfile
+
+    istio_policy = Path("deploy/istio/authorizationpolicy.yaml")
+    eg_policy = Path("deploy/envoy-gateway/securitypolicy.yaml")
+
+    def policy_rules(docs: list[dict]) -> None:
+        docs[0]["spec"]["rules"] = [{"to": [{"operation": {"hosts": ["demo.example.com"], "notPaths": ["/oauth2/*"]}}]}]
+
+    def oauth2_everywhere(docs: list[dict]) -> None:
+        docs[0]["spec"]["rules"] = [{"to": [{"operation": {"notPaths": ["/oauth2/*"]}}]}]
+
+    def route_targeted(docs: list[dict]) -> None:
+        for d in docs:
+            if d["kind"] == "SecurityPolicy" and "extAuth" in d["spec"]:
+                d["spec"]["targetRefs"] = [
+                    {"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": "demo-app"}
+                ]
+
+    def no_exemption(docs: list[dict]) -> None:
+        docs[:] = [d for d in docs if not (d["kind"] == "SecurityPolicy" and "extAuth" not in d["spec"])]
+
+    cases = [
+        ("the shipped files", None, None, None),
+        ("an Istio policy for one host", istio_policy, policy_rules, "protects fewer hosts than the ConfigMap"),
+        ("/oauth2/* exempt on every host", istio_policy, oauth2_everywhere, "reach the application unchecked"),
+        ("a SecurityPolicy on one route", eg_policy, route_targeted, "protects fewer hosts than the ConfigMap"),
+        ("no /oauth2 exemption", eg_policy, no_exemption, "applies to the /oauth2 route"),
+    ]
+    failed = 0
+    for name, file, edit, expected in cases:
+        with tempfile.TemporaryDirectory() as tmp:
+            copy_root = Path(tmp)
+            shutil.copytree(root / "deploy", copy_root / "deploy")
+            if file is not None and edit is not None:
+                docs = [copy.deepcopy(d) for d in yaml.safe_load_all((root / file).read_text()) if d]
+                edit(docs)
+                (copy_root / file).write_text(yaml.safe_dump_all(docs, sort_keys=False))
+            errors, _ = run_checks(copy_root)
+        ok = not errors if expected is None else any(expected in e for e in errors)
+        print(f"{'ok  ' if ok else 'FAIL'} self-test: {name}" + ("" if ok else f": {errors or 'no error'}"))
+        failed += not ok
+    return 1 if failed else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent)
+    parser.add_argument("--self-test", action="store_true", help="check that broken copies of deploy/ fail")
+    args = parser.parse_args()
+    root = args.root.resolve()
+    if args.self_test:
+        return self_test(root)
+    errors, checked = run_checks(root)
     if errors:
         for e in errors:
             print(f"ERROR {e}", file=sys.stderr)
         print(f"check_crds: {len(errors)} problem(s)", file=sys.stderr)
         return 1
-    for what in rep.checked:
+    for what in checked:
         print(f"ok   {what}")
     return 0
 

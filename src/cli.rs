@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,13 +31,17 @@ pub enum Command {
         /// Overrides `authz.admin_addr` (default 127.0.0.1:9003; keep it on loopback).
         #[arg(long)]
         admin_addr: Option<SocketAddr>,
+        /// Log lines as JSON or text (default: JSON when stderr is not a terminal).
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
     },
     /// Check a config: exit 0 when valid, 1 with every error otherwise.
     Validate {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Show which rule, path and auth apply to a URL, and the decision.
+    /// Show which rule, path and auth apply to a URL, and the decision:
+    /// exit 0 allow, 3 deny (a 4xx/5xx or a login redirect), 1 error.
     Explain {
         #[arg(long, short)]
         config: PathBuf,
@@ -46,5 +50,19 @@ pub enum Command {
         /// Request headers for the decision, e.g. -H 'Authorization: Basic ...'
         #[arg(long = "header", short = 'H')]
         headers: Vec<String>,
+        /// The request's method.
+        #[arg(long, short = 'X', default_value = "GET")]
+        method: String,
+        /// Fetch OpenID discovery and JWKS first, so oidc and JWKS routes
+        /// decide as the running server would.
+        #[arg(long)]
+        online: bool,
     },
+}
+
+/// How `serve` writes its log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
 }

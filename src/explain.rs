@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use crate::decision::{Reason, Verdict};
+use crate::auth::Authenticator;
+use crate::decision::{Pending, Reason, RouteId, Verdict};
 use crate::engine::Engine;
 use crate::matching::path::normalize;
 use crate::matching::{Route, RouteAuth, RouteMatch};
@@ -24,7 +25,23 @@ pub struct Explanation {
     pub text: String,
 }
 
+/// Whether the issuers' metadata and keys can be there: the running server
+/// fetches them, the `explain` command only with `--online`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fetched {
+    /// Whatever is cached is what the server has (the admin API, `--online`).
+    Live,
+    /// Nothing was fetched: a route that needs the provider says what it
+    /// does without it instead of `idp_unavailable`.
+    Offline,
+}
+
+/// The explanation the admin API gives: with the server's fetched metadata.
 pub fn explain_request(engine: &Engine, req: &RequestView<'_>) -> Explanation {
+    explain_with(engine, req, Fetched::Live)
+}
+
+pub fn explain_with(engine: &Engine, req: &RequestView<'_>, fetched: Fetched) -> Explanation {
     let mut ex = Explanation::default();
     let out = &mut ex.text;
     let _ = writeln!(out, "request:  {} {}{}", req.method, req.host, req.path);
@@ -79,6 +96,26 @@ pub fn explain_request(engine: &Engine, req: &RequestView<'_>) -> Explanation {
             }
         }
     }
+    // Offline, work on the provider's metadata is what the route would do
+    // next; `decide_inline` would turn it into its fallback denial.
+    if fetched == Fetched::Offline {
+        let first = engine.decide(req);
+        if let (
+            Verdict::Pending {
+                work: Pending::FetchKeys,
+                ..
+            },
+            Some(route),
+        ) = (&first.verdict, first.route)
+        {
+            ex.auth_type = first
+                .kind
+                .map(|k| k.as_str().to_string())
+                .unwrap_or_default();
+            offline(&mut ex, engine, route, req);
+            return ex;
+        }
+    }
     let decision = engine.decide_inline(req);
     ex.auth_type = decision
         .kind
@@ -125,6 +162,41 @@ pub fn explain_request(engine: &Engine, req: &RequestView<'_>) -> Explanation {
     ex
 }
 
+/// A route that needs its provider's metadata or keys, which `explain`
+/// did not fetch: what it does without them. A login route asks for a
+/// login whatever the provider says; a bearer token cannot be judged.
+fn offline(ex: &mut Explanation, engine: &Engine, route: RouteId, req: &RequestView<'_>) {
+    let login_mode = engine
+        .protected(route)
+        .is_some_and(|p| matches!(&p.authenticator, Authenticator::Oidc(o) if o.client.is_some()));
+    let out = &mut ex.text;
+    let (status, reason) = if login_mode && req.is_navigation() {
+        (302, Reason::LoginRedirect)
+    } else if login_mode {
+        (401, Reason::LoginRequired)
+    } else if req.authorization("bearer").is_none() {
+        (401, Reason::MissingCredentials)
+    } else {
+        let _ = writeln!(
+            out,
+            "decision: unknown offline: the token is verified with the issuer's keys"
+        );
+        let _ = writeln!(out, "note:     {OFFLINE_NOTE}");
+        return;
+    };
+    ex.status = status;
+    ex.reason = reason.code().to_string();
+    let to = if status == 302 {
+        " to the provider's authorization endpoint"
+    } else {
+        ""
+    };
+    let _ = writeln!(out, "decision: deny {status} ({}){to}", reason.code());
+    let _ = writeln!(out, "note:     {OFFLINE_NOTE}");
+}
+
+const OFFLINE_NOTE: &str = "provider metadata not fetched offline (--online fetches it)";
+
 /// Why `explain` cannot take a URL.
 #[derive(Debug, thiserror::Error)]
 pub enum ExplainError {
@@ -140,11 +212,22 @@ pub enum ExplainError {
     NoHost(String),
 }
 
-/// Explains a URL (as the CLI takes it) with the given headers.
+/// Explains a GET of a URL (as the CLI takes it) with the given headers.
 pub fn explain_url(
     engine: &Engine,
     url: &str,
     headers: &HashMap<String, String>,
+) -> Result<Explanation, ExplainError> {
+    explain_url_with(engine, "GET", url, headers, Fetched::Live)
+}
+
+/// Explains a request for a URL with the given method and headers.
+pub fn explain_url_with(
+    engine: &Engine,
+    method: &str,
+    url: &str,
+    headers: &HashMap<String, String>,
+    fetched: Fetched,
 ) -> Result<Explanation, ExplainError> {
     let parsed = url::Url::parse(url).map_err(|source| ExplainError::InvalidUrl {
         url: url.to_string(),
@@ -161,12 +244,12 @@ pub fn explain_url(
     let req = RequestView {
         host: &host,
         path: raw_path,
-        method: "GET",
+        method,
         scheme: parsed.scheme(),
         headers,
         client: None,
     };
-    Ok(explain_request(engine, &req))
+    Ok(explain_with(engine, &req, fetched))
 }
 
 fn describe(out: &mut String, route: &Route) {

@@ -62,7 +62,9 @@
 //!   HTTP side (`/healthz`, `/readyz`, `/metrics`, `/oauth2/*`);
 //!   [`metrics`] — Prometheus metrics; [`admin`] — the admin gRPC API
 //!   (`proto/admin.proto`).
-//! * [`explain`] — `ingress-authz explain` and the admin `Explain`.
+//! * [`explain`] — `ingress-authz explain` and the admin `Explain`;
+//!   [`logging`] — log lines: JSON or text for `serve`, plain for the
+//!   one-shot commands.
 //! * [`secret`] — redacted, zeroized secret strings; [`clock`] — the one
 //!   place that reads the time; [`memory`] — handing freed heap back after
 //!   a config load.
@@ -83,6 +85,7 @@ pub mod explain;
 pub mod hashing;
 pub mod identity;
 pub mod identity_headers;
+pub mod logging;
 pub mod login;
 pub mod matching;
 pub mod memory;
@@ -102,7 +105,6 @@ pub mod state;
 pub mod throttle;
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use cli::{Cli, Command};
@@ -110,9 +112,9 @@ use engine::Engine;
 
 /// Runs one command; the exit code is the result.
 pub fn run(cli: Cli) -> ExitCode {
-    init_tracing();
     match cli.command {
         Command::Validate { config } => {
+            logging::init_plain();
             let Some(engine) = load_or_report(&config) else {
                 return ExitCode::FAILURE;
             };
@@ -124,32 +126,23 @@ pub fn run(cli: Cli) -> ExitCode {
             config,
             url,
             headers,
+            method,
+            online,
         } => {
+            logging::init_plain();
             let Some(engine) = load_or_report(&config) else {
                 return ExitCode::FAILURE;
             };
-            let headers: HashMap<String, String> = headers
-                .iter()
-                .filter_map(|h| h.split_once(':'))
-                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-                .collect();
-            match explain::explain_url(&engine, &url, &headers) {
-                Ok(ex) => {
-                    print!("{}", ex.text);
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::FAILURE
-                }
-            }
+            explain_command(&engine, &url, &headers, &method, online)
         }
         Command::Serve {
             config,
             grpc_addr,
             http_addr,
             admin_addr,
+            log_format,
         } => {
+            logging::init_serve(log_format);
             let Some(engine) = load_or_report(&config) else {
                 return ExitCode::FAILURE;
             };
@@ -201,13 +194,76 @@ pub fn run(cli: Cli) -> ExitCode {
             match runtime.block_on(server::serve(shared, addrs)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!(error = %e, "server failed");
+                    // One plain line, like a config error: it names the
+                    // address and what it is for.
                     eprintln!("ingress-authz: {e}");
                     ExitCode::FAILURE
                 }
             }
         }
     }
+}
+
+/// `explain`'s exit codes: scripts tell an allow from a deny without
+/// parsing the text.
+const EXPLAIN_DENY: u8 = 3;
+
+/// `explain`: the account on stdout; exit 0 allow, 3 deny (any 4xx/5xx or
+/// a login redirect), 1 when it cannot tell (a bad URL, a token offline).
+fn explain_command(
+    engine: &Engine,
+    url: &str,
+    headers: &[String],
+    method: &str,
+    online: bool,
+) -> ExitCode {
+    let mut parsed = HashMap::new();
+    for h in headers {
+        let Some((k, v)) = h.split_once(':') else {
+            eprintln!("ingress-authz: header `{h}` is not `Name: value`");
+            return ExitCode::FAILURE;
+        };
+        parsed.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+    }
+    let fetched = if online {
+        if let Err(e) = fetch_providers(engine) {
+            eprintln!("ingress-authz: {e}");
+            return ExitCode::FAILURE;
+        }
+        explain::Fetched::Live
+    } else {
+        explain::Fetched::Offline
+    };
+    let method = method.to_ascii_uppercase();
+    match explain::explain_url_with(engine, &method, url, &parsed, fetched) {
+        Ok(ex) => {
+            print!("{}", ex.text);
+            match (ex.allowed, ex.status) {
+                (true, _) => ExitCode::SUCCESS,
+                (false, 0) => ExitCode::FAILURE,
+                (false, _) => ExitCode::from(EXPLAIN_DENY),
+            }
+        }
+        Err(e) => {
+            eprintln!("ingress-authz: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `explain --online`: discovery and key sets fetched once, as `serve`
+/// does at start (a failure is logged and the route then says 503).
+fn fetch_providers(engine: &Engine) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let http = auth::providers::ProviderHttp::default();
+    runtime.block_on(async {
+        for fetcher in engine.fetchers() {
+            fetcher.run(&http).await;
+        }
+    });
+    Ok(())
 }
 
 /// The compiled config, or None with every error printed.
@@ -218,19 +274,5 @@ fn load_or_report(config: &std::path::Path) -> Option<Engine> {
 fn print_warnings(engine: &Engine) {
     for w in &engine.warnings {
         eprintln!("warning: {w}");
-    }
-}
-
-/// JSON logs when stderr is not a terminal; `RUST_LOG` filters (default info).
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::io::stderr().is_terminal() {
-        builder.init();
-    } else {
-        builder.json().flatten_event(true).init();
     }
 }

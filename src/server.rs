@@ -23,13 +23,57 @@ pub struct Addrs {
     pub admin: SocketAddr,
 }
 
+/// Why `serve` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A port could not be bound: which address, and what it was for.
+    #[error("cannot listen on {addr} for {what} ({flag}): {error}")]
+    Bind {
+        addr: SocketAddr,
+        /// `gRPC ext_authz`, `HTTP` or `admin API`.
+        what: &'static str,
+        /// Where the address comes from, so the message says what to change.
+        flag: &'static str,
+        error: std::io::Error,
+    },
+    /// A server failed while running.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Binds `addr` for `what`, or says which one failed.
+async fn bind(
+    addr: SocketAddr,
+    what: &'static str,
+    flag: &'static str,
+) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|error| ServeError::Bind {
+            addr,
+            what,
+            flag,
+            error,
+        })
+}
+
 /// Serves until SIGINT/SIGTERM, then stops accepting and drains in-flight
 /// requests. The config is already loaded and valid: nothing is bound
 /// before it is known to be good.
-pub async fn serve(shared: Arc<Shared>, addrs: Addrs) -> std::io::Result<()> {
-    let grpc_listener = TcpListener::bind(addrs.grpc).await?;
-    let http_listener = TcpListener::bind(addrs.http).await?;
-    let admin_listener = TcpListener::bind(addrs.admin).await?;
+pub async fn serve(shared: Arc<Shared>, addrs: Addrs) -> Result<(), ServeError> {
+    let grpc_listener = bind(
+        addrs.grpc,
+        "gRPC ext_authz",
+        "--grpc-addr or authz.grpc_addr",
+    )
+    .await?;
+    let http_listener = bind(addrs.http, "HTTP", "--http-addr or authz.http_addr").await?;
+    let admin_listener = bind(
+        addrs.admin,
+        "the admin API",
+        "--admin-addr or authz.admin_addr",
+    )
+    .await?;
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;

@@ -712,3 +712,126 @@ fn single_sign_on_errors_name_their_location() {
         assert_eq!(errors(&config(ok)), Vec::<String>::new(), "{ok}");
     }
 }
+
+/// Every error of a config, as `validate` lists them.
+fn all_errors(yaml: &str, env: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+    match Engine::from_text(yaml, "test.yaml", env) {
+        Ok(_) => Vec::new(),
+        Err(ConfigError::Invalid { errors, .. }) => errors.iter().map(|e| e.to_string()).collect(),
+        Err(other) => vec![other.to_string()],
+    }
+}
+
+#[test]
+fn a_short_session_secret_says_how_long_it_is_never_what() {
+    let errs = errors("authz:\n  session:\n    secret: short-secret\n");
+    assert_eq!(
+        errs,
+        [
+            "line 3:5: authz.session.secret: the session secret is 12 bytes long; it must be at least 32 bytes (e.g. `openssl rand -hex 32`)"
+        ],
+        "one error, at the secret"
+    );
+    assert!(!errs[0].contains("short-secret"));
+}
+
+#[test]
+fn a_session_secret_from_an_unset_variable_names_the_variable() {
+    let errs = errors("authz:\n  session:\n    secret: ${NO_SUCH_SESSION_SECRET}\n");
+    assert_eq!(
+        errs,
+        [
+            "line 3:5: authz.session.secret: environment variable `NO_SUCH_SESSION_SECRET` is not set (use ${NO_SUCH_SESSION_SECRET:-default} for a default)"
+        ]
+    );
+}
+
+#[test]
+fn a_session_without_any_secret_still_asks_for_one() {
+    assert_eq!(
+        errors("authz:\n  session:\n    cookie_name: s\n"),
+        ["line 2:3: authz.session: session needs `secret` or `secret_file`"]
+    );
+    assert_eq!(
+        errors("authz:\n  session:\n    secret: []\n"),
+        ["line 2:3: authz.session: session needs `secret` or `secret_file`"],
+        "an empty list is no secret"
+    );
+}
+
+#[test]
+fn a_jwt_block_without_a_key_is_reported_once() {
+    let errs = errors(&with_auth(
+        "  type: jwt\n  jwt:\n    issuer: https://issuer.example.com",
+    ));
+    assert_eq!(
+        errs,
+        [
+            "line 7:11: rules[0].backend.service.auth.jwt: jwt needs a key: `secret`, `jwt.secret`, `jwt.public_key` or `jwt.jwks_url`"
+        ]
+    );
+    let two = errors(&with_auth(
+        "  type: jwt\n  secret: first-key-0123456789abcdef\n  jwt:\n    secret: second-key-0123456789abcdef",
+    ));
+    assert_eq!(
+        two,
+        [
+            "line 9:13: rules[0].backend.service.auth.jwt.secret: jwt takes exactly one key: `secret`, `jwt.secret`, `jwt.public_key` or `jwt.jwks_url`"
+        ],
+        "two keys: one error at the second, none about a missing key"
+    );
+}
+
+/// `${NAME}` expands in `path` as in `host`, and a regex's `$` anchor is
+/// left alone; `$$` before `{` keeps a literal `${` (here in a token).
+#[test]
+fn paths_expand_variables_and_keep_regex_anchors() {
+    let env = |name: &str| match name {
+        "API_PREFIX" => Some("/api/v2".to_string()),
+        "APP_HOST" => Some("app.example.com".to_string()),
+        _ => None,
+    };
+    let yaml = "rules:\n  - host: ${APP_HOST}\n    backend:\n      service:\n        auth: {type: bearer, bearer: {tokens: [\"t-$${API_PREFIX}-0123456789\"]}}\n    paths:\n      - path: ${API_PREFIX}/public$\n        backend: {service: {auth: {enabled: false}}}\n";
+    let engine = Engine::from_text(yaml, "test.yaml", &env).expect("valid");
+    let explain = |url: &str, token: Option<&str>| {
+        let headers = token
+            .map(|t| [("authorization".to_string(), format!("Bearer {t}"))].into())
+            .unwrap_or_default();
+        ingress_authz::explain::explain_url(&engine, url, &headers).expect("explains")
+    };
+    let expanded = explain("http://app.example.com/api/v2/public", None);
+    assert_eq!(expanded.path_rule, "rules[0].paths[0]", "{}", expanded.text);
+    assert!(expanded.allowed, "{}", expanded.text);
+    assert!(
+        expanded
+            .text
+            .contains("(`/api/v2/public$` matches as a prefix)"),
+        "{}",
+        expanded.text
+    );
+    let anchored = explain("http://app.example.com/api/v2/public/more", None);
+    assert_eq!(anchored.path_rule, "", "`$` anchors: {}", anchored.text);
+    assert_eq!(anchored.status, 401, "{}", anchored.text);
+    let literal = explain(
+        "http://app.example.com/x",
+        Some("t-${API_PREFIX}-0123456789"),
+    );
+    assert!(
+        literal.allowed,
+        "the escaped token is literal: {}",
+        literal.text
+    );
+    let expanded_token = explain("http://app.example.com/x", Some("t-/api/v2-0123456789"));
+    assert!(!expanded_token.allowed, "{}", expanded_token.text);
+
+    let unset = all_errors(
+        "rules:\n  - host: a.example.com\n    paths:\n      - path: ${NO_SUCH_PREFIX}/x\n",
+        &env,
+    );
+    assert_eq!(
+        unset,
+        [
+            "line 4:9: rules[0].paths[0].path: environment variable `NO_SUCH_PREFIX` is not set (use ${NO_SUCH_PREFIX:-default} for a default)"
+        ]
+    );
+}

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::jwks::Jwks;
-use super::providers::{HttpError, ProviderHttp};
+use super::providers::{HttpError, ProviderHttp, loggable};
 use super::wire::Lenient;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -156,7 +156,11 @@ impl Discovery {
             }
             Err(e) => {
                 attempts.next_allowed = Some(crate::clock::now() + attempts.backoff);
-                tracing::warn!(issuer = %self.issuer, error = %e, retry_in = ?attempts.backoff, "OpenID discovery failed");
+                let url = self
+                    .document_url()
+                    .map(|u| loggable(&u))
+                    .unwrap_or_default();
+                tracing::warn!(url = %url, error = %e, retry_in = ?attempts.backoff, "OpenID discovery failed");
                 attempts.backoff = (attempts.backoff * 2).min(MAX_BACKOFF);
                 Err(e)
             }
@@ -173,10 +177,14 @@ impl Discovery {
         }
     }
 
+    /// `{issuer}/.well-known/openid-configuration`.
+    fn document_url(&self) -> Result<Url, DiscoveryError> {
+        Url::parse(&format!("{}/.well-known/openid-configuration", self.issuer))
+            .map_err(DiscoveryError::InvalidIssuer)
+    }
+
     async fn fetch(&self, http: &ProviderHttp) -> Result<Metadata, DiscoveryError> {
-        let url = Url::parse(&format!("{}/.well-known/openid-configuration", self.issuer))
-            .map_err(DiscoveryError::InvalidIssuer)?;
-        let doc: Document = http.get_json(&url).await?;
+        let doc: Document = http.get_json(&self.document_url()?).await?;
         let issuer = doc.issuer.text().to_string();
         // Microsoft's multi-tenant endpoints (common, organizations,
         // consumers) publish a template; tokens carry the tenant's own issuer.

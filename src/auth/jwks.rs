@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use super::providers::{HttpError, ProviderHttp};
+use super::providers::{HttpError, ProviderHttp, loggable};
 use super::wire::Lenient;
 
 /// At most one fetch per JWKS URL per window, however many unknown kids arrive.
@@ -228,6 +228,10 @@ impl Jwks {
             }
             Err(e) => {
                 attempts.last_failure = Some(crate::clock::now());
+                // Logged here, the one place every fetch goes through
+                // (discovery's, an unknown kid's, the background one's);
+                // failures are at most one per RETRY_AFTER_FAILURE.
+                tracing::warn!(url = %loggable(&self.url), error = %e, "JWKS fetch failed");
                 Err(e)
             }
         }

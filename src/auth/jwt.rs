@@ -150,7 +150,10 @@ fn at(loc: &Loc) -> impl FnOnce(KeyError) -> Vec<Diagnostic> + '_ {
 impl Jwt {
     pub fn build(spec: &JwtSpec, policy_claims: Arc<[String]>) -> Result<Self, Vec<Diagnostic>> {
         let Some((key_spec, key_loc)) = &spec.key else {
-            return Err(vec![Diagnostic::at(&spec.loc, "jwt needs a key")]);
+            return Err(vec![Diagnostic::at(
+                &spec.loc,
+                crate::config::spec::JWT_NEEDS_KEY,
+            )]);
         };
         let (configured, algorithms_loc) = match &spec.algorithms {
             Some((algs, loc)) => (Some(algs.as_slice()), loc),

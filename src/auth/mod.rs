@@ -126,9 +126,8 @@ impl Fetcher {
                 }
             }
             Self::Jwks(j) => {
-                if let Err(e) = j.refresh(http).await {
-                    tracing::warn!(url = %j.url(), error = %e, "JWKS fetch failed");
-                }
+                // A failure is logged by the refresh itself.
+                let _ = j.refresh(http).await;
             }
         }
     }

@@ -301,11 +301,19 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 #[error("environment variable `{0}` is not set (use ${{{0}:-default}} for a default)")]
 pub(super) struct UnsetVar(String);
 
-/// Replaces `${NAME}` and `${NAME:-default}`; other `$` text is kept.
+/// Replaces `${NAME}` and `${NAME:-default}`; `$${` is a literal `${`;
+/// any other `$` is kept (regex anchors such as `^/api$`, bcrypt hashes).
 pub(super) fn expand_env(input: &str, env: EnvLookup<'_>) -> Result<String, UnsetVar> {
     let mut out = String::with_capacity(input.len());
     let mut rest = input;
     while let Some(start) = rest.find("${") {
+        if rest[..start].ends_with('$') {
+            // `$${`: the escape, kept as `${` without expansion.
+            out.push_str(&rest[..start - 1]);
+            out.push_str("${");
+            rest = &rest[start + 2..];
+            continue;
+        }
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let Some(end) = after.find('}') else {
@@ -359,6 +367,12 @@ mod tests {
             ("${host.1}", "${host.1}"),
             ("$HOME", "$HOME"),
             ("${unterminated", "${unterminated"),
+            ("$${SET}", "${SET}"),
+            ("$${UNSET}", "${UNSET}"),
+            ("^/api$", "^/api$"),
+            ("/a$$", "/a$$"),
+            ("$$$${SET}", "$$${SET}"),
+            ("pa$$word-${SET}", "pa$$word-value"),
         ];
         for (input, want) in cases {
             assert_eq!(expand_env(input, &env).unwrap(), want, "{input}");

@@ -205,6 +205,11 @@ pub enum JwtKeySpec {
     JwksUrl(url::Url),
 }
 
+/// A jwt block without a key; the walk and the build say it in one text,
+/// so that the load lists it once.
+pub const JWT_NEEDS_KEY: &str =
+    "jwt needs a key: `secret`, `jwt.secret`, `jwt.public_key` or `jwt.jwks_url`";
+
 #[derive(Debug)]
 pub struct JwtSpec {
     pub loc: Loc,

@@ -182,11 +182,13 @@ fn socket_addr(w: &mut Walker<'_>, f: &mut Fields<'_>, key: &'static str) -> Opt
 fn session(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<SessionSpec> {
     let mut f = w.fields(node, loc)?;
     let mut secrets = Vec::new();
+    // A secret that is there but unusable (short, an unset `${VAR}`, an
+    // unreadable file) is reported where it is, not as a missing key.
+    let reported = w.diags.errors.len();
     if let Some((n, l)) = f.take("secret") {
         for (s, sl) in w.string_list(n, &l) {
             if s.len() < 32 {
-                w.diags
-                    .error(&sl, "session secret must be at least 32 bytes");
+                w.diags.error(&sl, too_short("the session secret", s.len()));
             } else {
                 secrets.push(crate::secret::Secret::new(s));
             }
@@ -201,7 +203,7 @@ fn session(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<SessionSpec> {
                 for line in text.lines().map(str::trim).filter(|s| !s.is_empty()) {
                     if line.len() < 32 {
                         w.diags
-                            .error(&l, "a session secret in the file is shorter than 32 bytes");
+                            .error(&l, too_short("a session secret in the file", line.len()));
                     } else {
                         secrets.push(crate::secret::Secret::new(line.to_string()));
                     }
@@ -209,6 +211,10 @@ fn session(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<SessionSpec> {
             }
             Err(e) => w.diags.error(&l, format!("cannot read `{path}`: {e}")),
         }
+    }
+    if secrets.is_empty() && w.diags.errors.len() == reported {
+        w.diags
+            .error(&f.loc, "session needs `secret` or `secret_file`");
     }
     let cookie_name = match f.take("cookie_name") {
         Some((n, l)) => w.non_empty(n, &l).unwrap_or_default(),
@@ -229,10 +235,6 @@ fn session(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<SessionSpec> {
         None => std::time::Duration::from_secs(24 * 3600),
     };
     let cookie_domain = super::walk_upstream::cookie_domain(w, &mut f);
-    if secrets.is_empty() {
-        w.diags
-            .error(&f.loc, "session needs `secret` or `secret_file`");
-    }
     f.finish(w, &[]);
     Some(SessionSpec {
         secrets,
@@ -242,25 +244,32 @@ fn session(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<SessionSpec> {
     })
 }
 
-/// A string field every entry must have, and where it is (the entry's
-/// location when it is missing, reported with `missing`). `expand`: `${VAR}`
-/// expansion and non-empty, else taken as written.
+/// What is wrong with a short session secret: its length, never its value.
+fn too_short(what: &str, len: usize) -> String {
+    format!(
+        "{what} is {len} bytes long; it must be at least 32 bytes (e.g. `openssl rand -hex 32`)"
+    )
+}
+
+/// A string field every entry must have, with `${VAR}` expanded, and where
+/// it is (the entry's location when it is missing, reported with
+/// `missing`). `non_empty`: an empty value is an error too.
 fn required_string(
     w: &mut Walker<'_>,
     f: &mut Fields<'_>,
     key: &'static str,
     loc: &Loc,
     missing: &str,
-    expand: bool,
+    non_empty: bool,
 ) -> (String, Loc) {
     let Some((n, l)) = f.take(key) else {
         w.diags.error(loc, missing);
         return (String::new(), loc.clone());
     };
-    let value = if expand {
+    let value = if non_empty {
         w.non_empty(n, &l)
     } else {
-        w.raw_string(n, &l)
+        w.string(n, &l)
     };
     (value.unwrap_or_default(), l)
 }

@@ -255,13 +255,13 @@ fn jwt(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<JwtSpec> {
         }
     }
     match keys.len() {
-        0 => w.diags.error(
-            &spec.loc,
-            "jwt needs a key: `secret`, `jwt.secret`, `jwt.public_key` or `jwt.jwks_url`",
-        ),
+        0 => w.diags.error(&spec.loc, JWT_NEEDS_KEY),
         1 => spec.key = keys.pop(),
         _ => {
-            for (_, l) in &keys[1..] {
+            // The config is invalid already; the first key keeps the
+            // build from reporting a missing one as well.
+            spec.key = Some(keys.remove(0));
+            for (_, l) in &keys {
                 w.diags
                     .error(l, "jwt takes exactly one key: `secret`, `jwt.secret`, `jwt.public_key` or `jwt.jwks_url`");
             }

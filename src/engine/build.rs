@@ -51,7 +51,13 @@ impl Engine {
                 errors,
             }),
             Err(more) => {
-                errors.extend(more);
+                // What the walk reported, the build may find again (a jwt
+                // without a key): each problem is listed once.
+                for e in more {
+                    if !errors.contains(&e) {
+                        errors.push(e);
+                    }
+                }
                 errors.sort_by_key(|e| (e.loc.mark.line, e.loc.mark.col));
                 Err(ConfigError::Invalid {
                     file: file.to_string(),

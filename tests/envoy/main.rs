@@ -13,6 +13,7 @@
 mod common;
 
 mod auth;
+mod cli;
 mod headers;
 mod hostile;
 mod identity_headers;

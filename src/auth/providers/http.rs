@@ -9,13 +9,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-/// Why a provider call failed. Never carries the URL (whose query may hold
-/// a code) nor any part of the body (which may hold a token).
+/// Why a provider call failed, with the cause an operator needs (refused,
+/// DNS, TLS, timeout, status, not JSON). Never carries the URL (callers log
+/// it through [`loggable`], which drops its query) nor any part of the body
+/// (which may hold a token).
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     /// No answer (or no whole body) within the client's timeout.
-    #[error("timed out")]
-    Timeout,
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
     /// The provider answered with a status outside 2xx.
     #[error("HTTP {0}")]
     Status(u16),
@@ -23,27 +25,61 @@ pub enum HttpError {
     #[error("response larger than 1 MiB")]
     TooLarge,
     /// The body is not JSON, or not JSON of the shape the caller expects.
-    #[error("response is not JSON of the expected shape")]
-    NotJson,
-    /// Connecting, sending or reading failed (the error has its URL removed).
+    #[error("response is {what} (content-type {content_type})")]
+    NotJson {
+        /// `not JSON` or `JSON of another shape`: never the parser's
+        /// message, which quotes the body.
+        what: &'static str,
+        content_type: String,
+    },
+    /// Connecting, sending or reading failed: the causes, outermost first
+    /// (`tcp connect error: Connection refused (os error 111)`), without
+    /// the URL.
     #[error("request failed: {0}")]
-    Transport(#[source] reqwest::Error),
+    Transport(String),
 }
 
-impl From<reqwest::Error> for HttpError {
-    fn from(e: reqwest::Error) -> Self {
+impl HttpError {
+    fn from_reqwest(e: reqwest::Error, timeout: Duration) -> Self {
         if e.is_timeout() {
-            Self::Timeout
+            Self::Timeout(timeout)
         } else {
-            Self::Transport(e.without_url())
+            Self::Transport(causes(&e.without_url()))
         }
     }
+}
+
+/// An error and its sources, outermost first, each text once (hyper and
+/// reqwest repeat their inner error in their own message at times).
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
+}
+
+/// A provider URL as logs may show it: issuer endpoints are public, but a
+/// configured one may carry credentials in its userinfo or query.
+pub fn loggable(url: &Url) -> String {
+    let mut shown = url.clone();
+    shown.set_query(None);
+    shown.set_fragment(None);
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.to_string()
 }
 
 /// The HTTP client for provider calls.
 #[derive(Clone, Debug)]
 pub struct ProviderHttp {
     client: reqwest::Client,
+    timeout: Duration,
 }
 
 /// The largest provider answer read.
@@ -67,7 +103,7 @@ impl ProviderHttp {
             .user_agent(concat!("ingress-authz/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("an HTTP client with a TLS provider installed");
-        Self { client }
+        Self { client, timeout }
     }
 
     /// GET a JSON document (discovery, JWKS).
@@ -113,10 +149,23 @@ impl ProviderHttp {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, HttpError> {
-        let mut response = request.header("accept", "application/json").send().await?;
+        let failed = |e| HttpError::from_reqwest(e, self.timeout);
+        let mut response = request
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(failed)?;
         let status = response.status();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .chars()
+            .take(100)
+            .collect::<String>();
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await? {
+        while let Some(chunk) = response.chunk().await.map_err(failed)? {
             if body.len() + chunk.len() > MAX_RESPONSE {
                 return Err(HttpError::TooLarge);
             }
@@ -125,6 +174,12 @@ impl ProviderHttp {
         if !status.is_success() {
             return Err(HttpError::Status(status.as_u16()));
         }
-        serde_json::from_slice(&body).map_err(|_| HttpError::NotJson)
+        serde_json::from_slice(&body).map_err(|e| HttpError::NotJson {
+            what: match e.classify() {
+                serde_json::error::Category::Data => "JSON of another shape",
+                _ => "not JSON",
+            },
+            content_type,
+        })
     }
 }

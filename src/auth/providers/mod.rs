@@ -10,6 +10,6 @@ mod profiles;
 mod table;
 
 pub use endpoints::Provider;
-pub use http::{HttpError, MAX_RESPONSE, ProviderHttp};
+pub use http::{HttpError, MAX_RESPONSE, ProviderHttp, loggable};
 pub use login::CodeExchange;
 pub use table::{Descriptor, EmailTrust, GroupSource, Kind, PROVIDERS, is_multi_tenant};
