@@ -84,6 +84,14 @@ pub fn explain_request(engine: &Engine, req: &RequestView<'_>) -> Explanation {
         .kind
         .map(|k| k.as_str().to_string())
         .unwrap_or_default();
+    // Of several methods, the one whose answer this is.
+    if let (Some(kind), Some(p)) = (
+        decision.kind,
+        decision.route.and_then(|r| engine.protected(r)),
+    ) && p.methods.len() > 1
+    {
+        let _ = writeln!(ex.text, "method:   {} decided", kind.as_str());
+    }
     match &decision.verdict {
         Verdict::Allow {
             would_deny: Some((status, would)),
@@ -180,11 +188,17 @@ fn describe(out: &mut String, route: &Route) {
             writeln!(out, "auth:     none: {}{inherited}", reason.describe())
         }
         RouteAuth::Protected(p) => {
-            let _ = writeln!(
-                out,
-                "auth:     {}{inherited}",
-                p.authenticator.kind().as_str()
-            );
+            let _ = writeln!(out, "auth:     {}{inherited}", p.methods.describe());
+            for m in p.methods.iter() {
+                if let Some(allow) = &m.allow {
+                    let _ = writeln!(
+                        out,
+                        "policy:   {} identities also: {}",
+                        m.kind().as_str(),
+                        allow.describe()
+                    );
+                }
+            }
             match &p.allow {
                 Some(allow) => writeln!(out, "policy:   {}", allow.describe()),
                 None => writeln!(out, "policy:   none: any verified identity passes"),

@@ -39,15 +39,24 @@ fn assert_error(yaml: &str, needle: &str) {
 fn typo_in_type_is_an_error_naming_the_line() {
     let yaml = with_auth("  tpye: basic\n  basic:\n    users:\n      - {username: a, password: b}");
     let errs = errors(&yaml);
-    assert_eq!(errs.len(), 1, "{errs:#?}");
-    assert!(errs[0].starts_with("line 6:"), "{}", errs[0]);
-    assert!(
-        errs[0].contains("rules[0].backend.service.auth.tpye"),
-        "{}",
-        errs[0]
+    // The block without its `type` would serve the route open: an error of
+    // its own, beside the typo's.
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert_eq!(
+        errs[0],
+        format!("line 5:9: rules[0].backend.service.auth: {NO_TYPE}")
     );
-    assert!(errs[0].contains("did you mean `type`"), "{}", errs[0]);
+    assert!(errs[1].starts_with("line 6:"), "{}", errs[1]);
+    assert!(
+        errs[1].contains("rules[0].backend.service.auth.tpye"),
+        "{}",
+        errs[1]
+    );
+    assert!(errs[1].contains("did you mean `type`"), "{}", errs[1]);
 }
+
+/// The error of an `auth` block with settings but no `type`.
+const NO_TYPE: &str = "`auth` has settings but no `type`, so it would authenticate no one: name the method (`type`: one of basic, bearer, jwt, oauth2, oidc), or write `enabled: false` to leave the route open";
 
 #[test]
 fn validation_error_table() {

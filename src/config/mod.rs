@@ -9,6 +9,7 @@ mod walk;
 mod walk_allow;
 mod walk_auth;
 mod walk_login;
+mod walk_methods;
 pub mod yaml;
 
 pub use error::{ConfigError, Diagnostic, Loc};
