@@ -800,3 +800,63 @@ fn require_exp_false_makes_exp_optional_never_ignored() {
         "an exp that is present and passed"
     );
 }
+
+/// `type: [bearer, basic]`: explain, metrics and the deciding kind name the
+/// method whose answer it is; a basic credential's failures still count
+/// per user on the route.
+#[test]
+fn several_methods_say_which_decided_and_basic_failures_count_per_user() {
+    let e = engine(
+        "authz:\n  login_throttle: {max_failures: 100, max_failures_per_user: 2}\nrules:\n  - host: a.example.com\n    backend:\n      service:\n        auth:\n          type: [bearer, basic]\n          bearer: {tokens: [{name: ci, token: ci-token-123}], allow: {users: [ci]}}\n          basic: {users: [{username: alice, password: alice-secret-pw}]}\n",
+    );
+    let explain = |auth: String| {
+        let headers: HashMap<String, String> = [("authorization".to_string(), auth)].into();
+        ingress_authz::explain::explain_url(&e, "http://a.example.com/x", &headers).unwrap()
+    };
+    let ex = explain("Bearer ci-token-123".into());
+    assert_eq!((ex.status, ex.auth_type.as_str()), (200, "bearer"));
+    assert!(ex.text.contains("auth:     bearer, basic\n"), "{}", ex.text);
+    assert!(
+        ex.text
+            .contains("policy:   bearer identities also: users any of [ci]\n"),
+        "{}",
+        ex.text
+    );
+    assert!(
+        ex.text.contains("method:   bearer decided\n"),
+        "{}",
+        ex.text
+    );
+    let ex = explain(basic("alice", "alice-secret-pw"));
+    assert_eq!((ex.status, ex.auth_type.as_str()), (200, "basic"));
+    assert!(ex.text.contains("method:   basic decided\n"), "{}", ex.text);
+
+    let wrong = decide(&e, "a.example.com", "/x", Some("Bearer nope"));
+    assert_eq!(
+        (wrong.status, wrong.challenge.as_deref()),
+        (
+            401,
+            Some("Bearer error=\"invalid_token\", Basic realm=\"Restricted\", charset=\"UTF-8\"")
+        )
+    );
+    for _ in 0..2 {
+        let d = decide(&e, "a.example.com", "/x", Some(&basic("alice", "wrong")));
+        assert_eq!((d.status, d.reason), (401, "invalid_credentials"));
+    }
+    let d = decide(
+        &e,
+        "a.example.com",
+        "/x",
+        Some(&basic("alice", "alice-secret-pw")),
+    );
+    assert_eq!(
+        (d.status, d.reason),
+        (429, "throttled"),
+        "alice's guesses counted on the route, so her right password waits too"
+    );
+    let d = decide(&e, "a.example.com", "/x", Some("Bearer ci-token-123"));
+    assert_eq!(
+        d.status, 200,
+        "the per-user limit is alice's, not the route's"
+    );
+}

@@ -16,6 +16,7 @@ mod auth;
 mod headers;
 mod hostile;
 mod idp;
+mod methods;
 mod oauth2;
 mod oidc;
 mod ops;
