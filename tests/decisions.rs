@@ -860,3 +860,44 @@ fn several_methods_say_which_decided_and_basic_failures_count_per_user() {
         "the per-user limit is alice's, not the route's"
     );
 }
+
+/// `[oauth2, bearer]`: a navigation without a credential logs in; one with
+/// a bearer header, even a malformed one, gets the bearer methods' 401.
+#[test]
+fn a_navigation_with_a_bearer_header_is_never_sent_to_log_in() {
+    let e = engine(
+        "authz:\n  session: {secret: decisions-session-secret-0123456789abcdef}\nrules:\n  - host: a.example.com\n    backend:\n      service:\n        auth:\n          type: [oauth2, bearer]\n          oauth2: {provider: github, client_id: c, client_secret: s}\n          bearer: {tokens: [t-123]}\n          allow: {users: [someone]}\n",
+    );
+    let navigate = |auth: Option<&str>| {
+        let mut headers: HashMap<String, String> = [
+            ("accept".to_string(), "text/html".to_string()),
+            ("sec-fetch-mode".to_string(), "navigate".to_string()),
+        ]
+        .into();
+        if let Some(a) = auth {
+            headers.insert("authorization".into(), a.into());
+        }
+        let req = RequestView {
+            host: "a.example.com",
+            path: "/",
+            method: "GET",
+            scheme: "https",
+            headers: &headers,
+            client: None,
+        };
+        let d = e.decide_inline(&req);
+        let kind = d.kind.map(|k| k.as_str());
+        let denial = d.denial().cloned().expect("a denial");
+        (denial.status.code(), denial.reason.code(), kind)
+    };
+    assert_eq!(navigate(None), (302, "login_redirect", Some("oauth2")));
+    for header in ["Bearer wrong", "Bearer a b", "Bearer", "bearer x, Bearer y"] {
+        let (status, _, kind) = navigate(Some(header));
+        assert_eq!((status, kind), (401, Some("bearer")), "{header}");
+    }
+    // A scheme no listed method takes counts as no credential.
+    assert_eq!(
+        navigate(Some("Basic YTpi")),
+        (302, "login_redirect", Some("oauth2"))
+    );
+}

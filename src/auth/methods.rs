@@ -162,13 +162,19 @@ impl Methods {
         {
             return (session, result);
         }
+        // By the scheme alone: a malformed or doubled `Bearer` header is
+        // that method's 401, not a credential-less request to log in.
+        let scheme = req
+            .header("authorization")
+            .and_then(|v| v.split_whitespace().next());
+        let is = |name: &str| scheme.is_some_and(|s| s.eq_ignore_ascii_case(name));
         if let Some(basic) = self.basic()
-            && req.authorization("basic").is_some()
+            && is("basic")
         {
             let result = basic.authenticator.authenticate(req, route);
             return (basic, self.with_challenge(result, self.missing.as_deref()));
         }
-        if !self.bearers.is_empty() && req.authorization("bearer").is_some() {
+        if !self.bearers.is_empty() && is("bearer") {
             return self.bearer(req);
         }
         // No credential any listed method takes.
