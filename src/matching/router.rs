@@ -13,7 +13,7 @@ use crate::policy::Policy;
 /// Why a route needs no authentication.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpenReason {
-    /// No `auth` block (or one without `type`).
+    /// No `auth` block, or an empty one (`auth: {}`).
     NotConfigured,
     /// `auth.enabled: false`.
     Disabled,
