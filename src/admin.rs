@@ -57,7 +57,7 @@ pub fn check_token(shared: &Shared, request: Request<()>) -> Result<Request<()>,
 fn auth_summary(route: &Route) -> String {
     match &route.policy {
         RouteAuth::Open(reason) => format!("none: {}", reason.describe()),
-        RouteAuth::Protected(p) => p.authenticator.kind().as_str().to_string(),
+        RouteAuth::Protected(p) => p.methods.describe(),
     }
 }
 

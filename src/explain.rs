@@ -121,6 +121,14 @@ pub fn explain_with(engine: &Engine, req: &RequestView<'_>, fetched: Fetched) ->
         .kind
         .map(|k| k.as_str().to_string())
         .unwrap_or_default();
+    // Of several methods, the one whose answer this is.
+    if let (Some(kind), Some(p)) = (
+        decision.kind,
+        decision.route.and_then(|r| engine.protected(r)),
+    ) && p.methods.len() > 1
+    {
+        let _ = writeln!(ex.text, "method:   {} decided", kind.as_str());
+    }
     match &decision.verdict {
         Verdict::Allow {
             would_deny: Some((status, would)),
@@ -168,7 +176,12 @@ pub fn explain_with(engine: &Engine, req: &RequestView<'_>, fetched: Fetched) ->
 fn offline(ex: &mut Explanation, engine: &Engine, route: RouteId, req: &RequestView<'_>) {
     let login_mode = engine
         .protected(route)
-        .is_some_and(|p| matches!(&p.authenticator, Authenticator::Oidc(o) if o.client.is_some()));
+        .and_then(|p| {
+            p.methods
+                .session()
+                .map(|m| matches!(&m.authenticator, Authenticator::Oidc(_)))
+        })
+        .unwrap_or(false);
     let out = &mut ex.text;
     let (status, reason) = if login_mode && req.is_navigation() {
         (302, Reason::LoginRedirect)
@@ -263,11 +276,17 @@ fn describe(out: &mut String, route: &Route) {
             writeln!(out, "auth:     none: {}{inherited}", reason.describe())
         }
         RouteAuth::Protected(p) => {
-            let _ = writeln!(
-                out,
-                "auth:     {}{inherited}",
-                p.authenticator.kind().as_str()
-            );
+            let _ = writeln!(out, "auth:     {}{inherited}", p.methods.describe());
+            for m in p.methods.iter() {
+                if let Some(allow) = &m.allow {
+                    let _ = writeln!(
+                        out,
+                        "policy:   {} identities also: {}",
+                        m.kind().as_str(),
+                        allow.describe()
+                    );
+                }
+            }
             match &p.allow {
                 Some(allow) => writeln!(out, "policy:   {}", allow.describe()),
                 None => writeln!(out, "policy:   none: any verified identity passes"),

@@ -172,8 +172,10 @@ impl IdentityHeaders {
 /// A service backend's auth, when it is on.
 fn auth_of(backend: &BackendSpec) -> Option<&AuthSpec> {
     let auth = backend.auth.as_ref()?;
-    (backend.kind == BackendKind::Service && auth.enabled != Some(false) && auth.method.is_some())
-        .then_some(auth)
+    (backend.kind == BackendKind::Service
+        && auth.enabled != Some(false)
+        && !auth.methods.is_empty())
+    .then_some(auth)
 }
 
 /// A fact as a header value, or None when it cannot be one as it is: empty,

@@ -63,7 +63,7 @@ impl CheckService {
                 // only briefly, so a hanging provider gets our 503 before
                 // Envoy's ext_authz timeout gives its own.
                 Pending::FetchKeys => {
-                    if let Some(fetcher) = engine.fetcher_for(route) {
+                    if let Some(fetcher) = engine.fetcher_for(route, decision.kind) {
                         let http = self.shared.http.clone();
                         let fetch = tokio::spawn(async move { fetcher.run(&http).await });
                         let _ = tokio::time::timeout(FETCH_WAIT, fetch).await;
@@ -130,7 +130,9 @@ impl CheckService {
         route: RouteId,
         req: &RequestView<'_>,
     ) -> Result<bool, crate::hashing::HashError> {
-        match engine.protected(route).as_deref().map(|p| &p.authenticator) {
+        let protected = engine.protected(route);
+        let basic = protected.as_deref().and_then(|p| p.methods.basic());
+        match basic.map(|m| &m.authenticator) {
             Some(Authenticator::Basic(basic)) => basic.verify_on(&engine.hash_pool, req).await,
             _ => Ok(false),
         }
@@ -153,9 +155,9 @@ impl CheckService {
         let http = self.shared.http.clone();
         let old = value.to_string();
         let task = tokio::spawn(async move {
-            match &protected.authenticator {
-                Authenticator::Oidc(o) => o.refresh_session(&http, &old, scheme).await,
-                Authenticator::OAuth2(o) => o.refresh_session(&http, &old, scheme).await,
+            match protected.methods.session().map(|m| &m.authenticator) {
+                Some(Authenticator::Oidc(o)) => o.refresh_session(&http, &old, scheme).await,
+                Some(Authenticator::OAuth2(o)) => o.refresh_session(&http, &old, scheme).await,
                 _ => None,
             }
         });
@@ -202,7 +204,9 @@ impl CheckService {
         engine
             .protected(route)
             .and_then(|p| {
-                p.authenticator
+                p.methods
+                    .session()?
+                    .authenticator
                     .login_client()
                     .and_then(|c| c.reissue(value))
             })

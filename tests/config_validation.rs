@@ -39,15 +39,24 @@ fn assert_error(yaml: &str, needle: &str) {
 fn typo_in_type_is_an_error_naming_the_line() {
     let yaml = with_auth("  tpye: basic\n  basic:\n    users:\n      - {username: a, password: b}");
     let errs = errors(&yaml);
-    assert_eq!(errs.len(), 1, "{errs:#?}");
-    assert!(errs[0].starts_with("line 6:"), "{}", errs[0]);
-    assert!(
-        errs[0].contains("rules[0].backend.service.auth.tpye"),
-        "{}",
-        errs[0]
+    // The block without its `type` would serve the route open: an error of
+    // its own, beside the typo's.
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert_eq!(
+        errs[0],
+        format!("line 5:9: rules[0].backend.service.auth: {NO_TYPE}")
     );
-    assert!(errs[0].contains("did you mean `type`"), "{}", errs[0]);
+    assert!(errs[1].starts_with("line 6:"), "{}", errs[1]);
+    assert!(
+        errs[1].contains("rules[0].backend.service.auth.tpye"),
+        "{}",
+        errs[1]
+    );
+    assert!(errs[1].contains("did you mean `type`"), "{}", errs[1]);
 }
+
+/// The error of an `auth` block with settings but no `type`.
+const NO_TYPE: &str = "`auth` has settings but no `type`, so it would authenticate no one: name the method (`type`: one of basic, bearer, jwt, oauth2, oidc), or write `enabled: false` to leave the route open";
 
 #[test]
 fn validation_error_table() {
@@ -832,6 +841,124 @@ fn paths_expand_variables_and_keep_regex_anchors() {
         unset,
         [
             "line 4:9: rules[0].paths[0].path: environment variable `NO_SUCH_PREFIX` is not set (use ${NO_SUCH_PREFIX:-default} for a default)"
+        ]
+    );
+}
+
+/// Login mode of oidc (a login method) at a fake issuer.
+const OIDC_LOGIN: &str =
+    "  oidc:\n    issuer: https://idp.example.com\n    client_id: app\n    client_secret: s";
+const BEARER_BLOCK: &str = "  bearer:\n    tokens: [t-123]";
+
+/// The errors of an auth block, exactly.
+#[track_caller]
+fn assert_errors(auth: &str, want: &[&str]) {
+    assert_eq!(errors(&with_auth(auth)), want, "{auth}");
+}
+
+#[test]
+fn a_type_list_names_each_method_once_and_at_most_one_login() {
+    let types = "rules[0].backend.service.auth.type";
+    assert_errors(
+        &format!("  type: [bearer, jwt, bearer]\n  secret: s\n{BEARER_BLOCK}"),
+        &[&format!(
+            "line 6:31: {types}[2]: `type` lists bearer twice; each method appears once"
+        )],
+    );
+    assert_errors(
+        &format!("  type: [bearer, ldap]\n{BEARER_BLOCK}"),
+        &[&format!(
+            "line 6:26: {types}[1]: unknown auth type \"ldap\"; expected one of basic, bearer, jwt, oauth2, oidc"
+        )],
+    );
+    assert_errors(
+        "  type: []",
+        &[&format!(
+            "line 6:11: {types}: `type` is an empty list; name one or more of basic, bearer, jwt, oauth2, oidc"
+        )],
+    );
+    assert_errors(
+        &format!(
+            "  type: [oauth2, oidc]\n{}\n{OIDC_LOGIN}\n  allow:\n    users: [a]",
+            GITHUB.replacen("  type: oauth2\n", "", 1)
+        ),
+        &[&format!(
+            "line 6:26: {types}[1]: `type` lists two login methods (oauth2 and oidc); a route has at most one (oauth2, or oidc with `client_id`)"
+        )],
+    );
+    // Controls: a login method with bearer-style ones, and a list of one.
+    for auth in [
+        format!(
+            "  type: [oidc, bearer, jwt, basic]\n  secret: s\n{OIDC_LOGIN}\n{BEARER_BLOCK}\n  basic:\n    users:\n      - {{username: a, password: b}}\n  allow:\n    users: [a]"
+        ),
+        format!("  type: [bearer]\n{BEARER_BLOCK}"),
+    ] {
+        assert_errors(&auth, &[]);
+    }
+}
+
+/// An auth-level condition must suit every listed method; in a method's
+/// own block it judges that method's identities only.
+#[test]
+fn a_shared_condition_must_suit_every_listed_method() {
+    assert_errors(
+        &format!(
+            "  type: [oidc, bearer]\n{OIDC_LOGIN}\n{BEARER_BLOCK}\n  allow:\n    emails: [a@example.com]"
+        ),
+        &[
+            "line 14:13: rules[0].backend.service.auth.allow.emails: type bearer (listed in `type`) cannot check `emails`; it can check: users; a condition for some of the listed methods belongs in their own block (`<type>: {allow: ...}`)",
+        ],
+    );
+    assert_errors(
+        &format!(
+            "  type: [oidc, bearer]\n{OIDC_LOGIN}\n    allow:\n      emails: [a@example.com]\n{BEARER_BLOCK}\n    allow:\n      users: [ci]"
+        ),
+        &[],
+    );
+    assert_errors(
+        &format!(
+            "  type: [oidc, bearer]\n{OIDC_LOGIN}\n{BEARER_BLOCK}\n    allow:\n      emails: [a@example.com]"
+        ),
+        &[
+            "line 14:15: rules[0].backend.service.auth.bearer.allow.emails: type bearer cannot check `emails`; it can check: users",
+        ],
+    );
+}
+
+#[test]
+fn auth_settings_without_a_type_are_an_error_unless_disabled() {
+    let at = "line 5:9: rules[0].backend.service.auth";
+    for auth in [
+        BEARER_BLOCK.to_owned(),
+        "  secret: s".to_owned(),
+        "  allow:\n    users: [a]".to_owned(),
+        "  report_only: true".to_owned(),
+        OIDC_LOGIN.to_owned(),
+    ] {
+        assert_errors(&auth, &[&format!("{at}: {NO_TYPE}")]);
+    }
+    // Said out loud: the route is open, and the blocks are kept.
+    let yaml = with_auth(&format!(
+        "  enabled: false\n{BEARER_BLOCK}\n  allow:\n    users: [a]"
+    ));
+    let engine =
+        Engine::from_text(&yaml, "test.yaml", &env).expect("enabled: false with blocks loads");
+    let warnings: Vec<String> = engine.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        warnings,
+        ["line 7:11: rules[0].backend.service.auth.bearer: ignored: has no effect without `type`"]
+    );
+}
+
+#[test]
+fn an_empty_auth_on_a_path_under_an_authenticated_rule_is_warned() {
+    let yaml = "rules:\n  - host: a.example.com\n    backend:\n      service:\n        auth: {type: bearer, bearer: {tokens: [t-123]}}\n    paths:\n      - path: /open/\n        backend: {service: {auth: {}}}\n      - path: /inherits/\n        backend: {service: {name: app}}\n";
+    let engine = Engine::from_text(yaml, "test.yaml", &env).expect("valid");
+    let warnings: Vec<String> = engine.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        warnings,
+        [
+            "line 8:29: rules[0].paths[0].backend.service.auth: an empty `auth` opens this path: a path with its own `auth` does not inherit the rule's; remove it to inherit the rule's auth, or write `enabled: false` to say the path is public"
         ]
     );
 }

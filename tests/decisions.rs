@@ -800,3 +800,104 @@ fn require_exp_false_makes_exp_optional_never_ignored() {
         "an exp that is present and passed"
     );
 }
+
+/// `type: [bearer, basic]`: explain, metrics and the deciding kind name the
+/// method whose answer it is; a basic credential's failures still count
+/// per user on the route.
+#[test]
+fn several_methods_say_which_decided_and_basic_failures_count_per_user() {
+    let e = engine(
+        "authz:\n  login_throttle: {max_failures: 100, max_failures_per_user: 2}\nrules:\n  - host: a.example.com\n    backend:\n      service:\n        auth:\n          type: [bearer, basic]\n          bearer: {tokens: [{name: ci, token: ci-token-123}], allow: {users: [ci]}}\n          basic: {users: [{username: alice, password: alice-secret-pw}]}\n",
+    );
+    let explain = |auth: String| {
+        let headers: HashMap<String, String> = [("authorization".to_string(), auth)].into();
+        ingress_authz::explain::explain_url(&e, "http://a.example.com/x", &headers).unwrap()
+    };
+    let ex = explain("Bearer ci-token-123".into());
+    assert_eq!((ex.status, ex.auth_type.as_str()), (200, "bearer"));
+    assert!(ex.text.contains("auth:     bearer, basic\n"), "{}", ex.text);
+    assert!(
+        ex.text
+            .contains("policy:   bearer identities also: users any of [ci]\n"),
+        "{}",
+        ex.text
+    );
+    assert!(
+        ex.text.contains("method:   bearer decided\n"),
+        "{}",
+        ex.text
+    );
+    let ex = explain(basic("alice", "alice-secret-pw"));
+    assert_eq!((ex.status, ex.auth_type.as_str()), (200, "basic"));
+    assert!(ex.text.contains("method:   basic decided\n"), "{}", ex.text);
+
+    let wrong = decide(&e, "a.example.com", "/x", Some("Bearer nope"));
+    assert_eq!(
+        (wrong.status, wrong.challenge.as_deref()),
+        (
+            401,
+            Some("Bearer error=\"invalid_token\", Basic realm=\"Restricted\", charset=\"UTF-8\"")
+        )
+    );
+    for _ in 0..2 {
+        let d = decide(&e, "a.example.com", "/x", Some(&basic("alice", "wrong")));
+        assert_eq!((d.status, d.reason), (401, "invalid_credentials"));
+    }
+    let d = decide(
+        &e,
+        "a.example.com",
+        "/x",
+        Some(&basic("alice", "alice-secret-pw")),
+    );
+    assert_eq!(
+        (d.status, d.reason),
+        (429, "throttled"),
+        "alice's guesses counted on the route, so her right password waits too"
+    );
+    let d = decide(&e, "a.example.com", "/x", Some("Bearer ci-token-123"));
+    assert_eq!(
+        d.status, 200,
+        "the per-user limit is alice's, not the route's"
+    );
+}
+
+/// `[oauth2, bearer]`: a navigation without a credential logs in; one with
+/// a bearer header, even a malformed one, gets the bearer methods' 401.
+#[test]
+fn a_navigation_with_a_bearer_header_is_never_sent_to_log_in() {
+    let e = engine(
+        "authz:\n  session: {secret: decisions-session-secret-0123456789abcdef}\nrules:\n  - host: a.example.com\n    backend:\n      service:\n        auth:\n          type: [oauth2, bearer]\n          oauth2: {provider: github, client_id: c, client_secret: s}\n          bearer: {tokens: [t-123]}\n          allow: {users: [someone]}\n",
+    );
+    let navigate = |auth: Option<&str>| {
+        let mut headers: HashMap<String, String> = [
+            ("accept".to_string(), "text/html".to_string()),
+            ("sec-fetch-mode".to_string(), "navigate".to_string()),
+        ]
+        .into();
+        if let Some(a) = auth {
+            headers.insert("authorization".into(), a.into());
+        }
+        let req = RequestView {
+            host: "a.example.com",
+            path: "/",
+            method: "GET",
+            scheme: "https",
+            headers: &headers,
+            client: None,
+        };
+        let d = e.decide_inline(&req);
+        let kind = d.kind.map(|k| k.as_str());
+        let denial = d.denial().cloned().expect("a denial");
+        (denial.status.code(), denial.reason.code(), kind)
+    };
+    assert_eq!(navigate(None), (302, "login_redirect", Some("oauth2")));
+    for header in ["Bearer wrong", "Bearer a b", "Bearer", "bearer x, Bearer y"] {
+        let (status, _, kind) = navigate(Some(header));
+        assert_eq!((status, kind), (401, Some("bearer")), "{header}");
+    }
+    // A scheme no listed method takes counts as no credential.
+    assert_eq!(
+        navigate(Some("Basic YTpi")),
+        (302, "login_redirect", Some("oauth2"))
+    );
+}

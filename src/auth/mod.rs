@@ -8,6 +8,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod login_client;
 pub mod login_error;
+pub mod methods;
 pub mod oauth2;
 pub mod oidc;
 pub mod open_sessions;
@@ -197,6 +198,26 @@ impl Authenticator {
             Self::OAuth2(a) => a.login_to(req, route, to),
             Self::Oidc(a) => a.login_to(req, route, to),
             _ => AuthResult::Deny(Denial::status(Status::Unauthorized, Reason::LoginRequired)),
+        }
+    }
+
+    /// Whether `Authorization: Bearer` tokens are this method's credential
+    /// (bearer, jwt, oidc in API mode or with `accept_bearer`).
+    pub fn takes_bearer(&self) -> bool {
+        match self {
+            Self::Bearer(_) | Self::Jwt(_) => true,
+            Self::Oidc(o) => o.takes_bearer(),
+            Self::Basic(_) | Self::OAuth2(_) => false,
+        }
+    }
+
+    /// Checks the request's bearer token only (one of several methods).
+    pub fn authenticate_bearer(&self, req: &RequestView<'_>) -> AuthResult<'_> {
+        match self {
+            Self::Bearer(a) => a.authenticate(req),
+            Self::Jwt(a) => a.authenticate(req),
+            Self::Oidc(a) if a.takes_bearer() => a.authenticate_bearer(req),
+            _ => AuthResult::Deny(Denial::missing(None)),
         }
     }
 

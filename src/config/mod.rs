@@ -9,6 +9,7 @@ mod walk;
 mod walk_allow;
 mod walk_auth;
 mod walk_login;
+mod walk_methods;
 mod walk_upstream;
 pub mod yaml;
 

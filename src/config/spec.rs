@@ -114,9 +114,11 @@ pub struct BackendSpec {
 pub struct AuthSpec {
     pub loc: Loc,
     pub enabled: Option<bool>,
-    /// None when no `type` is given.
-    pub method: Option<MethodSpec>,
-    /// `allow:` with the older aliases folded in; empty when none.
+    /// The methods `type` names, in its order (`type: [oidc, bearer]`);
+    /// empty when no `type` is given.
+    pub methods: Vec<MethodSpec>,
+    /// `allow:` for whichever method verified the identity, with the older
+    /// aliases folded in when there is one method; empty when none.
     pub allow: AllowSpec,
     /// Allow everything, record what would have been denied.
     pub report_only: bool,
@@ -174,6 +176,40 @@ pub enum MethodSpec {
     Oidc(OidcSpec),
 }
 
+impl MethodSpec {
+    /// The `allow` written in the method's own block (`bearer: {allow: ..}`):
+    /// it judges only identities this method verified.
+    pub fn allow(&self) -> &AllowSpec {
+        match self {
+            Self::Basic(s) => &s.allow,
+            Self::Bearer(s) => &s.allow,
+            Self::Jwt(s) => &s.allow,
+            Self::OAuth2(s) => &s.allow,
+            Self::Oidc(s) => &s.allow,
+        }
+    }
+
+    pub fn allow_mut(&mut self) -> &mut AllowSpec {
+        match self {
+            Self::Basic(s) => &mut s.allow,
+            Self::Bearer(s) => &mut s.allow,
+            Self::Jwt(s) => &mut s.allow,
+            Self::OAuth2(s) => &mut s.allow,
+            Self::Oidc(s) => &mut s.allow,
+        }
+    }
+
+    /// A method that logs users in through a browser and keeps a session
+    /// (oauth2, oidc with `client_id`).
+    pub fn is_session(&self) -> bool {
+        match self {
+            Self::OAuth2(_) => true,
+            Self::Oidc(s) => s.client_id.is_some(),
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct BasicUserSpec {
     pub username: String,
@@ -187,6 +223,8 @@ pub struct BasicSpec {
     pub users: Vec<BasicUserSpec>,
     pub users_file: Option<(PathBuf, Loc)>,
     pub realm: String,
+    /// The method's own `allow` (see [`MethodSpec::allow`]).
+    pub allow: AllowSpec,
 }
 
 #[derive(Debug)]
@@ -195,6 +233,8 @@ pub struct BearerSpec {
     /// (name, token): a named token's name is its identity.
     pub tokens: Vec<(Option<String>, Secret, Loc)>,
     pub tokens_file: Option<(PathBuf, Loc)>,
+    /// The method's own `allow` (see [`MethodSpec::allow`]).
+    pub allow: AllowSpec,
 }
 
 /// Where a JWT verification key comes from.
@@ -221,6 +261,8 @@ pub struct JwtSpec {
     pub require_exp: bool,
     /// Where groups are read from (dotted path), default `groups`.
     pub groups_claim: String,
+    /// The method's own `allow` (see [`MethodSpec::allow`]).
+    pub allow: AllowSpec,
 }
 
 #[derive(Debug)]
@@ -254,6 +296,8 @@ pub struct OAuth2Spec {
     pub connect: Option<ConnectSpec>,
     /// How long groups read from the provider are trusted.
     pub groups_ttl: Duration,
+    /// The method's own `allow` (see [`MethodSpec::allow`]).
+    pub allow: AllowSpec,
 }
 
 #[derive(Debug)]
@@ -282,4 +326,9 @@ pub struct OidcSpec {
     pub accept_id_tokens: bool,
     /// RP-initiated logout from `/oauth2/logout`.
     pub logout_at_provider: bool,
+    /// Login mode: bearer access tokens of the same issuer for this client
+    /// (or `audience`) count too, as in API mode.
+    pub accept_bearer: bool,
+    /// The method's own `allow` (see [`MethodSpec::allow`]).
+    pub allow: AllowSpec,
 }

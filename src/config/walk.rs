@@ -332,7 +332,7 @@ fn authenticates(backend: &BackendSpec) -> bool {
         && backend
             .auth
             .as_ref()
-            .is_some_and(|a| a.enabled != Some(false) && a.method.is_some())
+            .is_some_and(|a| a.enabled != Some(false) && !a.methods.is_empty())
 }
 
 /// Path rules match as prefixes: an open `/public` under an authenticated
@@ -341,6 +341,7 @@ fn warn_open_prefixes(w: &mut Walker<'_>, rule: &BackendSpec, paths: &[PathSpec]
     if !authenticates(rule) {
         return;
     }
+    super::walk_methods::warn_empty_auth(w, paths);
     for p in paths {
         let open = match &p.backend.auth {
             None => p.backend.kind != BackendKind::Service,

@@ -40,6 +40,13 @@ pub(super) fn allow_block(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> AllowSp
     allow
 }
 
+/// The `allow` of a method's own block (`bearer: {allow: ...}`), if any.
+pub(super) fn method_allow(w: &mut Walker<'_>, f: &mut super::reader::Fields<'_>) -> AllowSpec {
+    f.take("allow")
+        .map(|(n, l)| allow_block(w, n, &l))
+        .unwrap_or_default()
+}
+
 fn list(allow: &mut AllowSpec, c: Condition) -> &mut Vec<String> {
     match c {
         Condition::Users => &mut allow.users,
@@ -166,19 +173,47 @@ fn supported(method: &MethodSpec) -> (&'static str, &'static [Condition]) {
     }
 }
 
+/// The `allow` blocks that judge one method's identities: the auth's
+/// (shared by every listed method) and the method's own.
+pub(super) struct Allows<'a> {
+    pub shared: &'a AllowSpec,
+    /// True when `type` lists several methods (the shared block must suit
+    /// each of them).
+    pub several: bool,
+}
+
 /// Errors for conditions that cannot be evaluated; the open-door warning
 /// for public providers without any `allow`.
 pub(super) fn check_allow(
     w: &mut Walker<'_>,
     method: &MethodSpec,
-    allow: &AllowSpec,
+    allows: &Allows<'_>,
     auth_loc: &Loc,
     enabled: bool,
 ) {
     let (type_name, can) = supported(method);
-    for (condition, loc) in &allow.locs {
+    let list: Vec<&str> = can.iter().map(|c| c.key()).collect();
+    let own = method.allow();
+    for (condition, loc) in &allows.shared.locs {
         if !can.contains(condition) {
-            let list: Vec<&str> = can.iter().map(|c| c.key()).collect();
+            let message = if allows.several {
+                format!(
+                    "type {type_name} (listed in `type`) cannot check `{}`; it can check: {}; a condition for some of the listed methods belongs in their own block (`<type>: {{allow: ...}}`)",
+                    condition.key(),
+                    list.join(", ")
+                )
+            } else {
+                format!(
+                    "type {type_name} cannot check `{}`; it can check: {}",
+                    condition.key(),
+                    list.join(", ")
+                )
+            };
+            w.diags.error(loc, message);
+        }
+    }
+    for (condition, loc) in &own.locs {
+        if !can.contains(condition) {
             w.diags.error(
                 loc,
                 format!(
@@ -189,8 +224,11 @@ pub(super) fn check_allow(
             );
         }
     }
+    let allow = allows.shared;
+    let loc_of = |c: Condition| allow.loc_of(c).or_else(|| own.loc_of(c));
     let email_kinds = [Condition::Emails, Condition::Domains];
-    let email_loc = email_kinds.iter().find_map(|c| allow.loc_of(*c));
+    let email_loc = email_kinds.iter().find_map(|c| loc_of(*c));
+    let no_allow = allow.is_empty() && own.is_empty();
     match method {
         MethodSpec::OAuth2(s) => {
             let kind = s.provider;
@@ -210,7 +248,7 @@ pub(super) fn check_allow(
                     _ => {}
                 }
             }
-            if let Some(loc) = allow.loc_of(Condition::Groups)
+            if let Some(loc) = loc_of(Condition::Groups)
                 && d.groups == GroupSource::None
             {
                 w.diags.error(
@@ -227,7 +265,7 @@ pub(super) fn check_allow(
                     Kind::Microsoft => is_multi_tenant(s.tenant.as_deref()),
                     _ => true,
                 };
-            if enabled && public && allow.is_empty() {
+            if enabled && public && no_allow {
                 w.diags.warn(
                     auth_loc,
                     format!(
@@ -257,7 +295,7 @@ pub(super) fn check_allow(
                     "oidc without `client_id` (API mode) needs `audience`: without it any token the issuer minted for any client would pass",
                 );
             }
-            if enabled && s.client_id.is_some() && allow.is_empty() {
+            if enabled && s.client_id.is_some() && no_allow {
                 let who = s
                     .provider
                     .map(|k| k.as_str().to_string())

@@ -13,36 +13,24 @@ use super::yaml::Node;
 use crate::decision::AuthKind;
 
 pub const AUTH_TYPES: &[&str] = &["basic", "bearer", "jwt", "oauth2", "oidc"];
-/// The kinds `type` names, in [`AUTH_TYPES`]' order.
-const AUTH_KINDS: [AuthKind; 5] = [
-    AuthKind::Basic,
-    AuthKind::Bearer,
-    AuthKind::Jwt,
-    AuthKind::OAuth2,
-    AuthKind::Oidc,
-];
 pub(super) fn auth_block(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<AuthSpec> {
     let mut f = w.fields(node, loc)?;
     let enabled = f.take("enabled").and_then(|(n, l)| w.bool(n, &l));
-    let kind = f.take("type").and_then(|(n, l)| {
-        let t = w.string(n, &l)?;
-        let kind = AUTH_KINDS.into_iter().find(|k| k.as_str() == t);
-        if kind.is_none() {
-            w.diags.error(
-                &l,
-                format!(
-                    "unknown auth type \"{t}\"; expected one of {}",
-                    AUTH_TYPES.join(", ")
-                ),
-            );
-        }
-        kind
-    });
     let type_given = f.has("type");
+    let (kinds, listed) = match f.take("type") {
+        Some((n, l)) => super::walk_methods::auth_types(w, n, &l),
+        None => (Vec::new(), false),
+    };
     if enabled == Some(true) && !type_given {
         w.diags.error(
             loc,
             "`enabled: true` needs a `type` (one of basic, bearer, jwt, oauth2, oidc)",
+        );
+    } else if !type_given && enabled != Some(false) && super::walk_methods::has_settings(node) {
+        // Settings without a method would serve the route open.
+        w.diags.error(
+            loc,
+            "`auth` has settings but no `type`, so it would authenticate no one: name the method (`type`: one of basic, bearer, jwt, oauth2, oidc), or write `enabled: false` to leave the route open",
         );
     }
     let report_only = f
@@ -53,18 +41,40 @@ pub(super) fn auth_block(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<A
         .take("allow")
         .map(|(n, l)| super::walk_allow::allow_block(w, n, &l))
         .unwrap_or_default();
-    let method = match kind {
-        Some(AuthKind::Basic) => basic(w, &mut f).map(MethodSpec::Basic),
-        Some(AuthKind::Bearer) => bearer(w, &mut f).map(MethodSpec::Bearer),
-        Some(AuthKind::Jwt) => jwt(w, &mut f).map(MethodSpec::Jwt),
-        Some(AuthKind::OAuth2) => super::walk_login::oauth2(w, &mut f).map(MethodSpec::OAuth2),
-        Some(AuthKind::Oidc) => super::walk_login::oidc(w, &mut f).map(MethodSpec::Oidc),
-        None => None,
-    };
+    let mut methods = Vec::with_capacity(kinds.len());
+    let mut session: Option<AuthKind> = None;
+    for (kind, item) in &kinds {
+        let method = match kind {
+            AuthKind::Basic => basic(w, &mut f).map(MethodSpec::Basic),
+            AuthKind::Bearer => bearer(w, &mut f).map(MethodSpec::Bearer),
+            AuthKind::Jwt => jwt(w, &mut f).map(MethodSpec::Jwt),
+            AuthKind::OAuth2 => super::walk_login::oauth2(w, &mut f).map(MethodSpec::OAuth2),
+            AuthKind::Oidc => super::walk_login::oidc(w, &mut f).map(MethodSpec::Oidc),
+        };
+        let Some(method) = method else {
+            continue;
+        };
+        if method.is_session() {
+            if let Some(first) = session {
+                w.diags.error(
+                    item,
+                    format!(
+                        "`type` lists two login methods ({} and {}); a route has at most one (oauth2, or oidc with `client_id`)",
+                        first.as_str(),
+                        kind.as_str()
+                    ),
+                );
+            }
+            session = Some(*kind);
+        }
+        methods.push(method);
+    }
     // Blocks of other types are tolerated (config kept) but have no effect.
     let mut unused = Vec::new();
     let own = |key: &str| {
-        Some(key) == kind.map(AuthKind::as_str) || (key == "secret" && kind == Some(AuthKind::Jwt))
+        kinds
+            .iter()
+            .any(|(k, _)| k.as_str() == key || (key == "secret" && *k == AuthKind::Jwt))
     };
     for key in ["basic", "bearer", "jwt", "oauth2", "oidc", "secret"] {
         if own(key) {
@@ -75,22 +85,38 @@ pub(super) fn auth_block(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<A
         }
     }
     for l in unused {
-        let message = match kind {
-            Some(t) => format!("ignored: has no effect with type {}", t.as_str()),
-            None => "ignored: has no effect without `type`".to_string(),
+        let message = match kinds.as_slice() {
+            [] => "ignored: has no effect without `type`".to_string(),
+            [(t, _)] if !listed => format!("ignored: has no effect with type {}", t.as_str()),
+            _ => "ignored: has no effect: its type is not listed in `type`".to_string(),
         };
         w.diags.warn(&l, message);
     }
     let identity_headers = super::walk_upstream::identity_headers(w, &mut f);
     f.finish(w, &[]);
-    if let Some(m) = &method {
-        super::walk_allow::fold_aliases(w, m, &mut allow);
-        super::walk_allow::check_allow(w, m, &allow, loc, enabled != Some(false));
+    // One method: its older aliases (`allowed_emails`) are the auth's
+    // `allow`, as they always were; with several, they stay the method's.
+    let several = methods.len() > 1;
+    for m in &mut methods {
+        if several {
+            let mut own = std::mem::take(m.allow_mut());
+            super::walk_allow::fold_aliases(w, m, &mut own);
+            *m.allow_mut() = own;
+        } else {
+            super::walk_allow::fold_aliases(w, m, &mut allow);
+        }
+    }
+    let allows = super::walk_allow::Allows {
+        shared: &allow,
+        several,
+    };
+    for m in &methods {
+        super::walk_allow::check_allow(w, m, &allows, loc, enabled != Some(false));
     }
     Some(AuthSpec {
         loc: loc.clone(),
         enabled,
-        method,
+        methods,
         allow,
         report_only,
         identity_headers,
@@ -138,6 +164,7 @@ fn basic(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<BasicSpec> {
         }
     }
     let users_file = file_path(w, &mut f, "users_file");
+    let allow = super::walk_allow::method_allow(w, &mut f);
     let realm = match f.take("realm") {
         Some((n, l)) => {
             let realm = w.non_empty(n, &l).unwrap_or_default();
@@ -157,6 +184,7 @@ fn basic(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<BasicSpec> {
         users,
         users_file,
         realm,
+        allow,
     })
 }
 
@@ -174,6 +202,7 @@ fn bearer(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<BearerSpec> {
         None => Vec::new(),
     };
     let tokens_file = file_path(w, &mut f, "tokens_file");
+    let allow = super::walk_allow::method_allow(w, &mut f);
     if tokens.is_empty() && tokens_file.is_none() {
         w.diags.error(
             &loc,
@@ -185,6 +214,7 @@ fn bearer(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<BearerSpec> {
         loc,
         tokens,
         tokens_file,
+        allow,
     })
 }
 
@@ -216,6 +246,7 @@ fn jwt(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<JwtSpec> {
         leeway: Duration::from_secs(30),
         require_exp: true,
         groups_claim: "groups".into(),
+        allow: AllowSpec::default(),
     };
     if let Some((node, loc)) = auth.take("jwt") {
         spec.loc = loc.clone();
@@ -251,6 +282,7 @@ fn jwt(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<JwtSpec> {
             if let Some(claim) = f.take("groups_claim").and_then(|(n, l)| w.non_empty(n, &l)) {
                 spec.groups_claim = claim;
             }
+            spec.allow = super::walk_allow::method_allow(w, &mut f);
             f.finish(w, &[]);
         }
     }

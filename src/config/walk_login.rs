@@ -32,6 +32,7 @@ const OIDC_FLAT: &[&str] = &[
     "groups_claim",
     "groups_ttl",
     "accept_id_tokens",
+    "accept_bearer",
     "logout_at_provider",
     "provider",
     "issuer",
@@ -119,6 +120,7 @@ pub(super) fn oauth2(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<OAuth2
     let allowed_domains = located_strings(w, &mut f, "allowed_domains");
     let connect = f.take("connect").and_then(|(n, l)| connect(w, n, &l));
     let groups_ttl = groups_ttl(w, &mut f);
+    let allow = super::walk_allow::method_allow(w, &mut f);
     if matches!(provider, Some(Kind::Auth0 | Kind::Okta))
         && base_url.is_none()
         && (auth_url.is_none() || token_url.is_none() || userinfo_url.is_none())
@@ -148,6 +150,7 @@ pub(super) fn oauth2(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<OAuth2
         allowed_domains,
         connect,
         groups_ttl,
+        allow,
     })
 }
 
@@ -252,7 +255,8 @@ pub(super) fn oidc(w: &mut Walker<'_>, auth: &mut Fields<'_>) -> Option<OidcSpec
             );
         }
         let mut f = w.fields(node, &loc)?;
-        let spec = oidc_fields(w, &mut f);
+        let allow = super::walk_allow::method_allow(w, &mut f);
+        let spec = oidc_fields(w, &mut f).map(|s| OidcSpec { allow, ..s });
         f.finish(w, &[]);
         spec
     } else {
@@ -305,6 +309,11 @@ fn oidc_fields(w: &mut Walker<'_>, f: &mut Fields<'_>) -> Option<OidcSpec> {
             .take("logout_at_provider")
             .and_then(|(n, l)| w.bool(n, &l))
             .unwrap_or(false),
+        accept_bearer: f
+            .take("accept_bearer")
+            .and_then(|(n, l)| w.bool(n, &l))
+            .unwrap_or(false),
+        allow: AllowSpec::default(),
         provider,
         issuer,
     };

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{Engine, Slot};
+use crate::auth::methods::{Method, Methods};
 use crate::auth::{Authenticator, BuildContext, PolicyNeeds};
 use crate::config::spec::{AuthSpec, BackendKind, BackendSpec, ConfigSpec, MethodSpec};
 use crate::config::{self, ConfigError, Diagnostic};
@@ -216,35 +217,38 @@ impl Builder<'_> {
 
     fn auth(&mut self, auth: &AuthSpec) -> RouteAuth {
         let allow = Policy::compile(&auth.allow).map(Box::new);
-        let needs = PolicyNeeds {
-            groups_ttl: allow
-                .as_ref()
-                .filter(|a| a.uses_groups_or_claims())
-                .and_then(|_| auth.method.as_ref().and_then(groups_ttl)),
-            groups: self.any_groups,
-        };
+        let reads = |p: &Option<Box<Policy>>| p.as_ref().is_some_and(|a| a.uses_groups_or_claims());
+        let mut methods = Vec::with_capacity(auth.methods.len());
+        let mut failed = false;
         // Built even when disabled: a disabled config is still validated.
-        let built = auth
-            .method
-            .as_ref()
-            .map(|m| Authenticator::build(m, self.login, needs));
-        let authenticator = match built {
-            Some(Ok(a)) => Some(a),
-            Some(Err(e)) => {
-                self.errors.extend(e);
-                None
+        for spec in &auth.methods {
+            let own = Policy::compile(spec.allow()).map(Box::new);
+            let needs = PolicyNeeds {
+                groups_ttl: (reads(&allow) || reads(&own))
+                    .then(|| groups_ttl(spec))
+                    .flatten(),
+                groups: self.any_groups,
+            };
+            match Authenticator::build(spec, self.login, needs) {
+                Ok(authenticator) => methods.push(Method {
+                    authenticator,
+                    allow: own,
+                }),
+                Err(e) => {
+                    self.errors.extend(e);
+                    failed = true;
+                }
             }
-            None => None,
-        };
-        match (auth.enabled, authenticator) {
-            (Some(false), _) => RouteAuth::Open(OpenReason::Disabled),
-            (_, Some(authenticator)) => RouteAuth::Protected(Arc::new(Protected {
-                authenticator,
+        }
+        match auth.enabled {
+            Some(false) => RouteAuth::Open(OpenReason::Disabled),
+            // No `type`, or one whose errors are already reported.
+            _ if failed || methods.is_empty() => RouteAuth::Open(OpenReason::NotConfigured),
+            _ => RouteAuth::Protected(Arc::new(Protected {
+                methods: Methods::new(methods),
                 allow,
                 report_only: auth.report_only,
             })),
-            // No `type`, or one whose errors are already reported.
-            (_, None) => RouteAuth::Open(OpenReason::NotConfigured),
         }
     }
 }
@@ -268,9 +272,12 @@ fn policy_needs(spec: &ConfigSpec) -> (Vec<String>, bool) {
         .iter()
         .flat_map(|r| std::iter::once(&r.backend).chain(r.paths.iter().map(|p| &p.backend)))
         .chain(spec.fallback.as_ref());
-    for auth in backends.filter_map(|b| b.auth.as_ref()) {
-        groups |= !auth.allow.groups.is_empty();
-        for (name, _) in &auth.allow.claims {
+    let allows = backends
+        .filter_map(|b| b.auth.as_ref())
+        .flat_map(|a| std::iter::once(&a.allow).chain(a.methods.iter().map(MethodSpec::allow)));
+    for allow in allows {
+        groups |= !allow.groups.is_empty();
+        for (name, _) in &allow.claims {
             if !claims.contains(name) {
                 claims.push(name.clone());
             }

@@ -100,7 +100,7 @@ impl Engine {
         };
         if *work == Pending::VerifyPassword
             && let Some(p) = self.protected(route)
-            && let Authenticator::Basic(basic) = &p.authenticator
+            && let Some(Authenticator::Basic(basic)) = p.methods.basic().map(|m| &m.authenticator)
         {
             if basic.verify_here(req) {
                 return self.decide(req);
@@ -127,14 +127,10 @@ impl Engine {
 
     /// The username a basic route's failures are also counted by.
     fn throttle_user(&self, route: RouteId, req: &RequestView<'_>) -> Option<Vec<u8>> {
-        let p = self.protected(route)?;
-        match &p.authenticator {
-            Authenticator::Basic(_) => req
-                .authorization("basic")
-                .and_then(crate::auth::basic::decode_credentials)
-                .map(|(user, _)| user),
-            _ => None,
-        }
+        self.protected(route)?.methods.basic()?;
+        req.authorization("basic")
+            .and_then(crate::auth::basic::decode_credentials)
+            .map(|(user, _)| user)
     }
 
     fn decide_route<'e>(&'e self, route: &'e Route, req: &RequestView<'_>) -> Decision<'e> {
@@ -149,7 +145,10 @@ impl Engine {
                     would_deny: None,
                 },
             ),
-            RouteAuth::Protected(p) => (Some(p.authenticator.kind()), self.guarded(route, p, req)),
+            RouteAuth::Protected(p) => {
+                let (kind, verdict) = self.guarded(route, p, req);
+                (Some(kind), verdict)
+            }
         };
         Decision {
             route: Some(route.id),
@@ -159,27 +158,29 @@ impl Engine {
         }
     }
 
-    /// The throttle gate, then authorization; a failure is counted.
+    /// The throttle gate, then authorization; a failure is counted. The
+    /// kind is the method that decided.
     fn guarded<'e>(
         &'e self,
         route: &'e Route,
         p: &'e Protected,
         req: &RequestView<'_>,
-    ) -> Verdict<'e> {
+    ) -> (AuthKind, Verdict<'e>) {
         if self.throttle.may_block() {
             let user = self.throttle_user(route.id, req);
             if let Some(wait) = self.throttle.blocked(route.id, req.client, user.as_deref()) {
                 // A correct credential too: else guessing would go on.
-                return Verdict::Deny(Denial::too_many(Reason::Throttled, wait));
+                let verdict = Verdict::Deny(Denial::too_many(Reason::Throttled, wait));
+                return (p.methods.first().kind(), verdict);
             }
         }
-        let verdict = authorize(p, req, &route.label);
+        let (kind, verdict) = authorize(p, req, &route.label);
         if let Verdict::Deny(d) = &verdict
             && matches!(d.reason, Reason::InvalidCredentials | Reason::NotAllowed)
         {
             self.record_failure(route.id, req);
         }
-        verdict
+        (kind, verdict)
     }
 
     /// Our cookies (session, login state) never reach the upstream.
@@ -201,20 +202,23 @@ impl Engine {
 
     /// Fetchers of every route that depends on a remote issuer.
     pub fn fetchers(&self) -> Vec<crate::auth::Fetcher> {
-        routes(&self.router)
-            .filter_map(|r| match &r.policy {
-                RouteAuth::Protected(p) => p.authenticator.fetcher(),
-                RouteAuth::Open(_) => None,
-            })
+        methods(&self.router)
+            .filter_map(|m| m.authenticator.fetcher())
             .collect()
     }
 
-    /// The fetcher of a route whose decision is pending on keys or metadata.
-    pub fn fetcher_for(&self, route: RouteId) -> Option<crate::auth::Fetcher> {
-        match &self.route(route)?.policy {
-            RouteAuth::Protected(p) => p.authenticator.fetcher(),
-            RouteAuth::Open(_) => None,
-        }
+    /// The fetcher of a route whose decision is pending on keys or
+    /// metadata: that of the method (`kind`, the decision's) that waits.
+    pub fn fetcher_for(
+        &self,
+        route: RouteId,
+        kind: Option<AuthKind>,
+    ) -> Option<crate::auth::Fetcher> {
+        self.protected(route)?
+            .methods
+            .get(kind?)?
+            .authenticator
+            .fetcher()
     }
 
     /// The route with this id.
@@ -229,12 +233,9 @@ impl Engine {
 
     /// Every oidc authenticator of the config.
     pub fn oidc_routes(&self) -> impl Iterator<Item = &crate::auth::oidc::Oidc> {
-        routes(&self.router).filter_map(|r| match &r.policy {
-            RouteAuth::Protected(p) => match &p.authenticator {
-                Authenticator::Oidc(o) => Some(o.as_ref()),
-                _ => None,
-            },
-            RouteAuth::Open(_) => None,
+        methods(&self.router).filter_map(|m| match &m.authenticator {
+            Authenticator::Oidc(o) => Some(o.as_ref()),
+            _ => None,
         })
     }
 
@@ -257,16 +258,19 @@ impl Engine {
     }
 }
 
-/// Who (authenticate), then whether they may pass (the policy), on every
-/// request and for the route that matched.
-fn authorize<'e>(p: &'e Protected, req: &RequestView<'_>, label: &str) -> Verdict<'e> {
-    let kind = p.authenticator.kind();
-    match p.authenticator.authenticate(req, label) {
+/// Who (authenticate), then whether they may pass (the route's policy and
+/// the deciding method's own), on every request and for the route that
+/// matched. The kind is the method whose answer this is.
+fn authorize<'e>(p: &'e Protected, req: &RequestView<'_>, label: &str) -> (AuthKind, Verdict<'e>) {
+    let (method, result) = p.methods.authenticate(req, label);
+    let kind = method.kind();
+    let verdict = match result {
         AuthResult::Allow { identity, upstream } => {
-            match p
-                .allow
-                .as_ref()
-                .map_or(Ok(()), |allow| allow.check(&identity))
+            let policies = [p.allow.as_deref(), method.allow.as_deref()];
+            match policies
+                .into_iter()
+                .flatten()
+                .try_for_each(|allow| allow.check(&identity))
             {
                 Ok(()) => Verdict::Allow {
                     reason: Reason::Authenticated,
@@ -278,7 +282,7 @@ fn authorize<'e>(p: &'e Protected, req: &RequestView<'_>, label: &str) -> Verdic
                 // A session from before sessions carried what policies
                 // read: log in again rather than judge it on nothing.
                 Err(_) if identity.predates_attributes() => {
-                    match p.authenticator.login(req, label) {
+                    match method.authenticator.login(req, label) {
                         AuthResult::Deny(d) => Verdict::Deny(d),
                         AuthResult::Pending { work, then } => Verdict::Pending { work, then },
                         AuthResult::Allow { .. } => Verdict::Deny(Denial::status(
@@ -292,7 +296,8 @@ fn authorize<'e>(p: &'e Protected, req: &RequestView<'_>, label: &str) -> Verdic
         }
         AuthResult::Deny(denial) => Verdict::Deny(denial),
         AuthResult::Pending { work, then } => Verdict::Pending { work, then },
-    }
+    };
+    (kind, verdict)
 }
 
 /// Where a [`RouteId`] points.
@@ -313,14 +318,22 @@ fn routes(router: &Router) -> impl Iterator<Item = &Route> {
         .chain(router.fallback())
 }
 
+/// Every method of every protected route.
+fn methods(router: &Router) -> impl Iterator<Item = &crate::auth::methods::Method> {
+    routes(router)
+        .filter_map(|r| match &r.policy {
+            RouteAuth::Protected(p) => Some(p.methods.iter()),
+            RouteAuth::Open(_) => None,
+        })
+        .flatten()
+}
+
 /// Auth kinds used anywhere in the config (for startup notes).
 pub fn kinds_in_use(engine: &Engine) -> Vec<AuthKind> {
     let mut kinds = Vec::new();
-    for route in routes(&engine.router) {
-        if let RouteAuth::Protected(p) = &route.policy
-            && !kinds.contains(&p.authenticator.kind())
-        {
-            kinds.push(p.authenticator.kind());
+    for kind in methods(&engine.router).map(crate::auth::methods::Method::kind) {
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
         }
     }
     kinds

@@ -126,7 +126,7 @@ fn login_client(route: &crate::matching::Route) -> Option<(&LoginClient, &Protec
     let RouteAuth::Protected(p) = &route.policy else {
         return None;
     };
-    let client = match &p.authenticator {
+    let client = match &p.methods.session()?.authenticator {
         Authenticator::OAuth2(o) => &o.client,
         Authenticator::Oidc(o) => o.client.as_ref()?,
         _ => return None,
@@ -154,7 +154,11 @@ async fn complete(
         .filter(|c| !c.is_empty())
         .ok_or(CallbackError::MissingCode)?;
     let started = crate::clock::now();
-    let result = match &protected.authenticator {
+    let session_method = protected
+        .methods
+        .session()
+        .ok_or(CallbackError::StaleLogin)?;
+    let result = match &session_method.authenticator {
         Authenticator::OAuth2(o) => o
             .finish_login(&shared.http, code, login)
             .await
@@ -173,8 +177,12 @@ async fn complete(
     let session = new_session(client, identity, attrs, refresh);
     // The route that asked judges the new identity at once (every later
     // request is judged again by the route it reaches).
-    if let Some(allow) = &protected.allow
-        && let Err(condition) = allow.check(&client.identity_of(session.clone()))
+    let policies = [protected.allow.as_deref(), session_method.allow.as_deref()];
+    let who = client.identity_of(session.clone());
+    if let Some(condition) = policies
+        .into_iter()
+        .flatten()
+        .find_map(|allow| allow.check(&who).err())
     {
         tracing::info!(target: "audit", event = "login_not_allowed", provider = %provider, user = %user, condition = condition.key());
         return Err(CallbackError::NotAllowed);

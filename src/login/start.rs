@@ -111,7 +111,10 @@ fn begin(
         headers: &seen,
         client: None,
     };
-    match protected
+    let Some(login) = protected.methods.session() else {
+        return Err(CallbackError::StaleLogin);
+    };
+    match login
         .authenticator
         .login_returning(&req, label, return_to.as_str())
     {

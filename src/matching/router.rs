@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use super::host::{HostPattern, normalize_host};
 use super::path_pattern::PathPattern;
-use crate::auth::Authenticator;
+use crate::auth::methods::Methods;
 use crate::decision::RouteId;
 use crate::policy::Policy;
 
 /// Why a route needs no authentication.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpenReason {
-    /// No `auth` block (or one without `type`).
+    /// No `auth` block, or an empty one (`auth: {}`).
     NotConfigured,
     /// `auth.enabled: false`.
     Disabled,
@@ -38,11 +38,12 @@ pub enum RouteAuth {
     Protected(Arc<Protected>),
 }
 
-/// A protected route's two stages: who (the authenticator) and whether
-/// they may pass (the `allow` policy).
+/// A protected route's two stages: who (its methods, most often one) and
+/// whether they may pass (the `allow` policy, for whichever method
+/// verified the identity).
 #[derive(Debug)]
 pub struct Protected {
-    pub authenticator: Authenticator,
+    pub methods: Methods,
     /// Boxed: most routes have none, and a config can hold thousands.
     pub allow: Option<Box<Policy>>,
     /// Evaluate, allow, and record what would have been denied.

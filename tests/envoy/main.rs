@@ -18,6 +18,7 @@ mod headers;
 mod hostile;
 mod identity_headers;
 mod idp;
+mod methods;
 mod oauth2;
 mod oidc;
 mod ops;

@@ -1,6 +1,6 @@
 //! What the redirect logins (oauth2 and oidc) share on the `Check` side:
 //! the session check, the connect headers, sealing sessions; starting a
-//! login is in [`start`](self::start).
+//! login is in `start`.
 
 use std::sync::Arc;
 

@@ -1,5 +1,6 @@
-//! OpenID API mode: bearer JWTs verified against the issuer's JWKS, with
-//! connect headers signed from their claims.
+//! OpenID bearer tokens (API mode, and login mode with `accept_bearer`):
+//! JWTs verified against the issuer's JWKS, with connect headers signed
+//! from their claims.
 
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use crate::identity::{Identity, TokenIdentity};
 use crate::request::RequestView;
 
 impl Oidc {
-    /// API mode: a bearer JWT signed by the issuer.
+    /// A bearer JWT signed by the issuer.
     pub(super) fn check_bearer(&self, req: &RequestView<'_>, meta: &Metadata) -> AuthResult<'_> {
         let Some(token) = req.authorization("bearer") else {
             return AuthResult::Deny(Denial::missing(Some(CHALLENGE)));
@@ -72,7 +73,12 @@ impl Oidc {
     /// API mode: a verified token, with connect headers from its claims.
     fn allow_token(&self, req: &RequestView<'_>, who: Arc<TokenIdentity>) -> AuthResult<'_> {
         let mut upstream = Vec::new();
-        if let Some(signer) = &self.api_connect {
+        // API mode's `connect`, or the login client's for its bearer tokens.
+        let signer = self
+            .api_connect
+            .as_ref()
+            .or_else(|| self.client.as_ref().and_then(|c| c.connect.as_ref()));
+        if let Some(signer) = signer {
             let now = crate::clock::unix_now();
             let audience = signer.audience_for(req.host);
             let signed = signer.sign(&ConnectClaims::of_token(&who, &audience), now);

@@ -110,8 +110,17 @@ impl IssuerChecks {
         Self {
             issuer: issuer.to_string(),
             // `audience` is required in API mode (config check): a token minted
-            // for another client of the same issuer never passes.
-            bearer: checks(audience, &["exp", "iss", "aud"], true),
+            // for another client of the same issuer never passes. A login
+            // client's bearer tokens are for the client, unless `audience` says.
+            bearer: checks(
+                if audience.is_empty() {
+                    &client
+                } else {
+                    audience
+                },
+                &["exp", "iss", "aud"],
+                true,
+            ),
             id_token: checks(&client, &["exp", "iss", "aud", "sub"], false),
             refresh: checks(&client, &["exp"], false),
         }

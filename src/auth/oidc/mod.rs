@@ -34,8 +34,10 @@ pub struct Oidc {
     groups_claim: String,
     email_rule: EmailRule,
     policy_claims: Arc<[String]>,
-    /// API mode: ID tokens (never with a nonce) count as bearer credentials.
+    /// Bearer tokens: ID tokens (never with a nonce) count too.
     accept_id_tokens: bool,
+    /// Login mode: bearer access tokens for the client count too.
+    accept_bearer: bool,
     /// API mode: connect headers signed from the token's claims.
     api_connect: Option<ConnectSigner>,
     /// API mode: bearer tokens that verified recently.
@@ -123,6 +125,7 @@ impl Oidc {
             email_rule,
             policy_claims: ctx.policy_claims.clone(),
             accept_id_tokens: spec.accept_id_tokens,
+            accept_bearer: spec.accept_bearer,
             api_connect,
             flights: RefreshFlights::default(),
             logout_at_provider: spec.logout_at_provider,
@@ -137,7 +140,28 @@ impl Oidc {
         if let Some(result) = self.client.as_ref().and_then(|c| c.session_result(req)) {
             return result;
         }
+        // A token that fails is a 401, never a login redirect.
+        if self.client.is_some() && self.accept_bearer && req.authorization("bearer").is_some() {
+            return self.authenticate_bearer(req);
+        }
         self.login(req, route)
+    }
+
+    /// Whether bearer tokens are a credential here: always in API mode, in
+    /// login mode with `accept_bearer`.
+    pub fn takes_bearer(&self) -> bool {
+        self.client.is_none() || self.accept_bearer
+    }
+
+    /// The request's bearer token, verified as in API mode.
+    pub fn authenticate_bearer(&self, req: &RequestView<'_>) -> AuthResult<'_> {
+        let Some(meta) = self.discovery.metadata() else {
+            return AuthResult::pending_keys(Denial::status(
+                Status::ServiceUnavailable,
+                Reason::IdpUnavailable,
+            ));
+        };
+        self.check_bearer(req, &meta)
     }
 
     fn reader(&self) -> ClaimsReader<'_> {
