@@ -17,8 +17,9 @@
 //!   only picks the allocator and calls it).
 //! * [`config`] — the YAML file: [`config::yaml`] (a tree with positions),
 //!   `reader` (walking it, every problem collected), the schema walk
-//!   (`walk`, `walk_auth`, `walk_login`, `walk_allow`: unknown-key errors,
-//!   `${VAR}` expansion, providers and algorithms parsed once),
+//!   (`walk`, `walk_authz`, `walk_auth`, `walk_methods`, `walk_login`,
+//!   `walk_allow`, `walk_upstream`: unknown-key errors, providers and
+//!   algorithms parsed once), `env` (`${VAR}` expansion),
 //!   [`config::error`] (diagnostics with their YAML location) and the
 //!   as-written [`config::spec`] types.
 //! * [`engine`] — [`engine::Engine`]: built from a spec (`engine/build.rs`:
@@ -31,11 +32,12 @@
 //!   cookies, [`request::Scheme`], whether it is a browser navigation.
 //! * [`auth`] — the closed [`auth::Authenticator`] enum, one file each:
 //!   `basic`, `bearer`, `jwt`, `oauth2`, `oidc/` (login mode, API mode,
-//!   callback and refresh, the typed OpenID answers). Beside them:
+//!   callback and refresh, the typed OpenID answers); [`auth::methods`] —
+//!   a route's methods and which one a credential belongs to. Beside them:
 //!   `providers/` (the provider table, endpoints, the HTTP client with its
 //!   [`auth::providers::HttpError`], each provider's token, profile and
-//!   group answers), `login_client` (sessions and login redirects of
-//!   oauth2/oidc), `login_error`, `discovery`, `jwks`, `validation` (the one
+//!   group answers), `login_client` (sessions of oauth2/oidc, and
+//!   `login_client/start.rs`: starting a login), `login_error`, `discovery`, `jwks`, `validation` (the one
 //!   `jsonwebtoken::Validation` builder), `wire` (tolerant JSON field
 //!   types), `pkce` (state, nonce, S256), `open_sessions`,
 //!   `refresh_flights` and `cache` (what saves repeated work).
@@ -50,12 +52,16 @@
 //! * [`service`] — the tonic `Authorization` service: runs pending work
 //!   under the check's time budget; [`audit`] — one structured event per
 //!   denial on the `audit` target.
+//! * [`identity_headers`] — `auth.identity_headers` and `strip_credentials`:
+//!   what each route tells the upstream, and forged copies removed.
 //! * [`cookies`] — our cookies: names, `Set-Cookie`, reading, stripping them
-//!   from what the upstream sees; [`session`] — what sealed cookies carry
+//!   from what the upstream sees (`Domain` with `cookie_domain`); [`sso`] —
+//!   the cookie domain, the login host and the return URLs it accepts; [`session`] — what sealed cookies carry
 //!   ([`session::keys`]: AES-256-GCM sealing); [`connect`] —
 //!   `X-Connect-Token`.
-//! * [`login`] — the sidecar's `/oauth2/callback` and `/oauth2/logout`, and
-//!   the callback's error page (`login/error.rs`).
+//! * [`login`] — the sidecar's `/oauth2/callback`, `/oauth2/logout` and the
+//!   login host's `/oauth2/start` (`login/start.rs`), and the error page
+//!   (`login/error.rs`).
 //! * [`state`] — what the running server shares: the swappable engine, its
 //!   generation, metrics; [`reload`] — file watching and SIGHUP.
 //! * [`server`] — binding, health, graceful shutdown; [`sidecar`] — the axum

@@ -2,12 +2,14 @@
 //! `${VAR}` expansion) → [`spec::ConfigSpec`]. Compiling the spec into the
 //! decision engine is [`crate::engine::Engine::build`].
 
+mod env;
 pub mod error;
 mod reader;
 pub mod spec;
 mod walk;
 mod walk_allow;
 mod walk_auth;
+mod walk_authz;
 mod walk_login;
 mod walk_methods;
 mod walk_upstream;
