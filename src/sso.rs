@@ -31,20 +31,27 @@ fn host_name(raw: &str) -> Option<String> {
 /// `cookie_domain` as configured: `.example.com` and `example.com` alike,
 /// lower-cased; at least two labels (a single label such as `com` or
 /// `localhost` would hand the session to every site under it).
-pub fn parse_domain(raw: &str) -> Result<String, String> {
+pub fn parse_domain(raw: &str) -> Result<String, SsoConfigError> {
     let trimmed = raw.trim();
     let bare = trimmed.strip_prefix('.').unwrap_or(trimmed);
     match host_name(bare) {
         Some(d) if d.contains('.') => Ok(d),
-        _ => Err(format!(
-            "cookie_domain `{raw}` is not a domain of at least two labels (e.g. example.com)"
-        )),
+        _ => Err(SsoConfigError::NotADomain(raw.to_string())),
     }
 }
 
 /// `login_host` as configured: a host name without port, lower-cased.
-pub fn parse_host(raw: &str) -> Result<String, String> {
-    host_name(raw.trim()).ok_or_else(|| format!("login_host `{raw}` is not a host name"))
+pub fn parse_host(raw: &str) -> Result<String, SsoConfigError> {
+    host_name(raw.trim()).ok_or_else(|| SsoConfigError::NotAHost(raw.to_string()))
+}
+
+/// Why `cookie_domain` or `login_host` is refused (a config error's text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SsoConfigError {
+    #[error("cookie_domain `{0}` is not a domain of at least two labels (e.g. example.com)")]
+    NotADomain(String),
+    #[error("login_host `{0}` is not a host name")]
+    NotAHost(String),
 }
 
 /// Whether `host` (lower-cased, no port) is `domain` or a subdomain of it.

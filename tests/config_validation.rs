@@ -962,3 +962,36 @@ fn an_empty_auth_on_a_path_under_an_authenticated_rule_is_warned() {
         ]
     );
 }
+
+#[test]
+fn a_login_route_outside_the_cookie_domain_is_an_error() {
+    let config = |host: &str, login: bool| {
+        let auth = if login {
+            "type: oauth2, oauth2: {provider: github, client_id: c, client_secret: s}"
+        } else {
+            "type: bearer, bearer: {tokens: [t-0123456789]}"
+        };
+        format!(
+            "authz:\n  session:\n    secret: \"0123456789abcdef0123456789abcdef\"\n    cookie_domain: example.com\nrules:\n  - host: \"{host}\"\n    backend:\n      service:\n        auth: {{{auth}}}\n"
+        )
+    };
+    assert_eq!(
+        errors(&config("app.example.org", true)),
+        [
+            "line 6:5: rules[0].host: `app.example.org` logs users in but is outside session.cookie_domain `example.com`: its browsers would drop the session cookie"
+        ]
+    );
+    assert_eq!(
+        errors(&config("*.example.net", true)).len(),
+        1,
+        "a wildcard outside the domain"
+    );
+    for ok in [
+        ("app.example.com", true),
+        ("*.example.com", true),
+        ("example.com", true),
+        ("app.example.org", false),
+    ] {
+        assert_eq!(errors(&config(ok.0, ok.1)), Vec::<String>::new(), "{ok:?}");
+    }
+}

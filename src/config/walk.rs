@@ -73,6 +73,7 @@ pub(super) fn config(w: &mut Walker<'_>, root: &Node) -> ConfigSpec {
         spec.fallback = backend(w, node, &loc);
     }
     top.finish(w, IGNORED_TOP);
+    super::walk_upstream::login_routes_within_domain(w, &spec);
     spec.files = std::mem::take(&mut w.files);
     spec
 }

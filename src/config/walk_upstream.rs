@@ -3,7 +3,7 @@
 //! sign-on keys `authz.session.cookie_domain` and `authz.login_host`.
 
 use super::reader::{Fields, Walker};
-use super::spec::IdentityHeadersSpec;
+use super::spec::{ConfigSpec, HostType, IdentityHeadersSpec, MethodSpec};
 use crate::identity_headers::check_name;
 
 /// Reads `identity_headers` and `strip_credentials` from an `auth` block.
@@ -93,4 +93,50 @@ pub(super) fn login_host(
         return None;
     }
     Some(host)
+}
+
+/// With a cookie domain, every session cookie carries it, and a browser
+/// drops one set by a host outside it: a login route there could never
+/// keep a session. An error at the rule's host, for hosts that are surely
+/// outside (exact names and `*.` wildcards; a regex cannot be judged).
+pub(super) fn login_routes_within_domain(w: &mut Walker<'_>, spec: &ConfigSpec) {
+    let Some(domain) = spec
+        .authz
+        .session
+        .as_ref()
+        .and_then(|s| s.cookie_domain.as_deref())
+    else {
+        return;
+    };
+    for rule in &spec.rules {
+        let logs_in = std::iter::once(&rule.backend)
+            .chain(rule.paths.iter().map(|p| &p.backend))
+            .filter_map(|b| b.auth.as_ref())
+            .flat_map(|a| &a.methods)
+            .any(is_login);
+        let host = rule.host.to_ascii_lowercase();
+        let host = host.split(':').next().unwrap_or_default();
+        let name = match rule.host_type {
+            HostType::Regex => None,
+            _ if host.contains(['^', '$', '(', '[', '\\', '|', '+', '?']) => None,
+            _ => Some(host.strip_prefix("*.").unwrap_or(host)),
+        };
+        if logs_in && name.is_some_and(|n| !crate::sso::within(n, domain)) {
+            w.diags.error(
+                &rule.host_loc,
+                format!(
+                    "`{}` logs users in but is outside session.cookie_domain `{domain}`: its browsers would drop the session cookie",
+                    rule.host
+                ),
+            );
+        }
+    }
+}
+
+fn is_login(method: &MethodSpec) -> bool {
+    match method {
+        MethodSpec::OAuth2(_) => true,
+        MethodSpec::Oidc(o) => o.client_id.is_some(),
+        _ => false,
+    }
 }
