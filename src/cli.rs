@@ -40,6 +40,26 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print an Envoy bootstrap that routes by the config's rules, with the
+    /// ext_authz check skipped on routes without auth. Notes on stderr.
+    Envoy {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// ingress-authz's gRPC address as Envoy reaches it (host:port;
+        /// default `authz.grpc_addr`).
+        #[arg(long)]
+        authz_addr: Option<crate::envoy::Endpoint>,
+        /// The HTTP sidecar (`/oauth2/*`) as Envoy reaches it (default
+        /// `authz.http_addr`).
+        #[arg(long)]
+        sidecar_addr: Option<crate::envoy::Endpoint>,
+        /// Envoy's listener (default `authz.envoy.listen`, else 0.0.0.0:8000).
+        #[arg(long)]
+        listen: Option<crate::envoy::Endpoint>,
+        /// Envoy's admin interface (keep it on loopback).
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin_addr: crate::envoy::Endpoint,
+    },
     /// Show which rule, path and auth apply to a URL, and the decision:
     /// exit 0 allow, 3 deny (a 4xx/5xx or a login redirect), 1 error.
     Explain {

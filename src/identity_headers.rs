@@ -138,6 +138,11 @@ impl IdentityHeaders {
         table
     }
 
+    /// Every header name any route configures (lower-cased).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(|n| &**n)
+    }
+
     /// Whether any route configures identity headers or credential stripping.
     pub fn is_empty(&self) -> bool {
         self.by_route.iter().all(Option::is_none)

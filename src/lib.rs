@@ -87,6 +87,7 @@ pub mod connect;
 pub mod cookies;
 pub mod decision;
 pub mod engine;
+pub mod envoy;
 pub mod explain;
 pub mod hashing;
 pub mod identity;
@@ -140,6 +141,55 @@ pub fn run(cli: Cli) -> ExitCode {
                 return ExitCode::FAILURE;
             };
             explain_command(&engine, &url, &headers, &method, online)
+        }
+        Command::Envoy {
+            config,
+            authz_addr,
+            sidecar_addr,
+            listen,
+            admin_addr,
+        } => {
+            logging::init_plain();
+            let Some(engine) = load_or_report(&config) else {
+                return ExitCode::FAILURE;
+            };
+            let text = match std::fs::read_to_string(&config) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("{}: {e}", config.display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            let Ok(root) = config::yaml::parse(&text) else {
+                return ExitCode::FAILURE;
+            };
+            let settings = &engine.settings;
+            let options = envoy::Options {
+                listen: listen
+                    .or(settings.envoy_listen.map(Into::into))
+                    .unwrap_or_else(|| "0.0.0.0:8000".parse().expect("valid default")),
+                admin: admin_addr,
+                authz: authz_addr
+                    .or(settings.grpc_addr.map(Into::into))
+                    .unwrap_or_else(|| server::DEFAULT_GRPC_ADDR.parse().expect("valid default")),
+                sidecar: sidecar_addr
+                    .or(settings.http_addr.map(Into::into))
+                    .unwrap_or_else(|| server::DEFAULT_HTTP_ADDR.parse().expect("valid default")),
+            };
+            let generated =
+                envoy::generate(&engine, &root, &options, &config.display().to_string());
+            print!("{}", generated.yaml);
+            for note in &generated.notes {
+                eprintln!("note: {note}");
+            }
+            eprintln!(
+                "{}: {} routes ({} bypass the check), {} clusters",
+                config.display(),
+                generated.routes,
+                generated.bypassed,
+                generated.clusters
+            );
+            ExitCode::SUCCESS
         }
         Command::Serve {
             config,

@@ -38,6 +38,8 @@ pub struct AuthzSpec {
     /// `login_host`, lower-cased: where every host under the cookie domain
     /// logs in (one registered callback).
     pub login_host: Option<String>,
+    /// `envoy.listen`: the generated Envoy listener's address.
+    pub envoy_listen: Option<SocketAddr>,
 }
 
 impl Default for AuthzSpec {
@@ -52,6 +54,7 @@ impl Default for AuthzSpec {
             login_throttle: Default::default(),
             admin_token: None,
             login_host: None,
+            envoy_listen: None,
         }
     }
 }

@@ -45,6 +45,12 @@ pub(super) fn authz(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> AuthzSpec {
         }
         spec.admin_token = Some((token, l));
     }
+    if let Some((n, l)) = f.take("envoy")
+        && let Some(mut e) = w.fields(n, &l)
+    {
+        spec.envoy_listen = socket_addr(w, &mut e, "listen");
+        e.finish(w, &[]);
+    }
     let domain = spec
         .session
         .as_ref()

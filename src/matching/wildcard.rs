@@ -22,6 +22,12 @@ impl Wildcard {
         Self { parts }
     }
 
+    /// The literal text between the stars, lower-cased (the Envoy
+    /// generator writes the same pattern as a regex).
+    pub fn parts(&self) -> &[Box<str>] {
+        &self.parts
+    }
+
     /// The literal text after the last `*`: every matching host ends with it
     /// (the router indexes wildcard rules by it).
     pub fn tail(&self) -> &str {
