@@ -62,6 +62,9 @@ pub enum Reason {
     Busy,
     /// A `report_only` route let through a request it would have denied.
     ReportOnly,
+    /// Envoy routed the request by a route (its `context_extensions`)
+    /// other than the one the rules give it: an allow is refused.
+    RouteMismatch,
 }
 
 impl Reason {
@@ -83,6 +86,7 @@ impl Reason {
             Self::Throttled => "throttled",
             Self::Busy => "busy",
             Self::ReportOnly => "report_only",
+            Self::RouteMismatch => "route_mismatch",
         }
     }
 }

@@ -29,6 +29,17 @@ pub struct CheckService {
     shared: Arc<Shared>,
 }
 
+/// The route label the generated Envoy config put in the route's
+/// `context_extensions` (`ingress-authz envoy`), if any.
+fn envoy_route(check: &CheckRequest) -> Option<&str> {
+    check
+        .attributes
+        .as_ref()?
+        .context_extensions
+        .get("route")
+        .map(String::as_str)
+}
+
 impl CheckService {
     pub fn new(shared: Arc<Shared>) -> Self {
         Self { shared }
@@ -102,6 +113,7 @@ impl CheckService {
             decision.verdict = Verdict::Deny(then);
             decision = engine.settle(decision, &req);
         }
+        decision = engine.cross_check(decision, envoy_route(check));
         let seen = match &refreshed {
             Some((headers, _)) => RequestView { headers, ..req },
             None => req,

@@ -90,6 +90,29 @@ impl Engine {
         decision
     }
 
+    /// Envoy's route (the generated `context_extensions` `route`) against
+    /// ours: the label only narrows. A request Envoy routes by another
+    /// rule than ours — a stale Envoy config, a host or path Envoy reads
+    /// differently, a forged or unknown label — keeps our denial, and an
+    /// allow becomes 403 `route_mismatch`: the upstream Envoy picked is not
+    /// the one this decision was for.
+    pub fn cross_check<'e>(
+        &self,
+        decision: Decision<'e>,
+        envoy_route: Option<&str>,
+    ) -> Decision<'e> {
+        let Some(envoy_route) = envoy_route else {
+            return decision;
+        };
+        if !decision.is_allowed() || decision.label.is_some_and(|l| l == envoy_route) {
+            return decision;
+        }
+        Decision {
+            verdict: Verdict::Deny(Denial::status(Status::Forbidden, Reason::RouteMismatch)),
+            ..decision
+        }
+    }
+
     /// Decides, verifying a password hash on this thread if one is due
     /// (`explain`, tests, benchmarks; the service uses the bounded pool).
     pub fn decide_inline<'e>(&'e self, req: &RequestView<'_>) -> Decision<'e> {

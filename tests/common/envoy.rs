@@ -41,13 +41,15 @@ pub struct Envoy {
 
 impl Envoy {
     pub async fn start(backends: Backends, normalize: Normalize) -> Self {
+        Self::start_config(&render_config(&shipped_config(), backends, normalize)).await
+    }
+
+    /// Runs Envoy on a config of the test's own (listener and admin on
+    /// port 0, as the addresses are read back from the admin interface).
+    pub async fn start_config(config_text: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("envoy.yaml");
-        std::fs::write(
-            &config,
-            render_config(&shipped_config(), backends, normalize),
-        )
-        .expect("write envoy config");
+        std::fs::write(&config, config_text).expect("write envoy config");
         let admin_path = dir.path().join("admin-address");
         let log_path = dir.path().join("envoy.log");
         let child = Command::new(envoy_bin())
@@ -246,7 +248,7 @@ fn port_value(addr: SocketAddr) -> String {
 
 /// `ENVOY_BIN`, else the project venv's (scripts/install-deps), else `envoy`
 /// on PATH. Missing Envoy is a test failure, never a skip.
-fn envoy_bin() -> PathBuf {
+pub fn envoy_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("ENVOY_BIN") {
         let bin = PathBuf::from(bin);
         assert!(bin.is_file(), "ENVOY_BIN={bin:?} does not exist");

@@ -25,5 +25,6 @@ mod ops;
 mod paths;
 mod policy;
 mod policy_oidc;
+mod routing;
 mod server_ops;
 mod sso;
