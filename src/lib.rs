@@ -166,14 +166,14 @@ pub fn run(cli: Cli) -> ExitCode {
             let settings = &engine.settings;
             let options = envoy::Options {
                 listen: listen
-                    .or(settings.envoy_listen.map(Into::into))
+                    .or_else(|| settings.envoy_listen.map(Into::into))
                     .unwrap_or_else(|| "0.0.0.0:8000".parse().expect("valid default")),
                 admin: admin_addr,
                 authz: authz_addr
-                    .or(settings.grpc_addr.map(Into::into))
+                    .or_else(|| settings.grpc_addr.map(Into::into))
                     .unwrap_or_else(|| server::DEFAULT_GRPC_ADDR.parse().expect("valid default")),
                 sidecar: sidecar_addr
-                    .or(settings.http_addr.map(Into::into))
+                    .or_else(|| settings.http_addr.map(Into::into))
                     .unwrap_or_else(|| server::DEFAULT_HTTP_ADDR.parse().expect("valid default")),
             };
             let generated =

@@ -121,9 +121,9 @@ fn strip_anchors(r: &str) -> Option<String> {
                 // `[]...]` and `[^]...]`: a leading `]` is a literal.
                 let rest = chars.as_str();
                 for lead in ["^]", "]", "^"] {
-                    if rest.starts_with(lead) {
+                    if let Some(after) = rest.strip_prefix(lead) {
                         out.push_str(lead);
-                        chars = rest[lead.len()..].chars();
+                        chars = after.chars();
                         break;
                     }
                 }
@@ -171,7 +171,7 @@ mod tests {
             let (written, kind) = if regex {
                 (format!("^{}$", pattern.replace('.', "\\.").replace('*', ".+")), HostType::Regex)
             } else {
-                (pattern.clone(), HostType::Auto)
+                (pattern, HostType::Auto)
             };
             let compiled = HostPattern::compile(&written, kind).unwrap();
             let guard = Guard::new(&compiled, &written);

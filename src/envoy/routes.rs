@@ -93,7 +93,7 @@ pub fn build(engine: &Engine, routing: &Routing, sidecar_cluster: &str) -> Route
             .targets
             .get(&slot.route.label)
             .cloned()
-            .unwrap_or(Target::Unsupported("no routing entry".into()));
+            .unwrap_or_else(|| Target::Unsupported("no routing entry".into()));
         let action = action(&target, slot.path, &mut list);
         let open = matches!(slot.route.policy, RouteAuth::Open(_));
         let bypass = open

@@ -353,12 +353,12 @@ fn split_rewrite(r: &str) -> Option<(String, String)> {
     let mut out = String::new();
     let mut chars = replacement.chars().peekable();
     while let Some(c) = chars.next() {
-        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
-            out.push('\\');
-        } else if c == '\\' {
-            out.push('\\');
+        match c {
+            '$' if chars.peek().is_some_and(char::is_ascii_digit) => out.push('\\'),
+            // A literal backslash stays one in RE2's substitution.
+            '\\' => out.push_str("\\\\"),
+            _ => out.push(c),
         }
-        out.push(c);
     }
     Some((pattern.to_string(), out))
 }

@@ -201,7 +201,7 @@ mod tests {
             .with("f", Yaml::str("8080"));
         assert_eq!(
             doc.to_document(),
-            "a: 1\n# why b\n# and more\nb:\n  - x: y\n    z: true\n  - plain\nc: {}\nd: \"@type: x\"\ne: \"true\"\nf: \"8080\"\n"
+            "a: 1\n# why b\n# and more\nb:\n  - x: \"y\"\n    z: true\n  - plain\nc: {}\nd: \"@type: x\"\ne: \"true\"\nf: \"8080\"\n"
         );
     }
 

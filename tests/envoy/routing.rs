@@ -423,7 +423,7 @@ fn pairs(count: usize) -> Vec<(String, String)> {
         let host = mutate_host(rng.pick(HOSTS), rng.pick(HOST_MUTATIONS));
         let (base, other) = (rng.pick(PATHS), rng.pick(PATHS));
         let mut path = mutate_path(base, rng.pick(PATH_MUTATIONS), other);
-        if rng.next() % 4 == 0 {
+        if rng.next().is_multiple_of(4) {
             path = mutate_path(&path, rng.pick(PATH_MUTATIONS), other);
         }
         out.push((host, path));
