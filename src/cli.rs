@@ -59,6 +59,10 @@ pub enum Command {
         /// Envoy's admin interface (keep it on loopback).
         #[arg(long, default_value = "127.0.0.1:9901")]
         admin_addr: crate::envoy::Endpoint,
+        /// A bootstrap that takes listener, routes and clusters from
+        /// `ingress-authz serve --xds` (live updates on every reload).
+        #[arg(long)]
+        xds: bool,
     },
     /// Show which rule, path and auth apply to a URL, and the decision:
     /// exit 0 allow, 3 deny (a 4xx/5xx or a login redirect), 1 error.

@@ -148,6 +148,7 @@ pub fn run(cli: Cli) -> ExitCode {
             sidecar_addr,
             listen,
             admin_addr,
+            xds,
         } => {
             logging::init_plain();
             let Some(engine) = load_or_report(&config) else {
@@ -176,18 +177,22 @@ pub fn run(cli: Cli) -> ExitCode {
                     .or_else(|| settings.http_addr.map(Into::into))
                     .unwrap_or_else(|| server::DEFAULT_HTTP_ADDR.parse().expect("valid default")),
             };
-            let generated =
-                envoy::generate(&engine, &root, &options, &config.display().to_string());
-            print!("{}", generated.yaml);
-            for note in &generated.notes {
+            let source = config.display().to_string();
+            let resources = envoy::resources(&engine, &root);
+            if xds {
+                print!("{}", envoy::xds_bootstrap(&options, &source));
+            } else {
+                print!("{}", envoy::static_bootstrap(&resources, &options, &source));
+            }
+            for note in &resources.notes {
                 eprintln!("note: {note}");
             }
             eprintln!(
-                "{}: {} routes ({} bypass the check), {} clusters",
-                config.display(),
-                generated.routes,
-                generated.bypassed,
-                generated.clusters
+                "{source}: version {}, {} routes ({} bypass the check), {} service clusters",
+                resources.version,
+                resources.routes.len(),
+                resources.bypassed,
+                resources.clusters.len()
             );
             ExitCode::SUCCESS
         }

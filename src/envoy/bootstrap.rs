@@ -1,36 +1,48 @@
-//! The static bootstrap around the routes: admin, runtime, the listener
-//! with the HTTP connection manager we ship, the ext_authz filter and one
-//! cluster per backend service plus ingress-authz's two.
+//! The bootstraps around the resources: admin, runtime, the listener with
+//! the HTTP connection manager we ship, the ext_authz filter, and
+//! ingress-authz's two clusters. Static: everything inline. xDS: only
+//! ingress-authz's clusters, the rest from its ADS server.
 
-use super::routes::{EXT_AUTHZ, RouteList};
-use super::routing::{Protocol, ServiceKey};
+use super::model::{ClusterSpec, Resources};
+use super::render::{self, EXT_AUTHZ};
 use super::yaml::Yaml;
 use super::{Endpoint, Options};
 
-const HCM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
-const EXT_AUTHZ_TYPE: &str =
+pub const HCM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+pub const EXT_AUTHZ_TYPE: &str =
     "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz";
-const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
-const HTTP_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
-const TLS_TYPE: &str =
-    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
+pub const ROUTER_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
 pub const AUTHZ_CLUSTER: &str = "ingress_authz";
 pub const SIDECAR_CLUSTER: &str = "ingress_authz_http";
+pub const LISTENER: &str = "ingress";
+pub const ROUTE_CONFIG: &str = "ingress";
+/// The ext_authz check's time budget (the authorizer answers within it).
+pub const CHECK_TIMEOUT: &str = "0.5s";
 
-pub fn document(options: &Options, routes: &RouteList, header: &str) -> String {
-    let clusters: Vec<Yaml> = [
-        cluster(AUTHZ_CLUSTER, &options.authz, true, None),
-        cluster(SIDECAR_CLUSTER, &options.sidecar, false, None),
+/// ingress-authz's own clusters: the gRPC service (also the ADS server)
+/// and the HTTP sidecar.
+pub fn own_clusters(options: &Options) -> Vec<ClusterSpec> {
+    vec![
+        ClusterSpec {
+            name: AUTHZ_CLUSTER.into(),
+            endpoint: options.authz.clone(),
+            h2: true,
+            tls: None,
+            comment: Some("ingress-authz's gRPC port: ext_authz checks (and ADS, with --xds)."),
+        },
+        ClusterSpec {
+            name: SIDECAR_CLUSTER.into(),
+            endpoint: options.sidecar.clone(),
+            h2: false,
+            tls: None,
+            comment: Some("ingress-authz's HTTP sidecar: /oauth2/*."),
+        },
     ]
-    .into_iter()
-    .chain(routes.services.iter().map(service_cluster))
-    .collect();
-    let doc = Yaml::map([(
-        "admin",
-        Yaml::map([("address", socket(&options.admin))]),
-    )])
-    .with_comment(
-        "Host and path regexes of generated routes are longer than Envoy's default\nRE2 program-size limit (100) allows.",
+}
+
+fn admin_and_runtime(options: &Options) -> Yaml {
+    Yaml::map([("admin", Yaml::map([("address", socket(&options.admin))]))]).with_comment(
+        "Generated host and path regexes are larger than Envoy's default RE2\nprogram-size limit (100) allows.",
         "layered_runtime",
         Yaml::map([(
             "layers",
@@ -46,14 +58,100 @@ pub fn document(options: &Options, routes: &RouteList, header: &str) -> String {
             ])]),
         )]),
     )
-    .with(
+}
+
+/// Everything inline.
+pub fn static_document(options: &Options, resources: &Resources, header: &str) -> String {
+    let routes: Vec<Yaml> = resources
+        .routes
+        .iter()
+        .map(|r| render::route(r, Some(&resources.version)))
+        .collect();
+    let route_config = Yaml::map([
+        ("name", Yaml::str(ROUTE_CONFIG)),
+        (
+            "virtual_hosts",
+            Yaml::List(vec![virtual_host(Yaml::List(routes))]),
+        ),
+    ]);
+    let clusters = own_clusters(options)
+        .iter()
+        .chain(&resources.clusters)
+        .map(render::cluster)
+        .collect();
+    let doc = admin_and_runtime(options).with(
         "static_resources",
         Yaml::map([
-            ("listeners", Yaml::List(vec![listener(options, routes)])),
+            (
+                "listeners",
+                Yaml::List(vec![listener(
+                    &options.listen,
+                    "route_config",
+                    route_config,
+                )]),
+            ),
             ("clusters", Yaml::List(clusters)),
         ]),
     );
     format!("{header}{}", doc.to_document())
+}
+
+/// Listener, routes and service clusters from ingress-authz's ADS server.
+/// Until it answers, Envoy has no listener: nothing is served unchecked.
+pub fn xds_document(options: &Options, node_id: &str, header: &str) -> String {
+    let ads = || {
+        Yaml::map([
+            ("ads", Yaml::map::<&str>([])),
+            ("resource_api_version", Yaml::str("V3")),
+        ])
+    };
+    let clusters = own_clusters(options).iter().map(render::cluster).collect();
+    let doc = admin_and_runtime(options)
+        .with(
+            "node",
+            Yaml::map([
+                ("id", Yaml::str(node_id)),
+                ("cluster", Yaml::str("ingress")),
+            ]),
+        )
+        .with(
+            "dynamic_resources",
+            Yaml::map([
+                (
+                    "ads_config",
+                    Yaml::map([
+                        ("api_type", Yaml::str("GRPC")),
+                        ("transport_api_version", Yaml::str("V3")),
+                        (
+                            "grpc_services",
+                            Yaml::List(vec![Yaml::map([(
+                                "envoy_grpc",
+                                Yaml::map([("cluster_name", Yaml::str(AUTHZ_CLUSTER))]),
+                            )])]),
+                        ),
+                    ]),
+                ),
+                ("lds_config", ads()),
+                ("cds_config", ads()),
+            ]),
+        )
+        .with(
+            "static_resources",
+            Yaml::map([("clusters", Yaml::List(clusters))]),
+        );
+    format!("{header}{}", doc.to_document())
+}
+
+pub fn virtual_host(routes: Yaml) -> Yaml {
+    Yaml::map([
+        ("name", Yaml::str("rules")),
+        ("domains", Yaml::List(vec![Yaml::str("*")])),
+    ])
+    .with_comment(
+        "One virtual host: Envoy picks virtual hosts by specificity, ingress picks\nrules in order. Each route's `:authority` guard is its rule's host.",
+        "routes",
+        routes,
+    )
 }
 
 pub fn socket(e: &Endpoint) -> Yaml {
@@ -67,22 +165,8 @@ pub fn socket(e: &Endpoint) -> Yaml {
 }
 
 /// The listener and its HTTP connection manager (`envoy/envoy.yaml`'s
-/// settings, with the generated routes).
-pub fn listener(options: &Options, routes: &RouteList) -> Yaml {
-    let route_config = Yaml::map([
-        ("name", Yaml::str("ingress")),
-        (
-            "virtual_hosts",
-            Yaml::List(vec![
-                Yaml::map([("name", Yaml::str("rules")), ("domains", Yaml::List(vec![Yaml::str("*")]))])
-                    .with_comment(
-                        "One virtual host: Envoy picks virtual hosts by specificity, ingress picks\nrules in order. Each route's `:authority` guard is its rule's host.",
-                        "routes",
-                        Yaml::List(routes.routes.clone()),
-                    ),
-            ]),
-        ),
-    ]);
+/// settings); `routes_key` is `route_config` (inline) or `rds`.
+pub fn listener(listen: &Endpoint, routes_key: &str, routes: Yaml) -> Yaml {
     let hcm = Yaml::map([
         ("@type", Yaml::str(HCM_TYPE)),
         ("stat_prefix", Yaml::str("ingress")),
@@ -108,51 +192,14 @@ pub fn listener(options: &Options, routes: &RouteList) -> Yaml {
         "common_http_protocol_options",
         Yaml::map([("headers_with_underscores_action", Yaml::str("DROP_HEADER"))]),
     )
-    .with("route_config", route_config)
+    .with(routes_key, routes)
     .with(
         "http_filters",
-        Yaml::List(vec![
-            Yaml::map([
-                ("name", Yaml::str(EXT_AUTHZ)),
-                (
-                    "typed_config",
-                    Yaml::map([
-                        ("@type", Yaml::str(EXT_AUTHZ_TYPE)),
-                        ("transport_api_version", Yaml::str("V3")),
-                        (
-                            "grpc_service",
-                            Yaml::map([
-                                (
-                                    "envoy_grpc",
-                                    Yaml::map([("cluster_name", Yaml::str(AUTHZ_CLUSTER))]),
-                                ),
-                                ("timeout", Yaml::str("0.5s")),
-                            ]),
-                        ),
-                    ])
-                    .with_comment(
-                        "Fail closed: an authorizer that is down or slow means 503.",
-                        "failure_mode_allow",
-                        Yaml::Bool(false),
-                    )
-                    .with(
-                        "status_on_error",
-                        Yaml::map([("code", Yaml::str("ServiceUnavailable"))]),
-                    ),
-                ),
-            ]),
-            Yaml::map([
-                ("name", Yaml::str("envoy.filters.http.router")),
-                (
-                    "typed_config",
-                    Yaml::map([("@type", Yaml::str(ROUTER_TYPE))]),
-                ),
-            ]),
-        ]),
+        Yaml::List(vec![ext_authz_filter(), router_filter()]),
     );
     Yaml::map([
-        ("name", Yaml::str("ingress")),
-        ("address", socket(&options.listen)),
+        ("name", Yaml::str(LISTENER)),
+        ("address", socket(listen)),
         (
             "filter_chains",
             Yaml::List(vec![Yaml::map([(
@@ -169,99 +216,44 @@ pub fn listener(options: &Options, routes: &RouteList) -> Yaml {
     ])
 }
 
-fn service_cluster(key: &ServiceKey) -> Yaml {
-    let h2 = matches!(key.protocol, Protocol::H2 | Protocol::H2c);
-    let tls = key.protocol.tls().then_some(key.name.as_str());
-    cluster(
-        &key.cluster_name(),
-        &Endpoint {
-            host: key.name.clone(),
-            port: key.port,
-        },
-        h2,
-        tls,
-    )
-}
-
-/// A STRICT_DNS cluster of one endpoint; `h2`: HTTP/2 to it; `tls`: the server name to
-/// verify against the system's CA bundle.
-pub fn cluster(name: &str, endpoint: &Endpoint, h2: bool, tls: Option<&str>) -> Yaml {
-    let mut c = Yaml::map([
-        ("name", Yaml::str(name)),
-        ("type", Yaml::str("STRICT_DNS")),
-        ("connect_timeout", Yaml::str("5s")),
-    ]);
-    if h2 {
-        c = c.with(
-            "typed_extension_protocol_options",
-            Yaml::map([(
-                HTTP_OPTIONS,
-                Yaml::map([
-                    (
-                        "@type",
-                        Yaml::str(format!("type.googleapis.com/{HTTP_OPTIONS}")),
-                    ),
-                    (
-                        "explicit_http_config",
-                        Yaml::map([("http2_protocol_options", Yaml::map::<&str>([]))]),
-                    ),
-                ]),
-            )]),
-        );
-    }
-    c = c.with(
-        "load_assignment",
-        Yaml::map([
-            ("cluster_name", Yaml::str(name)),
-            (
-                "endpoints",
-                Yaml::List(vec![Yaml::map([(
-                    "lb_endpoints",
-                    Yaml::List(vec![Yaml::map([(
-                        "endpoint",
-                        Yaml::map([("address", socket(endpoint))]),
-                    )])]),
-                )])]),
-            ),
-        ]),
-    );
-    if let Some(server) = tls {
-        c = c.with_comment(
-            "TLS to the service, its certificate checked against the system's CA bundle.",
-            "transport_socket",
+fn ext_authz_filter() -> Yaml {
+    Yaml::map([
+        ("name", Yaml::str(EXT_AUTHZ)),
+        (
+            "typed_config",
             Yaml::map([
-                ("name", Yaml::str("envoy.transport_sockets.tls")),
+                ("@type", Yaml::str(EXT_AUTHZ_TYPE)),
+                ("transport_api_version", Yaml::str("V3")),
                 (
-                    "typed_config",
+                    "grpc_service",
                     Yaml::map([
-                        ("@type", Yaml::str(TLS_TYPE)),
-                        ("sni", Yaml::str(server)),
                         (
-                            "common_tls_context",
-                            Yaml::map([(
-                                "validation_context",
-                                Yaml::map([
-                                    (
-                                        "trusted_ca",
-                                        Yaml::map([(
-                                            "filename",
-                                            Yaml::str("/etc/ssl/certs/ca-certificates.crt"),
-                                        )]),
-                                    ),
-                                    (
-                                        "match_typed_subject_alt_names",
-                                        Yaml::List(vec![Yaml::map([
-                                            ("san_type", Yaml::str("DNS")),
-                                            ("matcher", Yaml::map([("exact", Yaml::str(server))])),
-                                        ])]),
-                                    ),
-                                ]),
-                            )]),
+                            "envoy_grpc",
+                            Yaml::map([("cluster_name", Yaml::str(AUTHZ_CLUSTER))]),
                         ),
+                        ("timeout", Yaml::str(CHECK_TIMEOUT)),
                     ]),
                 ),
-            ]),
-        );
-    }
-    c
+            ])
+            .with_comment(
+                "Fail closed: an authorizer that is down or slow means 503.",
+                "failure_mode_allow",
+                Yaml::Bool(false),
+            )
+            .with(
+                "status_on_error",
+                Yaml::map([("code", Yaml::str("ServiceUnavailable"))]),
+            ),
+        ),
+    ])
+}
+
+fn router_filter() -> Yaml {
+    Yaml::map([
+        ("name", Yaml::str("envoy.filters.http.router")),
+        (
+            "typed_config",
+            Yaml::map([("@type", Yaml::str(ROUTER_TYPE))]),
+        ),
+    ])
 }

@@ -9,17 +9,15 @@
 //! requests whose every spelling the authorizer would read the same way;
 //! everything else falls through to the checked copy.
 
+use super::Endpoint;
 use super::guard::{Guard, HOST_LENGTH, HOST_SYNTAX};
+use super::model::{Action, Check, ClusterSpec, HeaderGuard, PathMatch, RouteSpec};
 use super::routing::{Routing, ServiceKey, Target};
-use super::yaml::Yaml;
 use crate::engine::Engine;
 use crate::matching::path_pattern::PathPattern;
 use crate::matching::{Route, RouteAuth};
 use crate::response::CONNECT_HEADERS;
 
-pub const EXT_AUTHZ: &str = "envoy.filters.http.ext_authz";
-const PER_ROUTE_TYPE: &str =
-    "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute";
 /// A path (before any `?query`) with none of the spellings the authorizer
 /// reads differently from Envoy: `;` parameters, percent-encodings,
 /// backslashes.
@@ -27,8 +25,8 @@ const PLAIN_PATH: &str = r"[^?;%\\]*(?:\?.*)?";
 
 /// The routes and the services they reach.
 pub struct RouteList {
-    pub routes: Vec<Yaml>,
-    pub services: Vec<ServiceKey>,
+    pub routes: Vec<RouteSpec>,
+    pub clusters: Vec<ClusterSpec>,
     /// Lines for stderr: what could not be mapped, or not proved.
     pub notes: Vec<String>,
     /// How many routes are bypassed.
@@ -74,17 +72,15 @@ pub fn build(engine: &Engine, routing: &Routing, sidecar_cluster: &str) -> Route
     }
     let mut list = RouteList {
         routes: vec![sidecar_route(sidecar_cluster)],
-        services: Vec::new(),
+        clusters: Vec::new(),
         notes: routing.unsupported.clone(),
         bypassed: 0,
     };
-    for g in &guards {
-        if let Some(note) = &g.note {
-            list.notes.push(note.clone());
-        }
-    }
+    list.notes
+        .extend(guards.iter().filter_map(|g| g.note.clone()));
     let strip = stripped_headers(engine);
-    let cookie_names = cookie_names(engine);
+    let cookie_name = &engine.login.cookies.name;
+    let mut services = Vec::new();
     // Whether every earlier guard covers its rule: only then can no request
     // of an earlier rule reach a later bypass.
     let mut earlier_cover = true;
@@ -94,55 +90,38 @@ pub fn build(engine: &Engine, routing: &Routing, sidecar_cluster: &str) -> Route
             .get(&slot.route.label)
             .cloned()
             .unwrap_or_else(|| Target::Unsupported("no routing entry".into()));
-        let action = action(&target, slot.path, &mut list);
+        let (action, add_request, add_response) = action(&target, slot.path, &mut services);
         let open = matches!(slot.route.policy, RouteAuth::Open(_));
         let bypass = open
             && earlier_cover
             && slot.guard.is_none_or(|g| g.exact)
             && !matches!(target, Target::Unsupported(_));
+        let checked = RouteSpec {
+            name: slot.route.label.clone(),
+            comment: None,
+            path: path_match(slot.path),
+            headers: guard_headers(slot.guard),
+            action,
+            check: Check::Labelled(slot.route.label.clone()),
+            remove_request_headers: Vec::new(),
+            add_request_headers: add_request,
+            add_response_headers: add_response,
+        };
         if bypass {
-            let mut headers = guard_headers(slot.guard);
-            headers.extend(bypass_fence(&cookie_names));
-            let route = route_entry(
-                slot,
-                &format!("{} (bypass)", slot.route.label),
+            let mut headers = checked.headers.clone();
+            headers.extend(bypass_fence(cookie_name));
+            list.routes.push(RouteSpec {
+                name: format!("{} (bypass)", slot.route.label),
+                comment: Some(
+                    "No auth applies: no check for plain host names and paths without our\ncookies; anything else takes the checked route below.",
+                ),
                 headers,
-                &action,
-            )
-            .with(
-                "request_headers_to_remove",
-                Yaml::List(strip.iter().map(Yaml::str).collect()),
-            )
-            .with(
-                "typed_per_filter_config",
-                Yaml::map([(
-                    EXT_AUTHZ,
-                    Yaml::map([
-                        ("@type", Yaml::str(PER_ROUTE_TYPE)),
-                        ("disabled", Yaml::Bool(true)),
-                    ]),
-                )]),
-            );
-            list.routes.push(route);
+                check: Check::Disabled,
+                remove_request_headers: strip.clone(),
+                ..checked.clone()
+            });
             list.bypassed += 1;
         }
-        let checked = route_entry(slot, &slot.route.label, guard_headers(slot.guard), &action)
-            .with(
-                "typed_per_filter_config",
-                Yaml::map([(
-                    EXT_AUTHZ,
-                    Yaml::map([
-                        ("@type", Yaml::str(PER_ROUTE_TYPE)),
-                        (
-                            "check_settings",
-                            Yaml::map([(
-                                "context_extensions",
-                                Yaml::map([("route", Yaml::str(&slot.route.label))]),
-                            )]),
-                        ),
-                    ]),
-                )]),
-            );
         list.routes.push(checked);
         if slot.path.is_none() {
             // A rule's catch-all ends its paths; the next rule starts.
@@ -150,109 +129,95 @@ pub fn build(engine: &Engine, routing: &Routing, sidecar_cluster: &str) -> Route
         }
     }
     if router.fallback().is_none() {
-        list.routes.push(
-            Yaml::map([
-                ("name", Yaml::str("no rule matches")),
-                ("match", Yaml::map([("prefix", Yaml::str("/"))])),
-            ])
-            .with_comment(
+        list.routes.push(RouteSpec {
+            name: "no rule matches".into(),
+            comment: Some(
                 "No rule matched: 403, as the authorizer answers (its check still runs, so the\nanswer is its JSON or HTML page).",
-                "direct_response",
-                Yaml::map([("status", Yaml::Int(403))]),
             ),
-        );
+            path: PathMatch::Prefix("/".into()),
+            headers: Vec::new(),
+            action: Action::Respond {
+                status: 403,
+                body: None,
+            },
+            check: Check::Plain,
+            remove_request_headers: Vec::new(),
+            add_request_headers: Vec::new(),
+            add_response_headers: Vec::new(),
+        });
     }
-    list.services.sort();
-    list.services.dedup();
+    services.sort();
+    services.dedup();
+    list.clusters = services.iter().map(service_cluster).collect();
     list
 }
 
 /// `/oauth2/` to the sidecar, on every host, without a check: it is where
 /// an unauthenticated user logs in.
-fn sidecar_route(cluster: &str) -> Yaml {
-    Yaml::map([
-        ("name", Yaml::str("oauth2 sidecar")),
-        ("match", Yaml::map([("prefix", Yaml::str("/oauth2/"))])),
-        ("route", Yaml::map([("cluster", Yaml::str(cluster))])),
-    ])
-    .with(
-        "typed_per_filter_config",
-        Yaml::map([(
-            EXT_AUTHZ,
-            Yaml::map([
-                ("@type", Yaml::str(PER_ROUTE_TYPE)),
-                ("disabled", Yaml::Bool(true)),
-            ]),
-        )]),
-    )
-}
-
-fn route_entry(slot: &Slot<'_>, name: &str, headers: Vec<Yaml>, action: &[(String, Yaml)]) -> Yaml {
-    let mut matcher = match slot.path {
-        None => Yaml::map([("prefix", Yaml::str("/"))]),
-        Some(PathPattern::Prefix(p)) if p.is_empty() => Yaml::map([("prefix", Yaml::str("/"))]),
-        Some(PathPattern::Prefix(p)) => Yaml::map([("prefix", Yaml::str(&**p))]),
-        Some(PathPattern::Regex(re)) => Yaml::map([(
-            "safe_regex",
-            Yaml::map([("regex", Yaml::str(path_regex(re.as_str())))]),
-        )]),
-    };
-    if !headers.is_empty() {
-        matcher = matcher.with("headers", Yaml::List(headers));
+fn sidecar_route(cluster: &str) -> RouteSpec {
+    RouteSpec {
+        name: "oauth2 sidecar".into(),
+        comment: Some("The login sidecar: where a user without a session signs in."),
+        path: PathMatch::Prefix("/oauth2/".into()),
+        headers: Vec::new(),
+        action: Action::Forward {
+            cluster: cluster.into(),
+            regex_rewrite: None,
+            auto_host_rewrite: false,
+            timeout: None,
+        },
+        check: Check::Disabled,
+        remove_request_headers: Vec::new(),
+        add_request_headers: Vec::new(),
+        add_response_headers: Vec::new(),
     }
-    let mut entry = Yaml::map([("name", Yaml::str(name)), ("match", matcher)]);
-    for (k, v) in action {
-        entry = entry.with(k.clone(), v.clone());
+}
+
+fn path_match(path: Option<&PathPattern>) -> PathMatch {
+    match path {
+        None => PathMatch::Prefix("/".into()),
+        Some(PathPattern::Prefix(p)) if p.is_empty() => PathMatch::Prefix("/".into()),
+        Some(PathPattern::Prefix(p)) => PathMatch::Prefix(p.to_string()),
+        // The authorizer's `^(?:p)` prefix match as an Envoy full match.
+        Some(PathPattern::Regex(re)) => {
+            let inner = re.as_str().strip_prefix('^').unwrap_or(re.as_str());
+            PathMatch::Regex(format!("{inner}(?s:.*)"))
+        }
     }
-    entry
 }
 
-/// The authorizer's `^(?:p)` prefix match as an Envoy full match.
-fn path_regex(compiled: &str) -> String {
-    // `compiled` is `^(?:p)`; Envoy matches the whole path.
-    let inner = compiled.strip_prefix('^').unwrap_or(compiled);
-    format!("{inner}(?s:.*)")
-}
-
-fn header_regex(name: &str, regex: &str) -> Yaml {
-    Yaml::map([
-        ("name", Yaml::str(name)),
-        (
-            "string_match",
-            Yaml::map([("safe_regex", Yaml::map([("regex", Yaml::str(regex))]))]),
-        ),
-    ])
-}
-
-fn guard_headers(guard: Option<&Guard>) -> Vec<Yaml> {
+fn guard_headers(guard: Option<&Guard>) -> Vec<HeaderGuard> {
     guard
-        .map(|g| vec![header_regex(":authority", &g.regex)])
+        .map(|g| {
+            vec![HeaderGuard {
+                name: ":authority",
+                regex: g.regex.clone(),
+                invert: false,
+            }]
+        })
         .unwrap_or_default()
 }
 
 /// A bypass takes only host names the authorizer accepts, paths it reads
 /// as Envoy does, and requests without our cookies (which the authorizer
-/// would take out of the `Cookie` header; Envoy cannot).
-fn bypass_fence(cookie_names: &[String]) -> Vec<Yaml> {
-    let mut fence = vec![
-        header_regex(":authority", HOST_SYNTAX),
-        header_regex(":authority", HOST_LENGTH),
-        header_regex(":path", PLAIN_PATH),
-    ];
-    if !cookie_names.is_empty() {
-        let names: Vec<String> = cookie_names.iter().map(|n| regex::escape(n)).collect();
-        fence.push(
-            header_regex("cookie", &format!("(?s).*(?:{}).*", names.join("|")))
-                .with("invert_match", Yaml::Bool(true))
-                .with("treat_missing_header_as_empty", Yaml::Bool(true)),
-        );
-    }
-    fence
-}
-
-/// Our cookies' base name: every session and login-state cookie contains it.
-fn cookie_names(engine: &Engine) -> Vec<String> {
-    vec![engine.login.cookies.name.clone()]
+/// would take out of the `Cookie` header; Envoy cannot). Every session and
+/// login-state cookie name contains the configured name.
+fn bypass_fence(cookie_name: &str) -> Vec<HeaderGuard> {
+    let plain = |name, regex: &str| HeaderGuard {
+        name,
+        regex: regex.to_string(),
+        invert: false,
+    };
+    vec![
+        plain(":authority", HOST_SYNTAX),
+        plain(":authority", HOST_LENGTH),
+        plain(":path", PLAIN_PATH),
+        HeaderGuard {
+            name: "cookie",
+            regex: format!("(?s).*{}.*", regex::escape(cookie_name)),
+            invert: true,
+        },
+    ]
 }
 
 /// What the authorizer removes from every allowed request.
@@ -266,137 +231,99 @@ fn stripped_headers(engine: &Engine) -> Vec<String> {
     names
 }
 
-/// The route's action keys (`route`, `redirect` or `direct_response`, and
-/// header edits).
+type Headers = Vec<(String, String)>;
+
+/// The route's action and header additions (request, response).
 fn action(
     target: &Target,
     path: Option<&PathPattern>,
-    list: &mut RouteList,
-) -> Vec<(String, Yaml)> {
-    let mut out = Vec::new();
+    services: &mut Vec<ServiceKey>,
+) -> (Action, Headers, Headers) {
     match target {
         Target::Service(s) => {
             let Some(key) = &s.key else {
-                out.push((
-                    "direct_response".into(),
+                return (
                     not_supported("a service without `name`"),
-                ));
-                return out;
+                    Vec::new(),
+                    Vec::new(),
+                );
             };
-            list.services.push(key.clone());
-            let mut route = Yaml::map([("cluster", Yaml::str(key.cluster_name()))]);
-            if s.strip_prefix {
+            services.push(key.clone());
+            let regex_rewrite = if s.strip_prefix {
                 let prefix = match path {
                     Some(PathPattern::Prefix(p)) => format!("^{}/*", regex::escape(p)),
                     Some(PathPattern::Regex(re)) => format!("{}/*", re.as_str()),
                     None => "^/+".to_string(),
                 };
-                route = route.with("regex_rewrite", rewrite(&prefix, "/"));
-            } else if let Some((pattern, replacement)) = s.rewrites.first() {
-                route = route.with("regex_rewrite", rewrite(pattern, replacement));
-            }
-            if s.host_rewrite {
-                route = route.with("auto_host_rewrite", Yaml::Bool(true));
-            }
-            if let Some(t) = s.timeout {
-                route = route.with("timeout", Yaml::str(format!("{}s", t.as_secs_f64())));
-            }
-            out.push(("route".into(), route));
-            if !s.request_headers.is_empty() {
-                out.push((
-                    "request_headers_to_add".into(),
-                    header_values(&s.request_headers),
-                ));
-            }
-            if !s.response_headers.is_empty() {
-                out.push((
-                    "response_headers_to_add".into(),
-                    header_values(&s.response_headers),
-                ));
-            }
+                Some((prefix, "/".to_string()))
+            } else {
+                s.rewrites.first().cloned()
+            };
+            let action = Action::Forward {
+                cluster: key.cluster_name(),
+                regex_rewrite,
+                auto_host_rewrite: s.host_rewrite,
+                timeout: s.timeout,
+            };
+            (
+                action,
+                s.request_headers.clone(),
+                s.response_headers.clone(),
+            )
         }
         Target::Redirect { url, permanent } => {
             let u = url::Url::parse(url).expect("checked when read");
-            let mut r = Yaml::map([
-                ("scheme_redirect", Yaml::str(u.scheme())),
-                ("host_redirect", Yaml::str(u.host_str().unwrap_or_default())),
-            ]);
-            if let Some(port) = u.port() {
-                r = r.with("port_redirect", Yaml::Int(i64::from(port)));
-            }
-            let mut path = u.path().to_string();
-            if let Some(q) = u.query() {
-                path = format!("{path}?{q}");
-            }
-            r = r
-                .with("path_redirect", Yaml::str(path))
-                .with("strip_query", Yaml::Bool(u.query().is_none()));
-            let code = if *permanent {
-                "MOVED_PERMANENTLY"
-            } else {
-                "FOUND"
+            let path = match u.query() {
+                Some(q) => format!("{}?{q}", u.path()),
+                None => u.path().to_string(),
             };
-            r = r.with("response_code", Yaml::str(code));
-            out.push(("redirect".into(), r));
+            let action = Action::Redirect {
+                scheme: u.scheme().to_string(),
+                host: u.host_str().unwrap_or_default().to_string(),
+                port: u.port(),
+                path,
+                strip_query: u.query().is_none(),
+                permanent: *permanent,
+            };
+            (action, Vec::new(), Vec::new())
         }
         Target::Static {
             status,
             headers,
             body,
-        } => {
-            out.push((
-                "direct_response".into(),
-                Yaml::map([
-                    ("status", Yaml::Int(i64::from(*status))),
-                    ("body", Yaml::map([("inline_string", Yaml::str(body))])),
-                ]),
-            ));
-            if !headers.is_empty() {
-                out.push(("response_headers_to_add".into(), header_values(headers)));
-            }
-        }
-        Target::Unsupported(why) => {
-            out.push(("direct_response".into(), not_supported(why)));
-        }
-    }
-    out
-}
-
-fn not_supported(why: &str) -> Yaml {
-    Yaml::map([
-        ("status", Yaml::Int(501)),
-        (
-            "body",
-            Yaml::map([(
-                "inline_string",
-                Yaml::str(format!(
-                    "not supported by the generated Envoy config: {why}\n"
-                )),
-            )]),
+        } => (
+            Action::Respond {
+                status: *status,
+                body: Some(body.clone()),
+            },
+            Vec::new(),
+            headers.clone(),
         ),
-    ])
+        Target::Unsupported(why) => (not_supported(why), Vec::new(), Vec::new()),
+    }
 }
 
-fn rewrite(pattern: &str, substitution: &str) -> Yaml {
-    Yaml::map([
-        ("pattern", Yaml::map([("regex", Yaml::str(pattern))])),
-        ("substitution", Yaml::str(substitution)),
-    ])
+fn not_supported(why: &str) -> Action {
+    Action::Respond {
+        status: 501,
+        body: Some(format!(
+            "not supported by the generated Envoy config: {why}\n"
+        )),
+    }
 }
 
-fn header_values(headers: &[(String, String)]) -> Yaml {
-    Yaml::List(
-        headers
-            .iter()
-            .map(|(k, v)| {
-                Yaml::map([
-                    (
-                        "header",
-                        Yaml::map([("key", Yaml::str(k)), ("value", Yaml::str(v))]),
-                    ),
-                    ("append_action", Yaml::str("OVERWRITE_IF_EXISTS_OR_ADD")),
-                ])
-            })
-            .collect(),
-    )
+fn service_cluster(key: &ServiceKey) -> ClusterSpec {
+    ClusterSpec {
+        name: key.cluster_name(),
+        endpoint: Endpoint {
+            host: key.name.clone(),
+            port: key.port,
+        },
+        h2: matches!(
+            key.protocol,
+            super::routing::Protocol::H2 | super::routing::Protocol::H2c
+        ),
+        tls: key.protocol.tls().then(|| key.name.clone()),
+        comment: None,
+    }
 }
