@@ -204,7 +204,10 @@ pub fn run(cli: Cli) -> ExitCode {
             log_format,
         } => {
             logging::init_serve(log_format);
-            let Some(engine) = load_or_report(&config) else {
+            let Some((engine, text)) = Engine::load_with_text(&config)
+                .map_err(|e| eprintln!("{e}"))
+                .ok()
+            else {
                 return ExitCode::FAILURE;
             };
             // Before the runtime starts: loading freed several times the
@@ -241,7 +244,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 );
                 return ExitCode::FAILURE;
             }
-            let shared = state::Shared::new(engine, config);
+            let shared = state::Shared::new(engine, config, &text);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

@@ -1,6 +1,8 @@
 //! `serve`: bind the gRPC, HTTP and admin ports and run until a shutdown
 //! signal, reloading the config on change.
 
+use crate::envoy::xds::AdsService;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -87,6 +89,10 @@ pub async fn serve(shared: Arc<Shared>, addrs: Addrs) -> Result<(), ServeError> 
     let grpc = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(AuthorizationServer::new(CheckService::new(shared.clone())))
+        // Envoy's listener, routes and clusters (`ingress-authz envoy --xds`).
+        .add_service(AggregatedDiscoveryServiceServer::new(AdsService::new(
+            shared.clone(),
+        )))
         .serve_with_incoming_shutdown(no_delay(grpc_listener), stopped(stop_rx.clone()));
     let token_source = shared.clone();
     let admin = tonic::transport::Server::builder()

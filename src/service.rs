@@ -29,14 +29,15 @@ pub struct CheckService {
     shared: Arc<Shared>,
 }
 
-/// The route label the generated Envoy config put in the route's
-/// `context_extensions` (`ingress-authz envoy`), if any.
-fn envoy_route(check: &CheckRequest) -> Option<&str> {
+/// A value the generated Envoy config put in the route's
+/// `context_extensions` (`ingress-authz envoy`): `route` (the route's
+/// label) or `config` (the resources' version).
+fn context<'c>(check: &'c CheckRequest, key: &str) -> Option<&'c str> {
     check
         .attributes
         .as_ref()?
         .context_extensions
-        .get("route")
+        .get(key)
         .map(String::as_str)
 }
 
@@ -49,8 +50,14 @@ impl CheckService {
     pub async fn check_one(&self, check: &CheckRequest) -> CheckResponse {
         let started = crate::clock::now();
         // A guard, not an Arc clone: no shared reference count to bounce
-        // between workers on every check.
-        let engine = self.shared.engine();
+        // between workers on every check. A request Envoy routed by the
+        // previous generation of its resources is decided by that
+        // generation's rules, during the switch.
+        let current = self.shared.engine();
+        let previous = context(check, "config")
+            .filter(|v| *v != current.envoy_version)
+            .and_then(|v| self.shared.engine_for(v));
+        let engine: &Engine = previous.as_deref().unwrap_or(&current);
         let req = match RequestView::try_from(check) {
             Ok(req) => req,
             Err(e) => {
@@ -89,7 +96,7 @@ impl CheckService {
                 // A password hash: on the bounded pool, never on this
                 // worker; a full pool answers 429 at once.
                 Pending::VerifyPassword => {
-                    decision = match self.verify_password(&engine, route, &req).await {
+                    decision = match self.verify_password(engine, route, &req).await {
                         Ok(true) => engine.decide(&req),
                         Ok(false) => {
                             engine.record_failure(route, &req);
@@ -102,7 +109,7 @@ impl CheckService {
                     };
                 }
                 Pending::RefreshSession => {
-                    refreshed = self.refresh(&engine, route, &req).await;
+                    refreshed = self.refresh(engine, route, &req).await;
                     if let Some((headers, _)) = &refreshed {
                         decision = engine.decide(&RequestView { headers, ..req });
                     }
@@ -113,7 +120,7 @@ impl CheckService {
             decision.verdict = Verdict::Deny(then);
             decision = engine.settle(decision, &req);
         }
-        decision = engine.cross_check(decision, envoy_route(check));
+        decision = engine.cross_check(decision, context(check, "route"));
         let seen = match &refreshed {
             Some((headers, _)) => RequestView { headers, ..req },
             None => req,
@@ -125,7 +132,7 @@ impl CheckService {
             .map(|(_, c)| c.clone())
             .unwrap_or_default();
         if set_cookies.is_empty() {
-            set_cookies = self.reissue(&engine, &decision, &seen);
+            set_cookies = self.reissue(engine, &decision, &seen);
         }
         for cookie in &set_cookies {
             add_set_cookie(&mut response, cookie);

@@ -10,10 +10,17 @@ use sha2::{Digest, Sha256};
 
 use crate::config::ConfigError;
 use crate::engine::Engine;
+use crate::envoy::xds::Snapshot;
 use crate::metrics::Metrics;
 
 pub struct Shared {
     engine: ArcSwap<Engine>,
+    /// The engine before the last reload that changed Envoy's resources,
+    /// and when it was replaced: checks of requests Envoy still routes by
+    /// that generation's routes are decided by its rules (for a while).
+    previous: Mutex<Option<(Arc<Engine>, std::time::Instant)>>,
+    /// The Envoy resources of the serving config, for the ADS streams.
+    xds: tokio::sync::watch::Sender<Arc<Snapshot>>,
     generation: AtomicU64,
     pub config_path: PathBuf,
     pub metrics: Metrics,
@@ -57,9 +64,13 @@ pub enum Reloaded {
 }
 
 impl Shared {
-    pub fn new(engine: Engine, config_path: PathBuf) -> Arc<Self> {
+    /// `text`: the config file's text the engine was built from.
+    pub fn new(mut engine: Engine, config_path: PathBuf, text: &str) -> Arc<Self> {
         let inputs = fingerprint(&config_path, &engine.files);
+        let snapshot = envoy_snapshot(&mut engine, text, None);
         Arc::new(Self {
+            previous: Mutex::new(None),
+            xds: tokio::sync::watch::Sender::new(Arc::new(snapshot)),
             engine: ArcSwap::from_pointee(engine),
             generation: AtomicU64::new(1),
             config_path,
@@ -81,6 +92,27 @@ impl Shared {
         self.engine.load()
     }
 
+    /// The engine whose Envoy resources have `version`: the current one,
+    /// or for [`PREVIOUS_GRACE`] after a reload the one before. None for
+    /// any other version (the caller decides with the current engine and
+    /// its route cross-check).
+    pub fn engine_for(&self, version: &str) -> Option<Arc<Engine>> {
+        let current = self.engine.load();
+        if current.envoy_version == version {
+            return Some(Arc::clone(&current));
+        }
+        let previous = self.previous.lock().unwrap_or_else(|e| e.into_inner());
+        previous
+            .as_ref()
+            .filter(|(e, since)| e.envoy_version == version && since.elapsed() < PREVIOUS_GRACE)
+            .map(|(e, _)| Arc::clone(e))
+    }
+
+    /// A receiver of the Envoy resources, current and future.
+    pub fn xds_snapshots(&self) -> tokio::sync::watch::Receiver<Arc<Snapshot>> {
+        self.xds.subscribe()
+    }
+
     /// Why the config serving is not the one on disk, if it is not.
     pub fn stale(&self) -> Option<Stale> {
         self.stale.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -99,14 +131,25 @@ impl Shared {
         if !force && before == *inputs {
             return Ok(Reloaded::Unchanged(self.generation()));
         }
-        match Engine::load(&self.config_path) {
-            Ok(engine) => {
+        match Engine::load_with_text(&self.config_path) {
+            Ok((mut engine, text)) => {
+                let old = self.xds.borrow().clone();
+                let snapshot = envoy_snapshot(&mut engine, &text, Some(&old));
                 *inputs = fingerprint(&self.config_path, &engine.files);
                 for w in &engine.warnings {
                     tracing::warn!(location = %w.loc, "{}", w.message);
                 }
-                // The old engine is freed here unless a check still holds it.
-                self.engine.store(Arc::new(engine));
+                let changed = snapshot.version != old.version;
+                // The old engine is freed here unless a check still holds
+                // it, or Envoy may still route by its resources. The new
+                // engine serves before the new routes are pushed: a request
+                // routed by either generation finds its rules.
+                let replaced = self.engine.swap(Arc::new(engine));
+                if changed {
+                    *self.previous.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some((replaced, crate::clock::now()));
+                    self.xds.send_replace(Arc::new(snapshot));
+                }
                 *self.stale.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 crate::memory::release_free_heap();
                 let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
@@ -135,6 +178,32 @@ impl Shared {
             }
         }
     }
+}
+
+/// How long the rules of the previous Envoy resources keep deciding the
+/// requests Envoy routes by them: Envoy applies a push within
+/// milliseconds; a request still labelled with the old version after this
+/// is decided by the current rules, whose route cross-check refuses it if
+/// its route moved.
+pub const PREVIOUS_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The Envoy resources of `engine` (whose version it records), as the ADS
+/// snapshot that replaces `previous`.
+fn envoy_snapshot(engine: &mut Engine, text: &str, previous: Option<&Snapshot>) -> Snapshot {
+    let root = crate::config::yaml::parse(text).unwrap_or_else(|_| crate::config::yaml::Node {
+        value: crate::config::yaml::Value::Map(Vec::new()),
+        mark: Default::default(),
+    });
+    let resources = crate::envoy::resources(engine, &root);
+    engine.envoy_version.clone_from(&resources.version);
+    let listen = engine.settings.envoy_listen.map_or_else(
+        || crate::envoy::Endpoint {
+            host: "0.0.0.0".into(),
+            port: 8000,
+        },
+        Into::into,
+    );
+    Snapshot::new(&resources, &listen, previous)
 }
 
 /// Keeps OpenID metadata and JWKS of the serving config fresh: at start

@@ -31,6 +31,16 @@ impl Engine {
         Self::from_text(&text, &file, &config::process_env)
     }
 
+    /// As [`Self::load`], with the text it was built from.
+    pub fn load_with_text(path: &Path) -> Result<(Self, String), ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            file: file.clone(),
+            source,
+        })?;
+        Self::from_text(&text, &file, &config::process_env).map(|e| (e, text))
+    }
+
     pub fn from_text(
         text: &str,
         file: &str,
@@ -184,6 +194,7 @@ impl Engine {
             login,
             warnings: Vec::new(),
             identity_headers,
+            envoy_version: String::new(),
         })
     }
 }

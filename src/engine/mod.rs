@@ -36,6 +36,9 @@ pub struct Engine {
     pub warnings: Vec<Diagnostic>,
     /// Each route's identity headers; every configured name.
     pub identity_headers: IdentityHeaders,
+    /// The version of the Envoy resources generated from this config
+    /// (set by the server; empty elsewhere).
+    pub envoy_version: String,
 }
 
 impl Engine {

@@ -203,7 +203,6 @@ fn route(r: &RouteSpec, version: &str) -> Route {
             )),
             invert_match: h.invert,
             treat_missing_header_as_empty: h.invert,
-            ..Default::default()
         })
         .collect();
     let action = match &r.action {

@@ -308,6 +308,21 @@ impl Routing {
                 }
             }
         }
+        for (headers, part) in [
+            (&mut route.request_headers, "request"),
+            (&mut route.response_headers, "response"),
+        ] {
+            headers.retain(|(name, _)| {
+                // Envoy refuses to set pseudo-headers and Host this way.
+                let ok = !name.starts_with(':') && !name.eq_ignore_ascii_case("host");
+                if !ok {
+                    self.unsupported.push(format!(
+                        "{at}.{part}.headers.{name}: pseudo-headers and Host cannot be set; left out"
+                    ));
+                }
+                ok
+            });
+        }
         if route.strip_prefix && !route.rewrites.is_empty() {
             self.unsupported(
                 &format!("{at}.request.path.rewrites"),

@@ -53,6 +53,15 @@ pub struct Metrics {
     reloads: Family<ResultLabels, Counter>,
     generation: Gauge,
     stale: Gauge,
+    /// ADS answers from Envoy, by type and result (ack or nack).
+    xds_answers: Family<XdsLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct XdsLabels {
+    /// `cluster`, `listener` or `route`.
+    pub r#type: &'static str,
+    pub result: &'static str,
 }
 
 impl Default for Metrics {
@@ -115,7 +124,14 @@ impl Metrics {
             "Identity-provider calls of one login (exchange and profile), by provider and result",
             provider_seconds.clone(),
         );
+        let xds_answers = Family::<XdsLabels, Counter>::default();
+        registry.register(
+            "xds_answers",
+            "Envoy's answers to pushed ADS resources, by type and result (ack, nack)",
+            xds_answers.clone(),
+        );
         Self {
+            xds_answers,
             registry,
             logins,
             provider_seconds,
@@ -175,6 +191,13 @@ impl Metrics {
         self.reloads.get_or_create(&ResultLabels { result }).inc();
         self.generation.set(generation as i64);
         self.stale.set(i64::from(!ok));
+    }
+
+    pub fn record_xds_answer(&self, r#type: &'static str, accepted: bool) {
+        let result = if accepted { "ack" } else { "nack" };
+        self.xds_answers
+            .get_or_create(&XdsLabels { r#type, result })
+            .inc();
     }
 
     /// The OpenMetrics text exposition.

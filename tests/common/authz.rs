@@ -74,13 +74,28 @@ impl Authz {
         Self::spawn(config.to_owned(), dir).await
     }
 
+    /// Runs `ingress-authz serve` on an existing config file, with its gRPC
+    /// port (checks and ADS) at `grpc`.
+    pub async fn start_at_grpc(config: &Path, grpc: SocketAddr) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::spawn_on(config.to_owned(), dir, &grpc.to_string()).await
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
     async fn spawn(config: PathBuf, dir: TempDir) -> Self {
+        Self::spawn_on(config, dir, "127.0.0.1:0").await
+    }
+
+    async fn spawn_on(config: PathBuf, dir: TempDir, grpc: &str) -> Self {
         let stderr_path = dir.path().join("ingress-authz.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_ingress-authz"))
             .arg("serve")
             .arg("--config")
             .arg(&config)
-            .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(["--grpc-addr", grpc, "--http-addr", "127.0.0.1:0"])
             .args(["--admin-addr", "127.0.0.1:0"])
             .env(
                 "RUST_LOG",

@@ -44,9 +44,10 @@ impl Envoy {
         Self::start_config(&render_config(&shipped_config(), backends, normalize)).await
     }
 
-    /// Runs Envoy on a config of the test's own (listener and admin on
-    /// port 0, as the addresses are read back from the admin interface).
-    pub async fn start_config(config_text: &str) -> Self {
+    /// Starts Envoy on a config of the test's own (listener and admin on
+    /// port 0, as the addresses are read back from the admin interface)
+    /// and returns once its admin interface is up.
+    pub async fn spawn_config(config_text: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("envoy.yaml");
         std::fs::write(&config, config_text).expect("write envoy config");
@@ -75,10 +76,21 @@ impl Envoy {
             _dir: dir,
         };
         envoy.admin = envoy.wait_for_admin(&admin_path).await;
-        envoy.wait_until_ready().await;
-        envoy.listener = envoy.listener_addr().await;
-        envoy.wait_until_serving().await;
         envoy
+    }
+
+    /// Runs Envoy on `config_text` and waits until it serves.
+    pub async fn start_config(config_text: &str) -> Self {
+        let mut envoy = Self::spawn_config(config_text).await;
+        envoy.wait_serving().await;
+        envoy
+    }
+
+    /// Waits until Envoy is ready, has a listener and answers through it.
+    pub async fn wait_serving(&mut self) {
+        self.wait_until_ready().await;
+        self.listener = self.listener_addr().await;
+        self.wait_until_serving().await;
     }
 
     /// The HTTP listener (the `port_value: 8000` one).

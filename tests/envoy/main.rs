@@ -28,3 +28,4 @@ mod policy_oidc;
 mod routing;
 mod server_ops;
 mod sso;
+mod xds;

@@ -28,12 +28,12 @@ const USER: (&str, &str) = ("ops", "routing-test-password");
 const BASIC_AUTH: &str = "\n        auth:\n          type: basic\n          basic:\n            users: [{username: ops, password: routing-test-password}]";
 
 /// An upstream that answers with its own name.
-struct Named {
+pub struct Named {
     _http: FakeHttp<String>,
-    port: u16,
+    pub port: u16,
 }
 
-async fn named(name: &str) -> Named {
+pub async fn named(name: &str) -> Named {
     let listener = fake_http::listen(0, name).await;
     let http = FakeHttp::serve(listener, name.to_string(), answer);
     let port = http.addr().port();
@@ -393,13 +393,25 @@ async fn start() -> Routed {
 
 /// `ingress-authz envoy` for a running authorizer; panics on failure.
 fn generate(config: &Path, authz: &Authz) -> String {
+    let sidecar = authz.http_addr().to_string();
+    envoy_command(
+        config,
+        &authz.grpc_addr().to_string(),
+        &sidecar,
+        &["--listen", "127.0.0.1:0"],
+    )
+}
+
+/// `ingress-authz envoy` with ingress-authz at `grpc` and `sidecar`, admin
+/// on an ephemeral port, and `extra` arguments; panics on failure.
+pub fn envoy_command(config: &Path, grpc: &str, sidecar: &str, extra: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_ingress-authz"))
         .arg("envoy")
         .arg("--config")
         .arg(config)
-        .args(["--authz-addr", &authz.grpc_addr().to_string()])
-        .args(["--sidecar-addr", &authz.http_addr().to_string()])
-        .args(["--listen", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+        .args(["--authz-addr", grpc, "--sidecar-addr", sidecar])
+        .args(["--admin-addr", "127.0.0.1:0"])
+        .args(extra)
         .output()
         .expect("run ingress-authz envoy");
     assert!(
