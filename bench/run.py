@@ -189,8 +189,12 @@ def credentials(tools_bin):
 
 
 class Case:
-    def __init__(self, key, name, filter_kind, host, headers, denied_status, cluster=None):
+    def __init__(self, key, name, filter_kind, host, headers, denied_status, cluster=None, routes=None):
         self.key = key
+        # None: one route answering 200 itself; "generated": the routes
+        # `ingress-authz envoy` makes from bench/authz.yaml (actions turned
+        # into the same 200); "checked": those without their bypass copies.
+        self.routes = routes
         self.name = name
         self.filter_kind = filter_kind  # None, basic_auth, jwt_authn, ext_authz
         self.host = host
@@ -263,7 +267,34 @@ def cases(creds):
             401,
             cluster="authz",
         ),
+        Case("j", "open route, generated, bypassed", "ext_authz", "open.bench", {}, None, "authz", "generated"),
+        Case("k", "open route, generated, checked", "ext_authz", "open.bench", {}, None, "authz", "checked"),
+        Case(
+            "l",
+            "ingress-authz basic, generated routes",
+            "ext_authz",
+            "basic.bench",
+            {"Authorization": creds["basic"]},
+            401,
+            "authz",
+            "generated",
+        ),
     ]
+
+
+def generated_routes(authz_bin, config):
+    """The route list `ingress-authz envoy` generates for `config`, each
+    action replaced by the 200 the other cases' listeners answer, so that
+    only the routing, the bypass fence and the check differ."""
+    out = run([authz_bin, "envoy", "--config", str(config), "--format", "json"]).stdout
+    boot = json.loads(out)
+    hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    for r in routes:
+        for action in ("route", "redirect", "direct_response"):
+            r.pop(action, None)
+        r["direct_response"] = {"status": 200, "body": {"inline_string": "ok\n"}}
+    return routes
 
 
 # -------------------------------------------------------------------- Envoy
@@ -313,7 +344,10 @@ def auth_filter(case):
     return None
 
 
-def listener(name, filters):
+OK_ROUTE = {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}}}
+
+
+def listener(name, filters, routes=None):
     """A listener on a kernel-chosen port answering 200 `ok` itself, with the
     path handling of envoy/envoy.yaml."""
     return {
@@ -339,12 +373,7 @@ def listener(name, filters):
                                     {
                                         "name": "all",
                                         "domains": ["*"],
-                                        "routes": [
-                                            {
-                                                "match": {"prefix": "/"},
-                                                "direct_response": {"status": 200, "body": {"inline_string": "ok\n"}},
-                                            }
-                                        ],
+                                        "routes": routes or [OK_ROUTE],
                                     }
                                 ],
                             },
@@ -390,13 +419,18 @@ def grpc_cluster(name, addr):
     }
 
 
-def envoy_config(all_cases, grpc_addrs):
+def envoy_config(all_cases, grpc_addrs, generated):
     """Envoy's config as a dict: one listener per case, plus `capture` (the
     basic case's request to a no-op server that writes it to a file)."""
     listeners = []
     for case in all_cases:
         f = auth_filter(case)
-        listeners.append(listener(f"case_{case.key}", [f] if f else []))
+        routes = None
+        if case.routes == "generated":
+            routes = generated
+        elif case.routes == "checked":
+            routes = [r for r in generated if not r["name"].endswith("(bypass)")]
+        listeners.append(listener(f"case_{case.key}", [f] if f else [], routes))
     capture = Case("capture", "", "ext_authz", "", {}, None, cluster="capture")
     listeners.append(listener("capture", [auth_filter(capture)]))
     return {
@@ -719,8 +753,9 @@ def phase_envoy(args, procs, workdir, bins, creds, authz, noop, out, load=True):
     capture_file.unlink(missing_ok=True)
     _capture, capture_addr = start_noop(procs, "noop-capture", bins["noop"], dump=capture_file)
     grpc_addrs = {"noop": noop["grpc"], "authz": authz["grpc"], "capture": capture_addr}
+    generated = generated_routes(bins["authz"], BENCH / "authz.yaml")
     envoy, ports = start_envoy(
-        procs, bins["envoy"], envoy_config(all_cases, grpc_addrs), workdir, args.envoy_concurrency
+        procs, bins["envoy"], envoy_config(all_cases, grpc_addrs, generated), workdir, args.envoy_concurrency
     )
     for case in all_cases:
         case.port = ports[f"case_{case.key}"]
@@ -997,6 +1032,8 @@ def report(results):
             ("jwt ≥ 0.9× floor req/s (Envoy)", rps["g"] / floor, 0.9, "ge", "{:.2f}×"),
             ("oauth2 session ≥ 0.9× floor req/s (Envoy)", rps["h"] / floor, 0.9, "ge", "{:.2f}×"),
             ("argon2id basic ≥ 0.9× plaintext basic req/s (Envoy)", rps["i"] / rps["e"], 0.9, "ge", "{:.2f}×"),
+            ("open route bypassed ≥ 0.75× no ext_authz req/s (generated)", rps["j"] / open_, 0.75, "ge", "{:.2f}×"),
+            ("basic on generated routes ≥ 0.95× hand-written (l / e)", rps["l"] / rps["e"], 0.95, "ge", "{:.2f}×"),
             ("CPU per check ≤ 1.3× floor (through Envoy, basic)", cpu_env["e"] / cpu_env["d"], 1.3, "le", "{:.2f}×"),
         ]
 

@@ -32,6 +32,7 @@ class EchoHandler(BaseHTTPRequestHandler):
     def _echo(self):
         body = self._read_body()
         payload = {
+            "upstream": self.server.name,
             "method": self.command,
             "path": self.path,
             "headers": {name.lower(): value for name, value in self.headers.items()},
@@ -59,9 +60,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--name", default="demo", help="what the answers say this upstream is")
     args = parser.parse_args()
     server = ThreadingHTTPServer((args.host, args.port), EchoHandler)
-    print(f"demo upstream listening on http://{args.host}:{args.port}", flush=True)
+    server.name = args.name
+    print(f"demo upstream {args.name} listening on http://{args.host}:{args.port}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

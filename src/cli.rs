@@ -63,6 +63,9 @@ pub enum Command {
         /// `ingress-authz serve --xds` (live updates on every reload).
         #[arg(long)]
         xds: bool,
+        /// Commented YAML, or JSON for tools.
+        #[arg(long, value_enum, default_value = "yaml")]
+        format: crate::envoy::Format,
     },
     /// Show which rule, path and auth apply to a URL, and the decision:
     /// exit 0 allow, 3 deny (a 4xx/5xx or a login redirect), 1 error.

@@ -149,6 +149,7 @@ pub fn run(cli: Cli) -> ExitCode {
             listen,
             admin_addr,
             xds,
+            format,
         } => {
             logging::init_plain();
             let Some(engine) = load_or_report(&config) else {
@@ -180,9 +181,9 @@ pub fn run(cli: Cli) -> ExitCode {
             let source = config.display().to_string();
             let resources = envoy::resources(&engine, &root);
             if xds {
-                print!("{}", envoy::xds_bootstrap(&options, &source));
+                print!("{}", envoy::xds_bootstrap(&options, &source, format));
             } else {
-                print!("{}", envoy::static_bootstrap(&resources, &options, &source));
+                print!("{}", envoy::static_bootstrap(&resources, &options, &source, format));
             }
             for note in &resources.notes {
                 eprintln!("note: {note}");

@@ -61,7 +61,7 @@ fn admin_and_runtime(options: &Options) -> Yaml {
 }
 
 /// Everything inline.
-pub fn static_document(options: &Options, resources: &Resources, header: &str) -> String {
+pub fn static_tree(options: &Options, resources: &Resources) -> Yaml {
     let routes: Vec<Yaml> = resources
         .routes
         .iter()
@@ -79,7 +79,7 @@ pub fn static_document(options: &Options, resources: &Resources, header: &str) -
         .chain(&resources.clusters)
         .map(render::cluster)
         .collect();
-    let doc = admin_and_runtime(options).with(
+    admin_and_runtime(options).with(
         "static_resources",
         Yaml::map([
             (
@@ -92,13 +92,12 @@ pub fn static_document(options: &Options, resources: &Resources, header: &str) -
             ),
             ("clusters", Yaml::List(clusters)),
         ]),
-    );
-    format!("{header}{}", doc.to_document())
+    )
 }
 
 /// Listener, routes and service clusters from ingress-authz's ADS server.
 /// Until it answers, Envoy has no listener: nothing is served unchecked.
-pub fn xds_document(options: &Options, node_id: &str, header: &str) -> String {
+pub fn xds_tree(options: &Options, node_id: &str) -> Yaml {
     let ads = || {
         Yaml::map([
             ("ads", Yaml::map::<&str>([])),
@@ -106,7 +105,7 @@ pub fn xds_document(options: &Options, node_id: &str, header: &str) -> String {
         ])
     };
     let clusters = own_clusters(options).iter().map(render::cluster).collect();
-    let doc = admin_and_runtime(options)
+    admin_and_runtime(options)
         .with(
             "node",
             Yaml::map([
@@ -138,8 +137,7 @@ pub fn xds_document(options: &Options, node_id: &str, header: &str) -> String {
         .with(
             "static_resources",
             Yaml::map([("clusters", Yaml::List(clusters))]),
-        );
-    format!("{header}{}", doc.to_document())
+        )
 }
 
 pub fn virtual_host(routes: Yaml) -> Yaml {

@@ -81,6 +81,22 @@ impl Yaml {
         }
     }
 
+    /// The same tree as JSON (comments dropped): Envoy reads both.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Self::Str(s) => serde_json::Value::String(s.clone()),
+            Self::Int(i) => serde_json::Value::from(*i),
+            Self::Bool(b) => serde_json::Value::Bool(*b),
+            Self::List(items) => serde_json::Value::Array(items.iter().map(Self::to_json).collect()),
+            Self::Map(entries) => serde_json::Value::Object(
+                entries
+                    .iter()
+                    .map(|e| (e.key.clone(), e.value.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+
     /// The document, ending with a newline.
     pub fn to_document(&self) -> String {
         let mut out = String::new();

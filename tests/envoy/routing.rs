@@ -759,3 +759,30 @@ fn every_example_generates_a_bootstrap_envoy_accepts() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// docker-compose.yml runs Envoy on the committed xDS bootstrap: it must
+/// be what `ingress-authz envoy --xds` prints for the local stack, and
+/// Envoy must accept it.
+#[test]
+fn the_committed_xds_bootstrap_is_the_generated_one() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(env!("CARGO_BIN_EXE_ingress-authz"))
+        .current_dir(root)
+        .args(["envoy", "--xds", "--config", "examples/local-stack.yaml"])
+        .args(["--authz-addr", "127.0.0.1:9001", "--sidecar-addr", "127.0.0.1:9002"])
+        .output()
+        .expect("run ingress-authz envoy --xds");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let committed = std::fs::read_to_string(root.join("envoy/envoy-xds.yaml")).expect("read");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        committed,
+        "regenerate envoy/envoy-xds.yaml with: ingress-authz envoy --xds --config examples/local-stack.yaml --authz-addr 127.0.0.1:9001 --sidecar-addr 127.0.0.1:9002"
+    );
+    let check = Command::new(envoy_bin())
+        .args(["--mode", "validate", "--disable-hot-restart", "-l", "error", "-c"])
+        .arg(root.join("envoy/envoy-xds.yaml"))
+        .output()
+        .expect("run envoy --mode validate");
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+}
