@@ -435,6 +435,19 @@ def envoy_config(all_cases, grpc_addrs, generated):
     listeners.append(listener("capture", [auth_filter(capture)]))
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        # As in every generated bootstrap: the routes' host and path regexes
+        # are larger than RE2's default program-size limit.
+        "layered_runtime": {
+            "layers": [
+                {
+                    "name": "static",
+                    "static_layer": {
+                        "re2.max_program_size.error_level": 100000,
+                        "re2.max_program_size.warn_level": 100000,
+                    },
+                }
+            ]
+        },
         "static_resources": {
             "listeners": listeners,
             "clusters": [grpc_cluster(name, addr) for name, addr in grpc_addrs.items()],

@@ -183,7 +183,10 @@ pub fn run(cli: Cli) -> ExitCode {
             if xds {
                 print!("{}", envoy::xds_bootstrap(&options, &source, format));
             } else {
-                print!("{}", envoy::static_bootstrap(&resources, &options, &source, format));
+                print!(
+                    "{}",
+                    envoy::static_bootstrap(&resources, &options, &source, format)
+                );
             }
             for note in &resources.notes {
                 eprintln!("note: {note}");

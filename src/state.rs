@@ -21,6 +21,11 @@ pub struct Shared {
     previous: Mutex<Option<(Arc<Engine>, std::time::Instant)>>,
     /// The Envoy resources of the serving config, for the ADS streams.
     xds: tokio::sync::watch::Sender<Arc<Snapshot>>,
+    /// ADS streams that take routes, by id: the route version each last
+    /// applied. The previous engine is kept only while one of them has not
+    /// applied the current version.
+    route_streams: Mutex<std::collections::HashMap<u64, String>>,
+    next_stream: AtomicU64,
     generation: AtomicU64,
     pub config_path: PathBuf,
     pub metrics: Metrics,
@@ -69,6 +74,8 @@ impl Shared {
         let inputs = fingerprint(&config_path, &engine.files);
         let snapshot = envoy_snapshot(&mut engine, text, None);
         Arc::new(Self {
+            route_streams: Mutex::new(std::collections::HashMap::new()),
+            next_stream: AtomicU64::new(1),
             previous: Mutex::new(None),
             xds: tokio::sync::watch::Sender::new(Arc::new(snapshot)),
             engine: ArcSwap::from_pointee(engine),
@@ -106,6 +113,41 @@ impl Shared {
             .as_ref()
             .filter(|(e, since)| e.envoy_version == version && since.elapsed() < PREVIOUS_GRACE)
             .map(|(e, _)| Arc::clone(e))
+    }
+
+    fn streams(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, String>> {
+        self.route_streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An ADS stream subscribed to routes: its id.
+    pub fn ads_route_stream(&self) -> u64 {
+        let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        self.streams().insert(id, String::new());
+        id
+    }
+
+    /// Stream `id` applied routes of `version`. Once every stream runs the
+    /// current version, the previous engine is let go.
+    pub fn ads_routes_applied(&self, id: u64, version: &str) {
+        let mut streams = self.streams();
+        if let Some(v) = streams.get_mut(&id) {
+            version.clone_into(v);
+        }
+        self.retire_previous_if_applied(&streams);
+    }
+
+    /// Stream `id` ended.
+    pub fn ads_stream_closed(&self, id: u64) {
+        let mut streams = self.streams();
+        streams.remove(&id);
+        self.retire_previous_if_applied(&streams);
+    }
+
+    fn retire_previous_if_applied(&self, streams: &std::collections::HashMap<u64, String>) {
+        let current = &self.engine.load().envoy_version;
+        if streams.values().all(|v| v == current) {
+            *self.previous.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
     }
 
     /// A receiver of the Envoy resources, current and future.
@@ -146,8 +188,12 @@ impl Shared {
                 // routed by either generation finds its rules.
                 let replaced = self.engine.swap(Arc::new(engine));
                 if changed {
+                    // Only an Envoy on ADS moves to the new routes; a static
+                    // one never does, and its old-version requests get the
+                    // new rules (and their route cross-check) at once.
+                    let any_ads = !self.streams().is_empty();
                     *self.previous.lock().unwrap_or_else(|e| e.into_inner()) =
-                        Some((replaced, crate::clock::now()));
+                        any_ads.then(|| (replaced, crate::clock::now()));
                     self.xds.send_replace(Arc::new(snapshot));
                 }
                 *self.stale.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -180,11 +226,12 @@ impl Shared {
     }
 }
 
-/// How long the rules of the previous Envoy resources keep deciding the
-/// requests Envoy routes by them: Envoy applies a push within
-/// milliseconds; a request still labelled with the old version after this
-/// is decided by the current rules, whose route cross-check refuses it if
-/// its route moved.
+/// How long, at most, the rules of the previous Envoy resources keep
+/// deciding the requests Envoy routes by them: until every ADS stream has
+/// applied the new routes (milliseconds), never longer than this (an Envoy
+/// that NACKed them). A request still labelled with the old version after
+/// that is decided by the current rules, whose route cross-check refuses
+/// it if its route moved.
 pub const PREVIOUS_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The Envoy resources of `engine` (whose version it records), as the ADS

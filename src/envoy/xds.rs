@@ -114,6 +114,8 @@ struct Sent {
 
 struct StreamState {
     shared: Arc<Shared>,
+    /// Registered with the shared state once it takes routes.
+    route_stream: Option<u64>,
     out: mpsc::Sender<Result<DiscoveryResponse, Status>>,
     sent: BTreeMap<&'static str, Sent>,
     nonces: u64,
@@ -152,6 +154,9 @@ impl StreamState {
             tracing::debug!(type_url = %request.type_url, "xds: resource type not served");
             return true;
         };
+        if type_url == ROUTE_TYPE && self.route_stream.is_none() {
+            self.route_stream = Some(self.shared.ads_route_stream());
+        }
         if request.response_nonce.is_empty() {
             // A new subscription (or Envoy reconnected): the current set.
             return self.send(type_url, snapshot).await;
@@ -178,6 +183,9 @@ impl StreamState {
             return true;
         }
         self.shared.metrics.record_xds_answer(short(type_url), true);
+        if let (ROUTE_TYPE, Some(id)) = (type_url, self.route_stream) {
+            self.shared.ads_routes_applied(id, &request.version_info);
+        }
         tracing::info!(node = %self.node, r#type = short(type_url), version = %request.version_info, "xds: Envoy applied a push");
         if sent.version != snapshot.version {
             // A reload happened between our push and this ACK.
@@ -218,6 +226,7 @@ impl AggregatedDiscoveryService for AdsService {
         let mut snapshots: watch::Receiver<Arc<Snapshot>> = self.shared.xds_snapshots();
         let mut state = StreamState {
             shared: self.shared.clone(),
+            route_stream: None,
             out,
             sent: BTreeMap::new(),
             nonces: 0,
@@ -243,6 +252,9 @@ impl AggregatedDiscoveryService for AdsService {
                         }
                     }
                 }
+            }
+            if let Some(id) = state.route_stream {
+                state.shared.ads_stream_closed(id);
             }
             tracing::debug!(node = %state.node, "xds: stream closed");
         });

@@ -87,7 +87,9 @@ impl Yaml {
             Self::Str(s) => serde_json::Value::String(s.clone()),
             Self::Int(i) => serde_json::Value::from(*i),
             Self::Bool(b) => serde_json::Value::Bool(*b),
-            Self::List(items) => serde_json::Value::Array(items.iter().map(Self::to_json).collect()),
+            Self::List(items) => {
+                serde_json::Value::Array(items.iter().map(Self::to_json).collect())
+            }
             Self::Map(entries) => serde_json::Value::Object(
                 entries
                     .iter()

@@ -769,10 +769,19 @@ fn the_committed_xds_bootstrap_is_the_generated_one() {
     let out = Command::new(env!("CARGO_BIN_EXE_ingress-authz"))
         .current_dir(root)
         .args(["envoy", "--xds", "--config", "examples/local-stack.yaml"])
-        .args(["--authz-addr", "127.0.0.1:9001", "--sidecar-addr", "127.0.0.1:9002"])
+        .args([
+            "--authz-addr",
+            "127.0.0.1:9001",
+            "--sidecar-addr",
+            "127.0.0.1:9002",
+        ])
         .output()
         .expect("run ingress-authz envoy --xds");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let committed = std::fs::read_to_string(root.join("envoy/envoy-xds.yaml")).expect("read");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -780,9 +789,20 @@ fn the_committed_xds_bootstrap_is_the_generated_one() {
         "regenerate envoy/envoy-xds.yaml with: ingress-authz envoy --xds --config examples/local-stack.yaml --authz-addr 127.0.0.1:9001 --sidecar-addr 127.0.0.1:9002"
     );
     let check = Command::new(envoy_bin())
-        .args(["--mode", "validate", "--disable-hot-restart", "-l", "error", "-c"])
+        .args([
+            "--mode",
+            "validate",
+            "--disable-hot-restart",
+            "-l",
+            "error",
+            "-c",
+        ])
         .arg(root.join("envoy/envoy-xds.yaml"))
         .output()
         .expect("run envoy --mode validate");
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
 }

@@ -49,6 +49,46 @@ async fn upstream_of(envoy: SocketAddr, host: &str, auth: Option<&str>) -> (u16,
     }
 }
 
+/// An ADS client that subscribes to routes and answers nothing after.
+struct LaggingAdsClient {
+    _requests: tokio::sync::mpsc::Sender<DiscoveryRequest>,
+    _responses: tonic::Streaming<envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse>,
+}
+
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+
+impl LaggingAdsClient {
+    async fn subscribe(grpc: SocketAddr) -> Self {
+        use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+        let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{grpc}"))
+            .await
+            .expect("connect ADS");
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(DiscoveryRequest {
+            type_url: "type.googleapis.com/envoy.config.route.v3.RouteConfiguration".into(),
+            resource_names: vec!["ingress".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("queue");
+        let mut responses = client
+            .stream_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .expect("ADS stream")
+            .into_inner();
+        let first = responses
+            .message()
+            .await
+            .expect("ADS answer")
+            .expect("routes");
+        assert_eq!(first.resources.len(), 1, "one route configuration");
+        Self {
+            _requests: tx,
+            _responses: responses,
+        }
+    }
+}
+
 /// The version a static bootstrap names in its first line.
 fn version(bootstrap: &str) -> String {
     let at = bootstrap
@@ -127,6 +167,10 @@ async fn envoy_follows_reloads_over_ads_and_never_mixes_generations() {
         &authz.http_addr().to_string(),
         &[],
     ));
+    // A second ADS client that takes routes and never applies a push: it
+    // keeps the previous generation's rules alive for requests routed by
+    // that generation.
+    let laggard = LaggingAdsClient::subscribe(authz.grpc_addr()).await;
     let v2 = config(
         "127.0.0.1:0",
         &[("app.test", b.port, true), ("new.test", a.port, false)],
@@ -172,10 +216,19 @@ async fn envoy_follows_reloads_over_ads_and_never_mixes_generations() {
         upstream_of(addr, "app.test", Some(&credential)).await,
         (200, "b".into())
     );
-    // A request Envoy still routes by v1's routes is decided by v1's
-    // rules during the switch; any other version by the current ones.
+    // A request still routed by v1's routes (the laggard has not applied
+    // v2) is decided by v1's rules; any other version by the current ones.
     assert_eq!(check(&authz, "app.test", &v1_version).await, 200);
     assert_eq!(check(&authz, "app.test", "0000000000000000").await, 401);
+    // Once no stream routes by v1, v1's rules are gone.
+    drop(laggard);
+    eventually(
+        "v1's rules retired",
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        || async { check(&authz, "app.test", &v1_version).await == 401 },
+    )
+    .await;
     let (_, metrics) = authz.http_get("/metrics").await;
     assert!(
         metric(
