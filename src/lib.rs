@@ -155,6 +155,7 @@ pub fn run(cli: Cli) -> ExitCode {
             let Some(engine) = load_or_report(&config) else {
                 return ExitCode::FAILURE;
             };
+            print_warnings(&engine);
             let text = match std::fs::read_to_string(&config) {
                 Ok(t) => t,
                 Err(e) => {

@@ -9,7 +9,7 @@
 //!
 //! [`normalize_host`]: crate::matching::host::normalize_host
 
-use crate::matching::host::HostPattern;
+use crate::matching::host::{HostPattern, check_host};
 use crate::matching::wildcard::Wildcard;
 
 /// An optional trailing dot and `:port`, as the authorizer strips them.
@@ -32,6 +32,10 @@ pub struct Guard {
     /// On host names, Envoy matches at most what the authorizer matches:
     /// a request Envoy sends here is this rule's.
     pub exact: bool,
+    /// Whatever this guard matches is a host name the authorizer accepts
+    /// (an exact host that passes its syntax check): the bypass needs no
+    /// syntax fence of its own.
+    pub implies_syntax: bool,
     /// A note for stderr when the guard is not exact.
     pub note: Option<String>,
 }
@@ -46,6 +50,7 @@ impl Guard {
                 regex: format!(r"(?i)\[{}\](?::[0-9]{{1,5}})?", regex::escape(h)),
                 covers: true,
                 exact: true,
+                implies_syntax: false,
                 note: None,
             },
             HostPattern::Exact(h) => Self {
@@ -54,6 +59,7 @@ impl Guard {
                 // `host_type: wildcard` without `*` keeps a trailing dot,
                 // which no normalised host has.
                 exact: !h.ends_with('.'),
+                implies_syntax: check_host(h).is_ok() && !h.ends_with('.'),
                 note: None,
             },
             HostPattern::Wildcard(w) => wildcard(w),
@@ -77,6 +83,7 @@ fn wildcard(w: &Wildcard) -> Guard {
         regex,
         covers: true,
         exact,
+        implies_syntax: false,
         note: (!exact).then(|| {
             "a wildcard with characters outside host names: no bypass after it is proved".into()
         }),
@@ -97,6 +104,7 @@ fn regex_host(r: &str) -> Guard {
         // so a regex-host rule is always checked by the authorizer, which
         // refuses (403 route_mismatch) a request it places elsewhere.
         exact: false,
+        implies_syntax: false,
         note: (!covers).then(|| {
             format!("`{r}`: assertions Envoy cannot mirror; no route after it is bypassed")
         }),
@@ -184,6 +192,22 @@ mod tests {
             }
             if guard.exact {
                 proptest::prop_assert_eq!(ours, envoy, "exact: {} vs {}", guard.regex, host);
+            }
+        }
+
+        /// An exact guard that implies the syntax fence matches only host
+        /// names the authorizer accepts.
+        #[test]
+        fn implied_syntax_holds(
+            pattern in "[ab]{1,3}(\\.[ab]{1,3}){0,2}",
+            host in "[aAb.:0-9 @_]{0,12}",
+        ) {
+            let compiled = HostPattern::compile(&pattern, HostType::Auto).unwrap();
+            let guard = Guard::new(&compiled, &pattern);
+            proptest::prop_assert!(guard.implies_syntax);
+            if full(&guard.regex).is_match(&host) {
+                proptest::prop_assert!(check_host(&host).is_ok(), "{}", host);
+                proptest::prop_assert!(full(HOST_SYNTAX).is_match(&host), "{}", host);
             }
         }
 

@@ -11,10 +11,17 @@ use super::Endpoint;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeaderGuard {
     pub name: &'static str,
-    /// RE2, matched against the whole value.
-    pub regex: String,
-    /// Matches when the regex does not.
+    pub test: HeaderTest,
+    /// Matches when the test does not (a missing header counts as empty).
     pub invert: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeaderTest {
+    /// RE2, matched against the whole value.
+    Regex(String),
+    /// The value contains this text (cheaper than a regex).
+    Contains(String),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -42,7 +42,7 @@ use prost::{Message, Name};
 
 use super::Endpoint;
 use super::bootstrap::{AUTHZ_CLUSTER, LISTENER, ROUTE_CONFIG};
-use super::model::{Action, Check, ClusterSpec, PathMatch, Resources, RouteSpec};
+use super::model::{Action, Check, ClusterSpec, HeaderTest, PathMatch, Resources, RouteSpec};
 use super::render::{CA_BUNDLE, EXT_AUTHZ};
 
 pub fn any<M: Message + Name>(m: &M) -> Any {
@@ -197,7 +197,12 @@ fn route(r: &RouteSpec, version: &str) -> Route {
             name: h.name.into(),
             header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
                 StringMatcher {
-                    match_pattern: Some(string_matcher::MatchPattern::SafeRegex(regex(&h.regex))),
+                    match_pattern: Some(match &h.test {
+                        HeaderTest::Regex(r) => string_matcher::MatchPattern::SafeRegex(regex(r)),
+                        HeaderTest::Contains(c) => {
+                            string_matcher::MatchPattern::Contains(c.clone())
+                        }
+                    }),
                     ignore_case: false,
                 },
             )),

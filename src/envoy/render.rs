@@ -1,7 +1,7 @@
 //! [`model`](super::model) → the YAML of a static bootstrap.
 
 use super::bootstrap::socket;
-use super::model::{Action, Check, ClusterSpec, PathMatch, RouteSpec};
+use super::model::{Action, Check, ClusterSpec, HeaderTest, PathMatch, RouteSpec};
 use super::yaml::Yaml;
 
 pub const EXT_AUTHZ: &str = "envoy.filters.http.ext_authz";
@@ -25,13 +25,13 @@ pub fn route(r: &RouteSpec, version: Option<&str>) -> Yaml {
             .headers
             .iter()
             .map(|h| {
-                let mut m = Yaml::map([
-                    ("name", Yaml::str(h.name)),
-                    (
-                        "string_match",
-                        Yaml::map([("safe_regex", Yaml::map([("regex", Yaml::str(&h.regex))]))]),
-                    ),
-                ]);
+                let test = match &h.test {
+                    HeaderTest::Regex(r) => {
+                        Yaml::map([("safe_regex", Yaml::map([("regex", Yaml::str(r))]))])
+                    }
+                    HeaderTest::Contains(c) => Yaml::map([("contains", Yaml::str(c))]),
+                };
+                let mut m = Yaml::map([("name", Yaml::str(h.name)), ("string_match", test)]);
                 if h.invert {
                     m = m
                         .with("invert_match", Yaml::Bool(true))

@@ -11,7 +11,7 @@
 
 use super::Endpoint;
 use super::guard::{Guard, HOST_LENGTH, HOST_SYNTAX};
-use super::model::{Action, Check, ClusterSpec, HeaderGuard, PathMatch, RouteSpec};
+use super::model::{Action, Check, ClusterSpec, HeaderGuard, HeaderTest, PathMatch, RouteSpec};
 use super::routing::{Routing, ServiceKey, Target};
 use crate::engine::Engine;
 use crate::matching::path_pattern::PathPattern;
@@ -109,7 +109,7 @@ pub fn build(engine: &Engine, routing: &Routing, sidecar_cluster: &str) -> Route
         };
         if bypass {
             let mut headers = checked.headers.clone();
-            headers.extend(bypass_fence(cookie_name));
+            headers.extend(bypass_fence(slot.guard, cookie_name));
             list.routes.push(RouteSpec {
                 name: format!("{} (bypass)", slot.route.label),
                 comment: Some(
@@ -191,33 +191,36 @@ fn guard_headers(guard: Option<&Guard>) -> Vec<HeaderGuard> {
         .map(|g| {
             vec![HeaderGuard {
                 name: ":authority",
-                regex: g.regex.clone(),
+                test: HeaderTest::Regex(g.regex.clone()),
                 invert: false,
             }]
         })
         .unwrap_or_default()
 }
 
-/// A bypass takes only host names the authorizer accepts, paths it reads
-/// as Envoy does, and requests without our cookies (which the authorizer
-/// would take out of the `Cookie` header; Envoy cannot). Every session and
+/// A bypass takes only host names the authorizer accepts (implied by an
+/// exact guard whose host the authorizer accepts), paths it reads as Envoy
+/// does, and requests without our cookies (which the authorizer would take
+/// out of the `Cookie` header; Envoy cannot). Every session and
 /// login-state cookie name contains the configured name.
-fn bypass_fence(cookie_name: &str) -> Vec<HeaderGuard> {
-    let plain = |name, regex: &str| HeaderGuard {
+fn bypass_fence(guard: Option<&Guard>, cookie_name: &str) -> Vec<HeaderGuard> {
+    let regex = |name, regex: &str| HeaderGuard {
         name,
-        regex: regex.to_string(),
+        test: HeaderTest::Regex(regex.to_string()),
         invert: false,
     };
-    vec![
-        plain(":authority", HOST_SYNTAX),
-        plain(":authority", HOST_LENGTH),
-        plain(":path", PLAIN_PATH),
-        HeaderGuard {
-            name: "cookie",
-            regex: format!("(?s).*{}.*", regex::escape(cookie_name)),
-            invert: true,
-        },
-    ]
+    let mut fence = Vec::new();
+    if !guard.is_some_and(|g| g.implies_syntax) {
+        fence.push(regex(":authority", HOST_SYNTAX));
+        fence.push(regex(":authority", HOST_LENGTH));
+    }
+    fence.push(regex(":path", PLAIN_PATH));
+    fence.push(HeaderGuard {
+        name: "cookie",
+        test: HeaderTest::Contains(cookie_name.to_string()),
+        invert: true,
+    });
+    fence
 }
 
 /// What the authorizer removes from every allowed request.
