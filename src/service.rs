@@ -55,7 +55,7 @@ impl CheckService {
         // generation's rules, during the switch.
         let current = self.shared.engine();
         let previous = context(check, "config")
-            .filter(|v| *v != current.envoy_version)
+            .filter(|v| current.envoy_version.get().is_none_or(|c| c != v))
             .and_then(|v| self.shared.engine_for(v));
         let engine: &Engine = previous.as_deref().unwrap_or(&current);
         let req = match RequestView::try_from(check) {

@@ -18,9 +18,13 @@ pub struct Shared {
     /// The engine before the last reload that changed Envoy's resources,
     /// and when it was replaced: checks of requests Envoy still routes by
     /// that generation's routes are decided by its rules (for a while).
-    previous: Mutex<Option<(Arc<Engine>, std::time::Instant)>>,
-    /// The Envoy resources of the serving config, for the ADS streams.
-    xds: tokio::sync::watch::Sender<Arc<Snapshot>>,
+    /// Lock-free: every check of a generated config looks here.
+    previous: arc_swap::ArcSwapOption<Previous>,
+    /// The Envoy resources of the serving config, for the ADS streams:
+    /// generated when the first stream opens, then on every reload.
+    xds: tokio::sync::watch::Sender<Option<Arc<Snapshot>>>,
+    /// The text the serving engine was built from (the snapshot's input).
+    text: Mutex<Arc<str>>,
     /// ADS streams that take routes, by id: the route version each last
     /// applied. The previous engine is kept only while one of them has not
     /// applied the current version.
@@ -37,6 +41,13 @@ pub struct Shared {
     inputs: Mutex<[u8; 32]>,
     /// Set while the last reload failed: the previous config serves.
     stale: Mutex<Option<Stale>>,
+}
+
+/// The engine a reload replaced, while Envoy may still route by its
+/// resources.
+pub struct Previous {
+    engine: Arc<Engine>,
+    since: std::time::Instant,
 }
 
 /// A failed reload, as operators are told on `/readyz` and `ConfigSummary`.
@@ -70,14 +81,14 @@ pub enum Reloaded {
 
 impl Shared {
     /// `text`: the config file's text the engine was built from.
-    pub fn new(mut engine: Engine, config_path: PathBuf, text: &str) -> Arc<Self> {
+    pub fn new(engine: Engine, config_path: PathBuf, text: &str) -> Arc<Self> {
         let inputs = fingerprint(&config_path, &engine.files);
-        let snapshot = envoy_snapshot(&mut engine, text, None);
         Arc::new(Self {
+            text: Mutex::new(Arc::from(text)),
             route_streams: Mutex::new(std::collections::HashMap::new()),
             next_stream: AtomicU64::new(1),
-            previous: Mutex::new(None),
-            xds: tokio::sync::watch::Sender::new(Arc::new(snapshot)),
+            previous: arc_swap::ArcSwapOption::empty(),
+            xds: tokio::sync::watch::Sender::new(None),
             engine: ArcSwap::from_pointee(engine),
             generation: AtomicU64::new(1),
             config_path,
@@ -105,14 +116,17 @@ impl Shared {
     /// its route cross-check).
     pub fn engine_for(&self, version: &str) -> Option<Arc<Engine>> {
         let current = self.engine.load();
-        if current.envoy_version == version {
+        if current.envoy_version.get().is_some_and(|v| v == version) {
             return Some(Arc::clone(&current));
         }
-        let previous = self.previous.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = self.previous.load();
         previous
             .as_ref()
-            .filter(|(e, since)| e.envoy_version == version && since.elapsed() < PREVIOUS_GRACE)
-            .map(|(e, _)| Arc::clone(e))
+            .filter(|p| {
+                p.engine.envoy_version.get().is_some_and(|v| v == version)
+                    && p.since.elapsed() < PREVIOUS_GRACE
+            })
+            .map(|p| Arc::clone(&p.engine))
     }
 
     fn streams(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, String>> {
@@ -144,14 +158,27 @@ impl Shared {
     }
 
     fn retire_previous_if_applied(&self, streams: &std::collections::HashMap<u64, String>) {
-        let current = &self.engine.load().envoy_version;
-        if streams.values().all(|v| v == current) {
-            *self.previous.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let engine = self.engine.load();
+        let current = engine.envoy_version.get();
+        if streams.values().all(|v| Some(v) == current) {
+            self.previous.store(None);
         }
     }
 
-    /// A receiver of the Envoy resources, current and future.
-    pub fn xds_snapshots(&self) -> tokio::sync::watch::Receiver<Arc<Snapshot>> {
+    /// A receiver of the Envoy resources, current and future; the first
+    /// call generates them (a config that no Envoy takes over ADS costs
+    /// nothing here).
+    pub fn xds_snapshots(&self) -> tokio::sync::watch::Receiver<Option<Arc<Snapshot>>> {
+        if self.xds.borrow().is_none() {
+            // Serialised with reloads: the snapshot is the serving engine's.
+            let _inputs = self.inputs.lock().unwrap_or_else(|e| e.into_inner());
+            if self.xds.borrow().is_none() {
+                let engine = self.engine.load_full();
+                let text = Arc::clone(&self.text.lock().unwrap_or_else(|e| e.into_inner()));
+                let snapshot = envoy_snapshot(&engine, &text, None);
+                self.xds.send_replace(Some(Arc::new(snapshot)));
+            }
+        }
         self.xds.subscribe()
     }
 
@@ -174,14 +201,20 @@ impl Shared {
             return Ok(Reloaded::Unchanged(self.generation()));
         }
         match Engine::load_with_text(&self.config_path) {
-            Ok((mut engine, text)) => {
+            Ok((engine, text)) => {
                 let old = self.xds.borrow().clone();
-                let snapshot = envoy_snapshot(&mut engine, &text, Some(&old));
+                let snapshot = old
+                    .as_ref()
+                    .map(|o| envoy_snapshot(&engine, &text, Some(o)));
                 *inputs = fingerprint(&self.config_path, &engine.files);
                 for w in &engine.warnings {
                     tracing::warn!(location = %w.loc, "{}", w.message);
                 }
-                let changed = snapshot.version != old.version;
+                let changed = match (&snapshot, &old) {
+                    (Some(new), Some(old)) => new.version != old.version,
+                    _ => false,
+                };
+                *self.text.lock().unwrap_or_else(|e| e.into_inner()) = Arc::from(text.as_str());
                 // The old engine is freed here unless a check still holds
                 // it, or Envoy may still route by its resources. The new
                 // engine serves before the new routes are pushed: a request
@@ -192,9 +225,13 @@ impl Shared {
                     // one never does, and its old-version requests get the
                     // new rules (and their route cross-check) at once.
                     let any_ads = !self.streams().is_empty();
-                    *self.previous.lock().unwrap_or_else(|e| e.into_inner()) =
-                        any_ads.then(|| (replaced, crate::clock::now()));
-                    self.xds.send_replace(Arc::new(snapshot));
+                    self.previous.store(any_ads.then(|| {
+                        Arc::new(Previous {
+                            engine: replaced,
+                            since: crate::clock::now(),
+                        })
+                    }));
+                    self.xds.send_replace(snapshot.map(Arc::new));
                 }
                 *self.stale.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 crate::memory::release_free_heap();
@@ -236,13 +273,14 @@ pub const PREVIOUS_GRACE: std::time::Duration = std::time::Duration::from_secs(3
 
 /// The Envoy resources of `engine` (whose version it records), as the ADS
 /// snapshot that replaces `previous`.
-fn envoy_snapshot(engine: &mut Engine, text: &str, previous: Option<&Snapshot>) -> Snapshot {
+fn envoy_snapshot(engine: &Engine, text: &str, previous: Option<&Snapshot>) -> Snapshot {
     let root = crate::config::yaml::parse(text).unwrap_or_else(|_| crate::config::yaml::Node {
         value: crate::config::yaml::Value::Map(Vec::new()),
         mark: Default::default(),
     });
     let resources = crate::envoy::resources(engine, &root);
-    engine.envoy_version.clone_from(&resources.version);
+    // Set once per engine: a reload builds a new engine.
+    let _ = engine.envoy_version.set(resources.version.clone());
     let listen = engine.settings.envoy_listen.map_or_else(
         || crate::envoy::Endpoint {
             host: "0.0.0.0".into(),

@@ -194,7 +194,7 @@ impl Engine {
             login,
             warnings: Vec::new(),
             identity_headers,
-            envoy_version: String::new(),
+            envoy_version: std::sync::OnceLock::new(),
         })
     }
 }

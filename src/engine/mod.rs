@@ -36,9 +36,9 @@ pub struct Engine {
     pub warnings: Vec<Diagnostic>,
     /// Each route's identity headers; every configured name.
     pub identity_headers: IdentityHeaders,
-    /// The version of the Envoy resources generated from this config
-    /// (set by the server; empty elsewhere).
-    pub envoy_version: String,
+    /// The version of the Envoy resources generated from this config, once
+    /// an ADS stream made the server generate them.
+    pub envoy_version: std::sync::OnceLock<String>,
 }
 
 impl Engine {

@@ -223,7 +223,12 @@ impl AggregatedDiscoveryService for AdsService {
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
         let mut requests = request.into_inner();
         let (out, rx) = mpsc::channel(8);
-        let mut snapshots: watch::Receiver<Arc<Snapshot>> = self.shared.xds_snapshots();
+        // Generating the first snapshot can take a while for a large config.
+        let shared = self.shared.clone();
+        let mut snapshots: watch::Receiver<Option<Arc<Snapshot>>> =
+            tokio::task::spawn_blocking(move || shared.xds_snapshots())
+                .await
+                .map_err(|_| Status::internal("generating the Envoy resources failed"))?;
         let mut state = StreamState {
             shared: self.shared.clone(),
             route_stream: None,
@@ -237,7 +242,7 @@ impl AggregatedDiscoveryService for AdsService {
                 tokio::select! {
                     request = requests.message() => {
                         let Ok(Some(request)) = request else { break };
-                        let snapshot = snapshots.borrow_and_update().clone();
+                        let Some(snapshot) = snapshots.borrow_and_update().clone() else { break };
                         if !state.on_request(request, &snapshot).await {
                             break;
                         }
@@ -246,7 +251,7 @@ impl AggregatedDiscoveryService for AdsService {
                         if changed.is_err() {
                             break;
                         }
-                        let snapshot = snapshots.borrow_and_update().clone();
+                        let Some(snapshot) = snapshots.borrow_and_update().clone() else { break };
                         if !state.push(&snapshot).await {
                             break;
                         }
