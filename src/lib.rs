@@ -250,6 +250,9 @@ pub fn run(cli: Cli) -> ExitCode {
                 return ExitCode::FAILURE;
             }
             let shared = state::Shared::new(engine, config, &text);
+            // A large config's text need not stay resident.
+            drop(text);
+            memory::release_free_heap();
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

@@ -23,8 +23,12 @@ pub struct Shared {
     /// The Envoy resources of the serving config, for the ADS streams:
     /// generated when the first stream opens, then on every reload.
     xds: tokio::sync::watch::Sender<Option<Arc<Snapshot>>>,
-    /// The text the serving engine was built from (the snapshot's input).
-    text: Mutex<Arc<str>>,
+    /// SHA-256 of the config text the serving engine was built from: the
+    /// first ADS stream reads the file again and builds from it only if
+    /// it is still that text (no copy of a large config kept for it).
+    text_digest: Mutex<[u8; 32]>,
+    /// Set by the first ADS stream: from then on reloads build snapshots.
+    xds_wanted: std::sync::atomic::AtomicBool,
     /// ADS streams that take routes, by id: the route version each last
     /// applied. The previous engine is kept only while one of them has not
     /// applied the current version.
@@ -84,7 +88,8 @@ impl Shared {
     pub fn new(engine: Engine, config_path: PathBuf, text: &str) -> Arc<Self> {
         let inputs = fingerprint(&config_path, &engine.files);
         Arc::new(Self {
-            text: Mutex::new(Arc::from(text)),
+            text_digest: Mutex::new(Sha256::digest(text.as_bytes()).into()),
+            xds_wanted: std::sync::atomic::AtomicBool::new(false),
             route_streams: Mutex::new(std::collections::HashMap::new()),
             next_stream: AtomicU64::new(1),
             previous: arc_swap::ArcSwapOption::empty(),
@@ -129,6 +134,26 @@ impl Shared {
             .map(|p| Arc::clone(&p.engine))
     }
 
+    /// Builds the first snapshot from the file, if it still holds the text
+    /// the serving engine was built from. Serialised with reloads.
+    fn snapshot_from_disk(&self) -> bool {
+        let _inputs = self.inputs.lock().unwrap_or_else(|e| e.into_inner());
+        if self.xds.borrow().is_some() {
+            return true;
+        }
+        let Ok(text) = std::fs::read_to_string(&self.config_path) else {
+            return false;
+        };
+        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        if digest != *self.text_digest.lock().unwrap_or_else(|e| e.into_inner()) {
+            return false;
+        }
+        let engine = self.engine.load_full();
+        let snapshot = envoy_snapshot(&engine, &text, None);
+        self.xds.send_replace(Some(Arc::new(snapshot)));
+        true
+    }
+
     fn streams(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, String>> {
         self.route_streams.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -169,14 +194,12 @@ impl Shared {
     /// call generates them (a config that no Envoy takes over ADS costs
     /// nothing here).
     pub fn xds_snapshots(&self) -> tokio::sync::watch::Receiver<Option<Arc<Snapshot>>> {
-        if self.xds.borrow().is_none() {
-            // Serialised with reloads: the snapshot is the serving engine's.
-            let _inputs = self.inputs.lock().unwrap_or_else(|e| e.into_inner());
-            if self.xds.borrow().is_none() {
-                let engine = self.engine.load_full();
-                let text = Arc::clone(&self.text.lock().unwrap_or_else(|e| e.into_inner()));
-                let snapshot = envoy_snapshot(&engine, &text, None);
-                self.xds.send_replace(Some(Arc::new(snapshot)));
+        self.xds_wanted.store(true, Ordering::Release);
+        if self.xds.borrow().is_none() && !self.snapshot_from_disk() {
+            // The file changed since the serving config was loaded: load
+            // it (a reload builds the snapshot now that one is wanted).
+            if let Err(e) = self.reload(true) {
+                tracing::warn!(error = %e, "xds: no Envoy resources while the config does not load");
             }
         }
         self.xds.subscribe()
@@ -212,9 +235,11 @@ impl Shared {
                 }
                 let changed = match (&snapshot, &old) {
                     (Some(new), Some(old)) => new.version != old.version,
+                    (Some(_), None) => true,
                     _ => false,
                 };
-                *self.text.lock().unwrap_or_else(|e| e.into_inner()) = Arc::from(text.as_str());
+                *self.text_digest.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Sha256::digest(text.as_bytes()).into();
                 // The old engine is freed here unless a check still holds
                 // it, or Envoy may still route by its resources. The new
                 // engine serves before the new routes are pushed: a request
