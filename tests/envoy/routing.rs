@@ -806,3 +806,86 @@ fn the_committed_xds_bootstrap_is_the_generated_one() {
         String::from_utf8_lossy(&check.stderr)
     );
 }
+
+/// `strip_prefix`, rewrites, added headers, static handlers and redirects
+/// as a real Envoy applies them from the generated bootstrap.
+#[tokio::test]
+async fn ingress_routing_features_apply_through_envoy() {
+    let (web, api) = (named("web").await, named("api").await);
+    let yaml = format!(
+        r#"rules:
+  - host: feat.test
+    backend:
+      service:
+        name: 127.0.0.1
+        port: {web}
+        request:
+          headers: {{X-Added: yes-added}}
+        response:
+          headers: {{X-Resp: resp-added}}
+    paths:
+      - path: /strip/me
+        backend:
+          service: {{name: 127.0.0.1, port: {api}, strip_prefix: true}}
+      - path: /old
+        backend:
+          service:
+            name: 127.0.0.1
+            port: {api}
+            request:
+              path:
+                rewrites: ["^/old/(.*):/new/$1"]
+      - path: /hello
+        backend:
+          handler: {{type: static_response, status_code: 202, headers: {{X-H: h}}, body: "hi"}}
+      - path: /go
+        backend:
+          redirect: {{url: "https://example.org/x?y=1"}}
+"#,
+        web = web.port,
+        api = api.port
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("ingress.yaml");
+    std::fs::write(&file, &yaml).expect("write");
+    let authz = Authz::start_at(&file).await;
+    let envoy = Envoy::start_config(&generate(&file, &authz)).await;
+    let get = |path: &'static str| {
+        let addr = envoy.addr();
+        async move {
+            client::send(addr, &Request::get("feat.test", path))
+                .await
+                .expect("send")
+        }
+    };
+    let target = |r: &client::Response| {
+        let body = r.json();
+        (
+            body["upstream"].as_str().unwrap_or_default().to_string(),
+            body["target"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    assert_eq!(
+        target(&get("/strip/me/a/b").await),
+        ("api".into(), "/a/b".into())
+    );
+    assert_eq!(target(&get("/strip/me").await), ("api".into(), "/".into()));
+    assert_eq!(
+        target(&get("/old/z?q=1").await),
+        ("api".into(), "/new/z?q=1".into())
+    );
+    let root = get("/").await;
+    assert_eq!(target(&root).0, "web");
+    assert!(
+        root.json()["headers"].to_string().contains("yes-added"),
+        "{}",
+        root.text()
+    );
+    assert_eq!(root.header("x-resp"), Some("resp-added"));
+    let hello = get("/hello").await;
+    assert_eq!((hello.status, hello.text().as_str()), (202, "hi"));
+    assert_eq!(hello.header("x-h"), Some("h"));
+    let go = get("/go").await;
+    assert_eq!(go.status, 302);
+    assert_eq!(go.header("location"), Some("https://example.org/x?y=1"));
+}
