@@ -63,6 +63,11 @@ pub enum Command {
         /// `ingress-authz serve --xds` (live updates on every reload).
         #[arg(long)]
         xds: bool,
+        /// Where a service really is, e.g. `api-service:8080=127.0.0.1:18080`
+        /// (`SERVICE` is `name:port` or `name`; `=http://HOST:PORT` also
+        /// drops TLS; repeatable; static bootstraps only).
+        #[arg(long = "upstream", value_name = "SERVICE=HOST:PORT")]
+        upstreams: Vec<crate::envoy::UpstreamOverride>,
         /// Commented YAML, or JSON for tools.
         #[arg(long, value_enum, default_value = "yaml")]
         format: crate::envoy::Format,

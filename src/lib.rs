@@ -150,6 +150,7 @@ pub fn run(cli: Cli) -> ExitCode {
             admin_addr,
             xds,
             format,
+            upstreams,
         } => {
             logging::init_plain();
             let Some(engine) = load_or_report(&config) else {
@@ -180,7 +181,13 @@ pub fn run(cli: Cli) -> ExitCode {
                     .unwrap_or_else(|| server::DEFAULT_HTTP_ADDR.parse().expect("valid default")),
             };
             let source = config.display().to_string();
-            let resources = envoy::resources(&engine, &root);
+            if xds && !upstreams.is_empty() {
+                eprintln!(
+                    "--upstream applies to static bootstraps only (over xDS the clusters come from serve)"
+                );
+                return ExitCode::FAILURE;
+            }
+            let resources = envoy::resources_with(&engine, &root, &upstreams);
             if xds {
                 print!("{}", envoy::xds_bootstrap(&options, &source, format));
             } else {

@@ -58,6 +58,28 @@ impl FromStr for Endpoint {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_overrides_parse() {
+        let o: UpstreamOverride = "api-service:8080=127.0.0.1:18080".parse().unwrap();
+        assert_eq!(
+            (o.name.as_str(), o.port, o.to.port, o.plain),
+            ("api-service", Some(8080), 18080, false)
+        );
+        let o: UpstreamOverride = "httpbin.org=http://127.0.0.1:1".parse().unwrap();
+        assert_eq!(
+            (o.port, o.plain, o.to.host.as_str()),
+            (None, true, "127.0.0.1")
+        );
+        for bad in ["nothing", "=127.0.0.1:1", "a:x=127.0.0.1:1", "a=127.0.0.1"] {
+            assert!(bad.parse::<UpstreamOverride>().is_err(), "{bad}");
+        }
+    }
+}
+
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.host, self.port)
@@ -82,10 +104,77 @@ pub struct Options {
     pub sidecar: Endpoint,
 }
 
+/// `--upstream SERVICE=HOST:PORT`: where a service's cluster really is
+/// (`SERVICE` is `name:port` or `name`), e.g. a name only DNS elsewhere
+/// knows, pointed at a local address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamOverride {
+    pub name: String,
+    pub port: Option<u16>,
+    pub to: Endpoint,
+    /// `SERVICE=http://HOST:PORT`: plain HTTP/1.1 there, whatever the
+    /// service's protocol (a local stand-in for a TLS service).
+    pub plain: bool,
+}
+
+impl FromStr for UpstreamOverride {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (service, to) = s
+            .split_once('=')
+            .ok_or_else(|| format!("`{s}` is not SERVICE=HOST:PORT"))?;
+        let (name, port) = match service.rsplit_once(':') {
+            Some((name, port)) => (
+                name,
+                Some(
+                    port.parse::<u16>()
+                        .map_err(|_| format!("`{service}`: the port is not 1 to 65535"))?,
+                ),
+            ),
+            None => (service, None),
+        };
+        if name.is_empty() {
+            return Err(format!("`{s}` names no service"));
+        }
+        let (plain, to) = match to.strip_prefix("http://") {
+            Some(rest) => (true, rest),
+            None => (false, to),
+        };
+        Ok(Self {
+            name: name.to_string(),
+            port,
+            to: to.parse()?,
+            plain,
+        })
+    }
+}
+
 /// The resources of a loaded config; `root` is the same file's YAML tree.
 pub fn resources(engine: &Engine, root: &Node) -> model::Resources {
+    resources_with(engine, root, &[])
+}
+
+/// As [`resources`], with service clusters moved by `overrides`.
+pub fn resources_with(
+    engine: &Engine,
+    root: &Node,
+    overrides: &[UpstreamOverride],
+) -> model::Resources {
     let routing = routing::Routing::read(root);
-    let list = routes::build(engine, &routing, bootstrap::SIDECAR_CLUSTER);
+    let mut list = routes::build(engine, &routing, bootstrap::SIDECAR_CLUSTER);
+    for cluster in &mut list.clusters {
+        let found = overrides.iter().find(|o| {
+            o.name == cluster.endpoint.host && o.port.is_none_or(|p| p == cluster.endpoint.port)
+        });
+        if let Some(o) = found {
+            cluster.endpoint = o.to.clone();
+            if o.plain {
+                cluster.tls = None;
+                cluster.h2 = false;
+            }
+        }
+    }
     // The version is a hash of the resources as rendered without it: the
     // same config gives the same version on every replica.
     let mut hasher = Sha256::new();

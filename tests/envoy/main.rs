@@ -26,6 +26,7 @@ mod paths;
 mod policy;
 mod policy_oidc;
 mod routing;
+mod routing_examples;
 mod server_ops;
 mod sso;
 mod xds;
