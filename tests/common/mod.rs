@@ -116,6 +116,14 @@ impl Stack {
     }
 }
 
+/// Tests whose assertions depend on CPU to spare (floods, bcrypt within a
+/// deadline, tens of thousands of requests) hold this, so that two of them
+/// never share the machine's cores.
+pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
+}
+
 /// Polls `check` every `poll` until it holds; panics after `timeout`.
 pub async fn eventually<F, Fut>(what: &str, timeout: Duration, poll: Duration, mut check: F)
 where

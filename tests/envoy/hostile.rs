@@ -225,6 +225,7 @@ async fn bcrypt_stack(throttle: &str) -> Arc<Stack> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bcrypt_flood_never_hurts_another_route() {
+    let _heavy = crate::common::heavy().await;
     // Throttle off, a thousand addresses: the bounded hash pool itself is
     // what protects the bearer route.
     let stack = bcrypt_stack("{enabled: false}").await;
@@ -249,6 +250,7 @@ async fn a_bcrypt_flood_never_hurts_another_route() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bcrypt_flood_from_one_address_is_throttled() {
+    let _heavy = crate::common::heavy().await;
     let stack = bcrypt_stack("{max_failures: 10, window: 2s, per_user: false}").await;
     let (bearer, flood_statuses) = flood(&stack, 1, 8, Duration::from_secs(3)).await;
     assert_flood(&bearer, &flood_statuses, "throttle on, one address");

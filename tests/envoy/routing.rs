@@ -454,6 +454,7 @@ struct Tally {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn envoy_routes_as_the_rules_decide_for_10000_hostile_requests() {
+    let _heavy = crate::common::heavy().await;
     let stack = start().await;
     let engine = Engine::from_text(&stack.config_text, "ingress.yaml", &|_| None).expect("config");
     let cases = pairs(10_000);

@@ -342,6 +342,7 @@ async fn sighup_reloads() {
 
 #[tokio::test]
 async fn sigterm_drains_an_in_flight_check() {
+    let _heavy = common::heavy().await;
     // bcrypt cost 12 takes long enough that SIGTERM arrives mid-check, and
     // short enough to finish within the hash pool's wait.
     let hash = bcrypt::hash("slow-pw", 12).unwrap();
