@@ -68,6 +68,10 @@
 //!   HTTP side (`/healthz`, `/readyz`, `/metrics`, `/oauth2/*`);
 //!   [`metrics`] — Prometheus metrics; [`admin`] — the admin gRPC API
 //!   (`proto/admin.proto`).
+//! * [`envoy`] — Envoy resources generated from the compiled routes:
+//!   `ingress-authz envoy` prints them as a bootstrap, and `serve` offers
+//!   them over ADS ([`envoy::xds`]); checked routes carry their label,
+//!   which [`engine::Engine::cross_check`] holds the decision to.
 //! * [`explain`] — `ingress-authz explain` and the admin `Explain`;
 //!   [`logging`] — log lines: JSON or text for `serve`, plain for the
 //!   one-shot commands.
