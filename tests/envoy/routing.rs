@@ -59,13 +59,16 @@ const SERVICES: &[&str] = &[
     "rules[5]",
     "rules[6]",
     "rules[7]",
+    "rules[8]",
+    "rules[9]",
     "fallback",
 ];
 
 /// A config of overlapping patterns in an order that matters: a wildcard
 /// before an exact host it covers, open paths under protected rules and
-/// the reverse, regex hosts and paths, a redirect, a static handler, an
-/// IPv6 literal and an open fallback.
+/// the reverse, regex hosts and paths (an anchored regex host in front of
+/// an open wildcard that covers it), a redirect, a static handler, an IPv6
+/// literal and an open fallback.
 fn config(ports: &HashMap<&str, u16>) -> String {
     let svc = |label: &str, auth: &str| {
         format!(
@@ -108,6 +111,10 @@ fn config(ports: &HashMap<&str, u16>) -> String {
     backend:{r6}
   - host: "[::1]"
     backend:{r7}
+  - host: '^db-[a-z]+\.example\.net$'
+    backend:{r8}
+  - host: "*.example.net"
+    backend:{r9}
 fallback:
   service:
     name: 127.0.0.1
@@ -125,6 +132,8 @@ fallback:
         r5 = svc("rules[5]", ""),
         r6 = svc("rules[6]", BASIC_AUTH),
         r7 = svc("rules[7]", ""),
+        r8 = svc("rules[8]", BASIC_AUTH),
+        r9 = svc("rules[9]", ""),
         fb = ports["fallback"],
     )
 }
@@ -256,6 +265,9 @@ const HOSTS: &[&str] = &[
     "api-1.example.org.x",
     "www.example.org",
     "db.internal",
+    "db-a.example.net",
+    "db-1.example.net",
+    "www.example.net",
     "internal",
     "unknown.test",
     "[::1]",
