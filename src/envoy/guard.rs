@@ -72,8 +72,16 @@ fn wildcard(w: &Wildcard) -> Guard {
     let parts = w.parts();
     let body: Vec<String> = parts.iter().map(|p| regex::escape(p)).collect();
     // `*` is one or more characters of the normalised host, which holds no
-    // `:` for a host name; `[^:]` keeps the star out of the port.
-    let regex = format!("(?i){}{DOT_AND_PORT}", body.join("[^:]+"));
+    // `:` for a host name; `[^:]` keeps the star out of the port. A star
+    // that ends the pattern ends the normalised host, whose last character
+    // is never the dot the authorizer strips: it must not take that dot
+    // (`a.**` is not `a.a.`).
+    let mut regex = body.join("[^:]+");
+    if parts.last().is_some_and(|p| p.is_empty()) {
+        regex.truncate(regex.len() - "[^:]+".len());
+        regex.push_str("[^:]*[^:.]");
+    }
+    let regex = format!("(?i){regex}{DOT_AND_PORT}");
     let literal_ok = parts.iter().all(|p| {
         p.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
@@ -167,13 +175,38 @@ mod tests {
         assert_eq!(strip_anchors("[abc"), None);
     }
 
+    /// Found by the property below: a final star must not take the
+    /// trailing dot the authorizer strips.
+    #[test]
+    fn a_final_star_never_takes_the_stripped_dot() {
+        let compiled = HostPattern::compile("a.**", HostType::Auto).unwrap();
+        let guard = Guard::new(&compiled, "a.**");
+        assert!(guard.exact);
+        for (host, want) in [
+            ("a.a.", false),
+            ("a.a", false),
+            ("a.ab.", true),
+            ("A.AB:80", true),
+        ] {
+            assert_eq!(compiled.matches(&normalize_host(host)), want, "{host}");
+            assert_eq!(
+                full(&guard.regex).is_match(host),
+                want,
+                "{} vs {host}",
+                guard.regex
+            );
+        }
+    }
+
     proptest::proptest! {
         /// On host names, an exact guard matches exactly the hosts the
         /// authorizer's pattern matches, and a covering guard at least them.
         #[test]
         fn guards_mirror_the_authorizer(
             pattern in "(\\*\\.)?[ab]{1,2}(\\.[ab*]{1,2}){0,2}\\.?",
-            host in "[aAb.]{1,6}\\.?(:[0-9]{1,2})?",
+            // Host names only (labels of `a`/`b`, any case, an optional
+            // trailing dot and port): what a bypass can be taken with.
+            host in "[aAb]{1,2}(\\.[aAb]{1,2}){0,2}\\.?(:[0-9]{1,2})?",
             regex in proptest::bool::ANY,
         ) {
             let (written, kind) = if regex {
