@@ -157,25 +157,24 @@ pub fn run(cli: Cli) -> ExitCode {
             upstreams,
         } => {
             logging::init_plain();
-            let Some(engine) = load_or_report(&config) else {
+            // One read: the routes and the rules come from the same text.
+            let Some((engine, text)) = Engine::load_with_text(&config)
+                .map_err(|e| eprintln!("{e}"))
+                .ok()
+            else {
                 return ExitCode::FAILURE;
             };
             print_warnings(&engine);
-            let text = match std::fs::read_to_string(&config) {
-                Ok(t) => t,
+            let root = match config::yaml::parse(&text) {
+                Ok(root) => root,
                 Err(e) => {
                     eprintln!("{}: {e}", config.display());
                     return ExitCode::FAILURE;
                 }
             };
-            let Ok(root) = config::yaml::parse(&text) else {
-                return ExitCode::FAILURE;
-            };
             let settings = &engine.settings;
             let options = envoy::Options {
-                listen: listen
-                    .or_else(|| settings.envoy_listen.map(Into::into))
-                    .unwrap_or_else(|| "0.0.0.0:8000".parse().expect("valid default")),
+                listen: listen.unwrap_or_else(|| envoy::listen_address(settings)),
                 admin: admin_addr,
                 authz: authz_addr
                     .or_else(|| settings.grpc_addr.map(Into::into))

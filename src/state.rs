@@ -299,6 +299,8 @@ pub const PREVIOUS_GRACE: std::time::Duration = std::time::Duration::from_secs(3
 /// The Envoy resources of `engine` (whose version it records), as the ADS
 /// snapshot that replaces `previous`.
 fn envoy_snapshot(engine: &Engine, text: &str, previous: Option<&Snapshot>) -> Snapshot {
+    // The engine was built from this very text, so it parses; were it not
+    // to, no route would have a target and each would answer 501.
     let root = crate::config::yaml::parse(text).unwrap_or_else(|_| crate::config::yaml::Node {
         value: crate::config::yaml::Value::Map(Vec::new()),
         mark: Default::default(),
@@ -306,13 +308,7 @@ fn envoy_snapshot(engine: &Engine, text: &str, previous: Option<&Snapshot>) -> S
     let resources = crate::envoy::resources(engine, &root);
     // Set once per engine: a reload builds a new engine.
     let _ = engine.envoy_version.set(resources.version.clone());
-    let listen = engine.settings.envoy_listen.map_or_else(
-        || crate::envoy::Endpoint {
-            host: "0.0.0.0".into(),
-            port: 8000,
-        },
-        Into::into,
-    );
+    let listen = crate::envoy::listen_address(&engine.settings);
     Snapshot::new(&resources, &listen, previous)
 }
 

@@ -17,7 +17,7 @@ pub const SIDECAR_CLUSTER: &str = "ingress_authz_http";
 pub const LISTENER: &str = "ingress";
 pub const ROUTE_CONFIG: &str = "ingress";
 /// The ext_authz check's time budget (the authorizer answers within it).
-pub const CHECK_TIMEOUT: &str = "0.5s";
+pub const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// ingress-authz's own clusters: the gRPC service (also the ADS server)
 /// and the HTTP sidecar.
@@ -229,7 +229,10 @@ fn ext_authz_filter() -> Yaml {
                             "envoy_grpc",
                             Yaml::map([("cluster_name", Yaml::str(AUTHZ_CLUSTER))]),
                         ),
-                        ("timeout", Yaml::str(CHECK_TIMEOUT)),
+                        (
+                            "timeout",
+                            Yaml::str(format!("{}s", CHECK_TIMEOUT.as_secs_f64())),
+                        ),
                     ]),
                 ),
             ])

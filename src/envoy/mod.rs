@@ -95,6 +95,18 @@ impl From<std::net::SocketAddr> for Endpoint {
     }
 }
 
+/// The generated listener's address: `authz.envoy.listen`, else
+/// `0.0.0.0:8000`.
+pub fn listen_address(settings: &crate::config::spec::AuthzSpec) -> Endpoint {
+    settings.envoy_listen.map_or_else(
+        || Endpoint {
+            host: "0.0.0.0".into(),
+            port: 8000,
+        },
+        Into::into,
+    )
+}
+
 /// Where the generated Envoy listens and finds ingress-authz.
 #[derive(Clone, Debug)]
 pub struct Options {

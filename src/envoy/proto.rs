@@ -41,7 +41,7 @@ use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration};
 use prost::{Message, Name};
 
 use super::Endpoint;
-use super::bootstrap::{AUTHZ_CLUSTER, LISTENER, ROUTE_CONFIG};
+use super::bootstrap::{AUTHZ_CLUSTER, CHECK_TIMEOUT, LISTENER, ROUTE_CONFIG};
 use super::model::{Action, Check, ClusterSpec, HeaderTest, PathMatch, Resources, RouteSpec};
 use super::render::{CA_BUNDLE, EXT_AUTHZ};
 
@@ -97,7 +97,7 @@ pub fn listener(listen: &Endpoint) -> Listener {
                     ..Default::default()
                 },
             )),
-            timeout: Some(duration(std::time::Duration::from_millis(500))),
+            timeout: Some(duration(CHECK_TIMEOUT)),
             ..Default::default()
         })),
         failure_mode_allow: false,

@@ -73,14 +73,6 @@ impl Yaml {
         self
     }
 
-    /// The value under `key` of a map.
-    pub fn get(&self, key: &str) -> Option<&Self> {
-        match self {
-            Self::Map(entries) => entries.iter().find(|e| e.key == key).map(|e| &e.value),
-            _ => None,
-        }
-    }
-
     /// The same tree as JSON (comments dropped): Envoy reads both.
     pub fn to_json(&self) -> serde_json::Value {
         match self {

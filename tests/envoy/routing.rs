@@ -151,21 +151,31 @@ enum Outcome {
     Refused(u16),
 }
 
-/// What the in-process engine decides, as an outcome.
-fn expected(engine: &Engine, host: &str, path: &str, credential: bool) -> Outcome {
-    let mut headers = HashMap::new();
-    if credential {
-        headers.insert("authorization".to_string(), basic(USER.0, USER.1));
-    }
-    let req = RequestView {
+/// The in-process decision for a GET, as `explain` makes it.
+pub fn decide_get<'e>(
+    engine: &'e Engine,
+    host: &str,
+    path: &str,
+    authorization: Option<&str>,
+) -> ingress_authz::decision::Decision<'e> {
+    let headers: HashMap<String, String> = authorization
+        .map(|a| ("authorization".to_string(), a.to_string()))
+        .into_iter()
+        .collect();
+    engine.decide_inline(&RequestView {
         host,
         path,
         method: "GET",
         scheme: "http",
         headers: &headers,
         client: None,
-    };
-    let decision = engine.decide_inline(&req);
+    })
+}
+
+/// What the in-process engine decides, as an outcome.
+fn expected(engine: &Engine, host: &str, path: &str, credential: bool) -> Outcome {
+    let credential = credential.then(|| basic(USER.0, USER.1));
+    let decision = decide_get(engine, host, path, credential.as_deref());
     match &decision.verdict {
         Verdict::Allow { .. } => {
             let label = decision.label.expect("an allow has a route");
@@ -646,66 +656,59 @@ async fn bypassed_routes_need_no_authorizer_and_strip_what_it_strips() {
 
 #[tokio::test]
 async fn a_forged_or_stale_route_label_never_widens_access() {
-    use crate::common::authz::{check_request, check_status};
-    use envoy_types::ext_authz::v3::pb::CheckRequest;
     let stack = start().await;
-    let mut client = stack.authz.grpc_client().await;
-    let with_label = |host: &str, path: &str, label: &str, auth: Option<String>| -> CheckRequest {
-        let headers: Vec<(&str, String)> =
-            auth.iter().map(|a| ("authorization", a.clone())).collect();
-        let header_refs: Vec<(&str, &str)> =
-            headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let mut check = check_request(host, path, "http", &header_refs);
-        if let Some(attrs) = check.attributes.as_mut() {
-            attrs
-                .context_extensions
-                .insert("route".into(), label.into());
-        }
-        check
+    let credential = basic(USER.0, USER.1);
+    let authz = &stack.authz;
+    let check = |host, label, auth| async move {
+        labelled_check(authz, host, auth, &[("route", label)]).await
     };
-    let status = |r: envoy_types::ext_authz::v3::pb::CheckResponse| check_status(&r);
     // A protected request labelled as an open route: still 401.
-    let r = client
-        .check(with_label(
-            "admin.example.com",
-            "/",
-            "rules[0].paths[0]",
-            None,
-        ))
-        .await
-        .expect("check")
-        .into_inner();
-    assert_eq!(status(r), 401);
+    assert_eq!(
+        check("admin.example.com", "rules[0].paths[0]", None).await,
+        401
+    );
     // Allowed by the rules, but Envoy routes it elsewhere: 403.
-    let r = client
-        .check(with_label(
-            "admin.example.com",
-            "/",
-            "rules[5]",
-            Some(basic(USER.0, USER.1)),
-        ))
-        .await
-        .expect("check")
-        .into_inner();
-    assert_eq!(status(r), 403);
+    assert_eq!(
+        check("admin.example.com", "rules[5]", Some(&credential)).await,
+        403
+    );
     // An open route under another label: 403, not served.
-    let r = client
-        .check(with_label("www.example.org", "/", "rules[99]", None))
-        .await
-        .expect("check")
-        .into_inner();
-    assert_eq!(status(r), 403);
+    assert_eq!(check("www.example.org", "rules[99]", None).await, 403);
     // The right label: allowed.
-    let r = client
-        .check(with_label("www.example.org", "/", "rules[5]", None))
-        .await
-        .expect("check")
-        .into_inner();
-    assert_eq!(status(r), 200);
+    assert_eq!(check("www.example.org", "rules[5]", None).await, 200);
     assert!(
         stack.authz.logs().contains("route_mismatch"),
         "audited as route_mismatch"
     );
+}
+
+/// The status of a CheckRequest for `GET host/` as a generated Envoy route
+/// sends it: with `context` as its `context_extensions`.
+pub async fn labelled_check(
+    authz: &Authz,
+    host: &str,
+    authorization: Option<&str>,
+    context: &[(&str, &str)],
+) -> u16 {
+    use crate::common::authz::{check_request, check_status};
+    let headers: Vec<(&str, &str)> = authorization
+        .map(|a| ("authorization", a))
+        .into_iter()
+        .collect();
+    let mut request = check_request(host, "/", "http", &headers);
+    if let Some(attrs) = request.attributes.as_mut() {
+        for (k, v) in context {
+            attrs.context_extensions.insert((*k).into(), (*v).into());
+        }
+    }
+    let response = authz
+        .grpc_client()
+        .await
+        .check(request)
+        .await
+        .expect("check")
+        .into_inner();
+    check_status(&response)
 }
 
 fn examples() -> Vec<PathBuf> {

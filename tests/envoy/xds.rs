@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::common::client::{self, Request};
 use crate::common::creds::basic;
 use crate::common::{Authz, Envoy, eventually};
-use crate::routing::{envoy_command, named};
+use crate::routing::{envoy_command, labelled_check, named};
 
 const AUTH: &str = "\n        auth:\n          type: basic\n          basic:\n            users: [{username: ops, password: xds-test-password}]";
 
@@ -103,24 +103,13 @@ fn version(bootstrap: &str) -> String {
 
 /// A CheckRequest as Envoy sends it for `rules[0]` of resources `config`.
 async fn check(authz: &Authz, host: &str, config: &str) -> u16 {
-    use crate::common::authz::{check_request, check_status};
-    let mut request = check_request(host, "/", "http", &[]);
-    if let Some(attrs) = request.attributes.as_mut() {
-        attrs
-            .context_extensions
-            .insert("route".into(), "rules[0]".into());
-        attrs
-            .context_extensions
-            .insert("config".into(), config.into());
-    }
-    let response = authz
-        .grpc_client()
-        .await
-        .check(request)
-        .await
-        .expect("check")
-        .into_inner();
-    check_status(&response)
+    labelled_check(
+        authz,
+        host,
+        None,
+        &[("route", "rules[0]"), ("config", config)],
+    )
+    .await
 }
 
 fn metric(text: &str, line_start: &str) -> u64 {
