@@ -213,6 +213,8 @@ fn bench_session(c: &mut Criterion) {
         .unwrap()
         .as_secs();
     let session = Session {
+        id: ingress_authz::session::new_session_id(),
+        sid: None,
         identity: Identity {
             id: "583231".into(),
             username: "octocat".into(),

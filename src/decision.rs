@@ -54,6 +54,9 @@ pub enum Reason {
     UnknownKey,
     /// OpenID discovery has not succeeded yet.
     IdpUnavailable,
+    /// The session store is unreachable (a server-side session cannot be
+    /// read), or its revocations were never loaded: fail closed.
+    StoreUnavailable,
     /// The `Host` is not a valid host name.
     BadHost,
     /// Too many failed authentications from this client (or for this user).
@@ -82,6 +85,7 @@ impl Reason {
             Self::NotAllowed => "not_allowed",
             Self::UnknownKey => "unknown_key",
             Self::IdpUnavailable => "idp_unavailable",
+            Self::StoreUnavailable => "store_unavailable",
             Self::BadHost => "bad_host",
             Self::Throttled => "throttled",
             Self::Busy => "busy",
@@ -246,6 +250,9 @@ pub enum Pending {
     RefreshSession,
     /// A password hash to verify, on the bounded hash pool.
     VerifyPassword,
+    /// A server-side session this replica has not read lately: read its
+    /// record from the store.
+    LoadSession,
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -113,6 +113,7 @@ pub mod session;
 pub mod sidecar;
 pub mod sso;
 pub mod state;
+pub mod store;
 pub mod throttle;
 
 use std::collections::HashMap;
@@ -158,7 +159,7 @@ pub fn run(cli: Cli) -> ExitCode {
         } => {
             logging::init_plain();
             // One read: the routes and the rules come from the same text.
-            let Some((engine, text)) = Engine::load_with_text(&config)
+            let Some((engine, text)) = Engine::load_with_text(&config, &std::sync::Arc::default())
                 .map_err(|e| eprintln!("{e}"))
                 .ok()
             else {
@@ -219,7 +220,10 @@ pub fn run(cli: Cli) -> ExitCode {
             log_format,
         } => {
             logging::init_serve(log_format);
-            let Some((engine, text)) = Engine::load_with_text(&config)
+            // The revocations and store outlive reloads: every engine
+            // built from now on shares them.
+            let store_runtime = std::sync::Arc::new(store::Runtime::default());
+            let Some((engine, text)) = Engine::load_with_text(&config, &store_runtime)
                 .map_err(|e| eprintln!("{e}"))
                 .ok()
             else {
@@ -259,7 +263,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 );
                 return ExitCode::FAILURE;
             }
-            let shared = state::Shared::new(engine, config, &text);
+            let shared = state::Shared::new(engine, config, &text, store_runtime);
             // A large config's text need not stay resident.
             drop(text);
             memory::release_free_heap();

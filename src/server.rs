@@ -38,9 +38,31 @@ pub enum ServeError {
         flag: &'static str,
         error: std::io::Error,
     },
+    /// The store could not be set up (its URL).
+    #[error("authz.store: {0}")]
+    Store(crate::store::StoreError),
     /// A server failed while running.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// Connects the store the config names (in the background: a store down
+/// at start is retried until it answers, and the server starts anyway).
+fn attach_store(shared: &Arc<Shared>) -> Result<(), ServeError> {
+    let engine = shared.engine();
+    let Some(spec) = &engine.settings.store else {
+        return Ok(());
+    };
+    let runtime = Arc::downgrade(&shared.runtime);
+    let store = crate::store::Store::start(
+        spec,
+        shared.runtime.revocations.clone(),
+        shared.metrics.store.clone(),
+        move || runtime.upgrade().map_or(24 * 3600, |r| r.max_life()),
+    )
+    .map_err(ServeError::Store)?;
+    shared.runtime.attach(store);
+    Ok(())
 }
 
 /// Binds `addr` for `what`, or says which one failed.
@@ -63,6 +85,7 @@ async fn bind(
 /// requests. The config is already loaded and valid: nothing is bound
 /// before it is known to be good.
 pub async fn serve(shared: Arc<Shared>, addrs: Addrs) -> Result<(), ServeError> {
+    attach_store(&shared)?;
     let grpc_listener = bind(
         addrs.grpc,
         "gRPC ext_authz",

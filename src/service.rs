@@ -108,6 +108,25 @@ impl CheckService {
                         },
                     };
                 }
+                // A server-side session this replica has not read lately:
+                // read its record (under the store's timeout) and decide
+                // again; a store that does not answer leaves the 503.
+                Pending::LoadSession => match self.load_session(engine, route, &req).await {
+                    Some(Some(headers)) => {
+                        decision = engine.decide(&RequestView {
+                            headers: &headers,
+                            ..req
+                        });
+                        if headers.get("cookie") != req.headers.get("cookie") {
+                            // No such session (ended, expired, forged): decided
+                            // as without it, and the browser forgets it.
+                            refreshed =
+                                Some((headers, engine.login.cookies.expire_session().to_vec()));
+                        }
+                    }
+                    Some(None) => decision = engine.decide(&req),
+                    None => {}
+                },
                 Pending::RefreshSession => {
                     refreshed = self.refresh(engine, route, &req).await;
                     if let Some((headers, _)) = &refreshed {
@@ -193,6 +212,39 @@ impl CheckService {
             cookies.replace_session(cookie_header, new_value.as_deref(), scheme),
         );
         Some((headers, set_cookies))
+    }
+
+    /// Reads the request's server-side session record from the store.
+    /// Some(None): read (decide again as is); Some(Some(headers)): there
+    /// is no such session (the headers without it); None: the store did
+    /// not answer (the pending 503 stands).
+    async fn load_session(
+        &self,
+        engine: &Engine,
+        route: RouteId,
+        req: &RequestView<'_>,
+    ) -> Option<Option<HashMap<String, String>>> {
+        let protected = engine.protected(route)?;
+        let client = protected.methods.session()?.authenticator.login_client()?;
+        let cookies = &engine.login.cookies;
+        let scheme = req.scheme(cookies.trust_forwarded_proto);
+        let cookie_header = req.header("cookie")?;
+        let (value, _) = cookies.session_in(cookie_header, scheme)?;
+        match client.load_record(value).await {
+            Ok(true) => Some(None),
+            Ok(false) => {
+                let mut headers = req.headers.clone();
+                headers.insert(
+                    "cookie".into(),
+                    cookies.replace_session(cookie_header, None, scheme),
+                );
+                Some(Some(headers))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "store: a server-side session could not be read");
+                None
+            }
+        }
     }
 
     /// On https, a session cookie under its plain name (set by a release

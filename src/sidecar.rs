@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use crate::config::spec::SessionStore;
+
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -26,12 +28,31 @@ pub fn router(shared: Arc<Shared>) -> Router {
 /// binds; the generation tells which config serves.
 /// A failed reload keeps the previous config serving (still ready) and
 /// says so on a second line, where operators look.
+/// With a store: not ready until its revocations were loaded once (before
+/// that no session can be checked), nor, for server-side sessions, while
+/// it is unreachable; a line says how the store is.
 async fn ready(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let mut status = StatusCode::OK;
     let mut body = format!("ready generation={}\n", shared.generation());
     if let Some(stale) = shared.stale() {
         body.push_str(&format!("{stale}\n"));
     }
-    (StatusCode::OK, body)
+    if let Some(store) = shared.runtime.store() {
+        let server_side = shared.engine().login.session_store == SessionStore::Redis;
+        let line = match (store.loaded(), store.is_up()) {
+            (false, _) => "store down: revocations not loaded yet",
+            (true, true) => "store up",
+            (true, false) if server_side => "store down: server-side sessions answer 503",
+            (true, false) => "store down: cookie sessions use the revocations known so far",
+        };
+        if !store.loaded() || (server_side && !store.is_up()) {
+            status = StatusCode::SERVICE_UNAVAILABLE;
+            body = body.replacen("ready", "not ready", 1);
+        }
+        body.push_str(line);
+        body.push('\n');
+    }
+    (status, body)
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {

@@ -45,6 +45,8 @@ pub struct Shared {
     inputs: Mutex<[u8; 32]>,
     /// Set while the last reload failed: the previous config serves.
     stale: Mutex<Option<Stale>>,
+    /// The revocations and the store: every engine built shares them.
+    pub runtime: Arc<crate::store::Runtime>,
 }
 
 /// The engine a reload replaced, while Envoy may still route by its
@@ -85,8 +87,14 @@ pub enum Reloaded {
 
 impl Shared {
     /// `text`: the config file's text the engine was built from.
-    pub fn new(engine: Engine, config_path: PathBuf, text: &str) -> Arc<Self> {
+    pub fn new(
+        engine: Engine,
+        config_path: PathBuf,
+        text: &str,
+        runtime: Arc<crate::store::Runtime>,
+    ) -> Arc<Self> {
         let inputs = fingerprint(&config_path, &engine.files);
+        runtime.set_max_life(engine.session_max_life());
         Arc::new(Self {
             text_digest: Mutex::new(Sha256::digest(text.as_bytes()).into()),
             xds_wanted: std::sync::atomic::AtomicBool::new(false),
@@ -102,6 +110,7 @@ impl Shared {
             reloaded: tokio::sync::Notify::new(),
             inputs: Mutex::new(inputs),
             stale: Mutex::new(None),
+            runtime,
         })
     }
 
@@ -223,13 +232,19 @@ impl Shared {
         if !force && before == *inputs {
             return Ok(Reloaded::Unchanged(self.generation()));
         }
-        match Engine::load_with_text(&self.config_path) {
+        match Engine::load_with_text(&self.config_path, &self.runtime) {
             Ok((engine, text)) => {
                 let old = self.xds.borrow().clone();
                 let snapshot = old
                     .as_ref()
                     .map(|o| envoy_snapshot(&engine, &text, Some(o)));
                 *inputs = fingerprint(&self.config_path, &engine.files);
+                self.runtime.set_max_life(engine.session_max_life());
+                if let (Some(new), Some(running)) = (&engine.settings.store, self.runtime.store())
+                    && !running.serves(new)
+                {
+                    tracing::warn!(location = %new.loc, "store: a changed authz.store takes effect at restart; the running store stays");
+                }
                 for w in &engine.warnings {
                     tracing::warn!(location = %w.loc, "{}", w.message);
                 }

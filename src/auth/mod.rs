@@ -96,6 +96,10 @@ pub struct BuildContext {
     pub cookies: Arc<crate::cookies::CookieSettings>,
     /// Claim names any policy of the config reads: sessions keep these.
     pub policy_claims: Arc<[String]>,
+    /// The revocations and store of the running server.
+    pub runtime: Arc<crate::store::Runtime>,
+    /// Whether sessions are sealed cookies or tickets to stored records.
+    pub session_store: crate::config::spec::SessionStore,
 }
 
 /// What an authenticator must keep fresh for its route's policy.

@@ -104,17 +104,18 @@ impl OAuth2 {
         cookie: &str,
         scheme: Scheme,
     ) -> Option<(String, String)> {
+        let client = &self.client;
         self.flights
-            .run(cookie, || async {
-                let mut session: Session = self.client.open_cookie(cookie)?;
+            .run(cookie, || client.shared_refresh(cookie, scheme, || async {
+                let mut session: Session = client.read_session(cookie).await.ok()??;
                 let token = session.attrs.access.clone()?;
                 let groups = self.provider.groups(http, token.expose()).await?;
                 session.attrs.groups = Some(groups);
                 session.attrs.read_at = crate::clock::unix_secs();
                 session.attrs.version = crate::session::ATTRIBUTES_VERSION;
                 tracing::info!(target: "audit", event = "groups_refreshed", user = %session.identity.id);
-                Some(self.client.seal_session(session, scheme))
-            })
+                client.save_session(session, scheme, Some(cookie)).await.ok()
+            }))
             .await
     }
 }

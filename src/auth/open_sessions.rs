@@ -21,6 +21,8 @@ pub struct Opened {
     pub session: Session,
     /// Swapped for a new one when it nears expiry; read without a lock.
     pub connect: ArcSwapOption<Signed>,
+    /// For a server-side session: when its record was read from the store.
+    pub read_at: Option<std::time::Instant>,
 }
 
 impl Opened {
@@ -28,6 +30,15 @@ impl Opened {
         Self {
             session,
             connect: ArcSwapOption::empty(),
+            read_at: None,
+        }
+    }
+
+    /// A server-side session's record, read from the store now.
+    pub fn read_now(session: Session) -> Self {
+        Self {
+            read_at: Some(crate::clock::now()),
+            ..Self::new(session)
         }
     }
 }
@@ -70,6 +81,28 @@ impl OpenSessions {
         Some(kept.clone())
     }
 
+    /// The cached entry for `cookie`, if any.
+    pub fn get(&self, cookie: &str) -> Option<Arc<Opened>> {
+        self.read().get(cookie).cloned()
+    }
+
+    /// Caches (or replaces) an entry.
+    pub fn insert(&self, cookie: &str, opened: Arc<Opened>) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= CAPACITY {
+            entries.clear();
+        }
+        entries.insert(cookie.into(), opened);
+    }
+
+    /// Forgets an entry (a session that ended).
+    pub fn remove(&self, cookie: &str) {
+        self.entries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(cookie);
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Box<str>, Arc<Opened>>> {
         self.entries.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -86,6 +119,8 @@ mod tests {
 
     fn session(id: &str) -> Session {
         Session {
+            id: String::new(),
+            sid: None,
             identity: crate::session::Identity {
                 id: id.into(),
                 ..Default::default()

@@ -12,6 +12,7 @@ mod walk_auth;
 mod walk_authz;
 mod walk_login;
 mod walk_methods;
+mod walk_store;
 mod walk_upstream;
 pub mod yaml;
 

@@ -40,6 +40,8 @@ pub struct AuthzSpec {
     pub login_host: Option<String>,
     /// `envoy.listen`: the generated Envoy listener's address.
     pub envoy_listen: Option<SocketAddr>,
+    /// `store.redis`: state shared by every replica (SPEC §13.3).
+    pub store: Option<StoreSpec>,
 }
 
 impl Default for AuthzSpec {
@@ -55,6 +57,7 @@ impl Default for AuthzSpec {
             admin_token: None,
             login_host: None,
             envoy_listen: None,
+            store: None,
         }
     }
 }
@@ -68,6 +71,31 @@ pub struct SessionSpec {
     /// `cookie_domain`, without a leading dot, lower-cased: the session
     /// cookie covers it and its subdomains.
     pub cookie_domain: Option<String>,
+    /// `store`: whether the cookie holds the session or a ticket to it.
+    pub store: SessionStore,
+}
+
+/// Where sessions live (`authz.session.store`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SessionStore {
+    /// The sealed cookie is the session (the default).
+    #[default]
+    Cookie,
+    /// The cookie is a ticket; the record, sealed by a key only the ticket
+    /// holds, lives in the Redis store.
+    Redis,
+}
+
+/// `authz.store.redis`.
+#[derive(Debug)]
+pub struct StoreSpec {
+    /// `redis://`, `rediss://` or `redis+unix://`; it may hold a password.
+    pub url: Secret,
+    /// Put in front of every key and the pub/sub channel.
+    pub key_prefix: String,
+    /// Every store call gives up after this long.
+    pub timeout: Duration,
+    pub loc: Loc,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -22,6 +22,9 @@ pub(super) fn authz(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> AuthzSpec {
     if let Some((n, l)) = f.take("session") {
         spec.session = session(w, n, &l);
     }
+    if let Some((n, l)) = f.take("store") {
+        spec.store = super::walk_store::store(w, n, &l);
+    }
     if let Some((n, l)) = f.take("hash_concurrency") {
         match w.string(n, &l).map(|s| s.parse::<usize>()) {
             Some(Ok(c)) if (1..=256).contains(&c) => spec.hash_concurrency = Some(c),
@@ -57,6 +60,15 @@ pub(super) fn authz(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> AuthzSpec {
         .and_then(|s| s.cookie_domain.as_deref());
     spec.login_host = super::walk_upstream::login_host(w, &mut f, domain);
     f.finish(w, &[]);
+    if let Some(session) = &spec.session
+        && session.store == SessionStore::Redis
+        && spec.store.is_none()
+    {
+        w.diags.error(
+            loc,
+            "session.store: redis needs authz.store.redis (where the sessions live)",
+        );
+    }
     spec
 }
 
@@ -171,12 +183,17 @@ fn session(w: &mut Walker<'_>, node: &Node, loc: &Loc) -> Option<SessionSpec> {
         None => std::time::Duration::from_secs(24 * 3600),
     };
     let cookie_domain = super::walk_upstream::cookie_domain(w, &mut f);
+    let store = match f.take("store") {
+        Some((n, l)) => super::walk_store::session_store(w, n, &l),
+        None => SessionStore::Cookie,
+    };
     f.finish(w, &[]);
     Some(SessionSpec {
         secrets,
         cookie_name,
         max_age,
         cookie_domain,
+        store,
     })
 }
 

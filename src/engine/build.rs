@@ -8,7 +8,9 @@ use std::sync::Arc;
 use super::{Engine, Slot};
 use crate::auth::methods::{Method, Methods};
 use crate::auth::{Authenticator, BuildContext, PolicyNeeds};
-use crate::config::spec::{AuthSpec, BackendKind, BackendSpec, ConfigSpec, MethodSpec};
+use crate::config::spec::{
+    AuthSpec, BackendKind, BackendSpec, ConfigSpec, MethodSpec, SessionStore,
+};
 use crate::config::{self, ConfigError, Diagnostic};
 use crate::cookies::CookieSettings;
 use crate::decision::RouteId;
@@ -18,6 +20,7 @@ use crate::matching::host::HostPattern;
 use crate::matching::path_pattern::PathPattern;
 use crate::matching::{OpenReason, PathRoute, Protected, Route, RouteAuth, Router, Rule};
 use crate::policy::Policy;
+use crate::store::Runtime;
 use crate::throttle::Throttle;
 
 impl Engine {
@@ -31,24 +34,39 @@ impl Engine {
         Self::from_text(&text, &file, &config::process_env)
     }
 
-    /// As [`Self::load`], with the text it was built from.
-    pub fn load_with_text(path: &Path) -> Result<(Self, String), ConfigError> {
+    /// As [`Self::load`], with the text it was built from; the engine
+    /// shares `runtime` (the revocations and store of the running server).
+    pub fn load_with_text(
+        path: &Path,
+        runtime: &Arc<Runtime>,
+    ) -> Result<(Self, String), ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
             file: file.clone(),
             source,
         })?;
-        Self::from_text(&text, &file, &config::process_env).map(|e| (e, text))
+        Self::from_text_in(&text, &file, &config::process_env, runtime).map(|e| (e, text))
     }
 
+    /// An engine on its own (a one-shot command, a test): no store, and
+    /// revocations of its own.
     pub fn from_text(
         text: &str,
         file: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
+        Self::from_text_in(text, file, env, &Arc::default())
+    }
+
+    pub fn from_text_in(
+        text: &str,
+        file: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        runtime: &Arc<Runtime>,
+    ) -> Result<Self, ConfigError> {
         let parsed = config::parse(text, file, env)?;
         let mut errors = parsed.errors;
-        let built = Self::build(parsed.spec);
+        let built = Self::build_in(parsed.spec, runtime);
         match built {
             Ok(mut engine) if errors.is_empty() => {
                 engine.warnings = parsed.warnings;
@@ -80,6 +98,11 @@ impl Engine {
 
     /// Compiles host and path patterns, authenticators and policies.
     pub fn build(spec: ConfigSpec) -> Result<Self, Vec<Diagnostic>> {
+        Self::build_in(spec, &Arc::default())
+    }
+
+    /// As [`Self::build`], sharing `runtime`.
+    pub fn build_in(spec: ConfigSpec, runtime: &Arc<Runtime>) -> Result<Self, Vec<Diagnostic>> {
         let mut errors = Vec::new();
         let session = spec.authz.session.as_ref();
         let (policy_claims, any_groups) = policy_needs(&spec);
@@ -96,6 +119,8 @@ impl Engine {
                 login_host: spec.authz.login_host.clone(),
             }),
             policy_claims: policy_claims.into(),
+            runtime: runtime.clone(),
+            session_store: session.map_or(SessionStore::Cookie, |s| s.store),
         };
         let mut b = Builder {
             login: &login,

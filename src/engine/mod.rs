@@ -42,6 +42,12 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// The longest a session of this config lives (seconds): how long a
+    /// revocation can matter.
+    pub fn session_max_life(&self) -> u64 {
+        self.login.cookies.max_age
+    }
+
     pub fn router(&self) -> &Router {
         &self.router
     }

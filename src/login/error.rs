@@ -33,6 +33,9 @@ pub(super) enum CallbackError {
     BadReturn,
     /// OpenID discovery has not succeeded yet.
     IdpUnavailable,
+    /// The session store did not answer: no session could be saved, or a
+    /// logout could not reach every replica.
+    StoreUnavailable,
 }
 
 impl CallbackError {
@@ -45,7 +48,7 @@ impl CallbackError {
             Self::NotAllowed => StatusCode::FORBIDDEN,
             Self::NotLoginHost => StatusCode::NOT_FOUND,
             Self::BadReturn => StatusCode::BAD_REQUEST,
-            Self::IdpUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::IdpUnavailable | Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -62,6 +65,7 @@ impl CallbackError {
             Self::NotLoginHost => "not_login_host",
             Self::BadReturn => "bad_return",
             Self::IdpUnavailable => "idp_unavailable",
+            Self::StoreUnavailable => "store_unavailable",
         }
     }
 
@@ -81,6 +85,7 @@ impl CallbackError {
                 "The address to return to after sign-in is not one this site serves."
             }
             Self::IdpUnavailable => "The identity provider is unavailable.",
+            Self::StoreUnavailable => "The session store is unavailable; try again in a moment.",
         }
     }
 }

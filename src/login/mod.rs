@@ -162,19 +162,19 @@ async fn complete(
         Authenticator::OAuth2(o) => o
             .finish_login(&shared.http, code, login)
             .await
-            .map(|(identity, attrs)| (identity, attrs, None)),
+            .map(|(identity, attrs)| (identity, attrs, None, None)),
         Authenticator::Oidc(o) => o.finish_login(&shared.http, code, login).await,
         _ => return Err(CallbackError::StaleLogin),
     };
     shared
         .metrics
         .record_provider_call(provider, result.is_ok(), started.elapsed().as_secs_f64());
-    let (identity, attrs, refresh) = result.map_err(|error| {
+    let (identity, attrs, refresh, sid) = result.map_err(|error| {
         tracing::warn!(provider = %provider, reason = error.code(), error = %error, "login failed at the provider");
         CallbackError::Provider(error)
     })?;
     let user = identity.id.clone();
-    let session = new_session(client, identity, attrs, refresh);
+    let session = new_session(client, identity, attrs, refresh, sid);
     // The route that asked judges the new identity at once (every later
     // request is judged again by the route it reaches).
     let policies = [protected.allow.as_deref(), session_method.allow.as_deref()];
@@ -188,7 +188,14 @@ async fn complete(
         return Err(CallbackError::NotAllowed);
     }
     let scheme = Scheme::parse(login.redirect_uri.split(':').next().unwrap_or_default());
-    let set_cookie = client.seal_session(session, scheme).1;
+    let set_cookie = client
+        .save_session(session, scheme, None)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "store: a new session could not be saved");
+            CallbackError::StoreUnavailable
+        })?
+        .1;
     Ok(SignedIn {
         set_cookie,
         original: back_to(&engine.login.cookies, &login.original),
@@ -216,6 +223,7 @@ fn new_session(
     identity: crate::session::Identity,
     attrs: crate::session::Attributes,
     tokens: Option<Refresh>,
+    sid: Option<String>,
 ) -> Session {
     let issued = crate::clock::unix_secs();
     let expires = issued + client.cookies.max_age;
@@ -224,6 +232,8 @@ fn new_session(
         None => (None, 0),
     };
     Session {
+        id: crate::session::new_session_id(),
+        sid,
         identity,
         provider: client.provider.clone(),
         client_id: client.client_id.clone(),
@@ -241,7 +251,10 @@ fn append_cookie(response: &mut Response, cookie: &str) {
     }
 }
 
-/// Clears the session and returns to `rd` (same host only) or `/`.
+/// Ends the session for every replica (a revocation; with server-side
+/// sessions the record goes too), clears the cookie and returns to `rd`
+/// (same host only) or `/`. When the store does not answer, the session
+/// stays as it was and the page says so, with a link to try again.
 pub async fn logout(
     State(shared): State<Arc<Shared>>,
     Query(query): Query<HashMap<String, String>>,
@@ -249,8 +262,28 @@ pub async fn logout(
 ) -> Response {
     let engine = shared.engine();
     let target = same_host_path(query.get("rd").map_or("/", String::as_str)).to_string();
-    let at_provider = provider_logout(&engine, &headers, &target);
-    tracing::info!(target: "audit", event = "logout", at_provider = at_provider.is_some());
+    let html =
+        crate::negotiate::prefers_html(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let session = match end_session(&shared, &engine, &headers).await {
+        Ok(session) => session,
+        Err(error) => {
+            tracing::warn!(target: "audit", event = "logout_failed", reason = error.reason());
+            let retry = headers
+                .get(header::HeaderName::from_static("x-envoy-original-path"))
+                .and_then(|v| v.to_str().ok())
+                .map_or("/oauth2/logout", same_host_path);
+            return ErrorPage {
+                error: &error,
+                retry,
+                html,
+            }
+            .into_response();
+        }
+    };
+    let at_provider = session
+        .as_ref()
+        .and_then(|s| provider_logout(&engine, &headers, s, &target));
+    tracing::info!(target: "audit", event = "logout", at_provider = at_provider.is_some(), user = session.as_ref().map_or("-", |s| s.identity.id.as_str()));
     let location = at_provider.unwrap_or(target);
     let mut r = (StatusCode::FOUND, [(header::LOCATION, location)]).into_response();
     for expire in engine.login.cookies.expire_session() {
@@ -261,14 +294,77 @@ pub async fn logout(
     r
 }
 
+/// The request's session, revoked on every replica (its server-side record
+/// deleted). Ok(None): there was none to end.
+async fn end_session(
+    shared: &Shared,
+    engine: &Engine,
+    headers: &HeaderMap,
+) -> Result<Option<Session>, CallbackError> {
+    let cookie_header = headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    // Either cookie name: logout ends whichever session the browser holds.
+    let Some((value, _)) = engine
+        .login
+        .cookies
+        .session_in(cookie_header, Scheme::Https)
+    else {
+        return Ok(None);
+    };
+    let store_down = |e: crate::store::StoreError| {
+        tracing::warn!(error = %e, "store: a logout could not reach the store");
+        CallbackError::StoreUnavailable
+    };
+    let ticket = crate::store::records::Ticket::parse(value);
+    let session = match (&ticket, shared.runtime.store()) {
+        (Some(ticket), Some(store)) => store.load_session(ticket).await.map_err(store_down)?,
+        (Some(_), None) => None,
+        (None, _) => engine.login.keys.open_json(Purpose::Session, value),
+    };
+    let Some(session) = session else {
+        return Ok(None);
+    };
+    let revocation = if session.id.is_empty() {
+        // A cookie of a release without session ids: its user's sessions
+        // up to now end.
+        crate::store::Revocation::User {
+            provider: session.provider.clone(),
+            user: session.identity.id.clone(),
+            before: crate::clock::unix_secs(),
+        }
+    } else {
+        crate::store::Revocation::Session {
+            id: session.id.clone(),
+            until: session.expires,
+        }
+    };
+    shared
+        .runtime
+        .revoke(revocation)
+        .await
+        .map_err(store_down)?;
+    if let (Some(ticket), Some(store)) = (&ticket, shared.runtime.store()) {
+        store
+            .delete_session(ticket.id())
+            .await
+            .map_err(store_down)?;
+    }
+    Ok(Some(session))
+}
+
 /// RP-initiated logout: when the session came from an oidc route with
 /// `logout_at_provider: true` whose provider has an `end_session_endpoint`,
 /// the browser goes there and comes back to `target` on this host.
-fn provider_logout(engine: &Engine, headers: &HeaderMap, target: &str) -> Option<String> {
+fn provider_logout(
+    engine: &Engine,
+    headers: &HeaderMap,
+    session: &Session,
+    target: &str,
+) -> Option<String> {
     let header = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let cookies = &engine.login.cookies;
-    let (cookie, _) = cookies.session_in(header(header::COOKIE)?, Scheme::Https)?;
-    let session: Session = engine.login.keys.open_json(Purpose::Session, cookie)?;
     let oidc = engine.oidc_routes().find(|o| {
         o.logout_at_provider
             && o.client

@@ -1,8 +1,10 @@
 //! Prometheus metrics, served on the HTTP port at `/metrics`.
 
 mod histogram;
+mod store;
 
 pub use histogram::AtomicHistogram;
+pub use store::StoreMetrics;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -55,6 +57,8 @@ pub struct Metrics {
     stale: Gauge,
     /// ADS answers from Envoy, by type and result (ack or nack).
     xds_answers: Family<XdsLabels, Counter>,
+    /// The Redis store's calls and health.
+    pub store: StoreMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -130,7 +134,9 @@ impl Metrics {
             "Envoy's answers to pushed ADS resources, by type and result (ack, nack)",
             xds_answers.clone(),
         );
+        let store = StoreMetrics::register(&mut registry);
         Self {
+            store,
             xds_answers,
             registry,
             logins,

@@ -57,9 +57,18 @@ pub struct Identity {
     pub avatar: String,
 }
 
-/// The session cookie's content.
+/// The session cookie's content (or, with `session.store: redis`, the
+/// stored record a ticket cookie opens).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
+    /// This session's random id: what a logout revokes on every replica.
+    /// Empty in cookies of older releases (their logout revokes the user).
+    #[serde(rename = "s", default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    /// The provider's session id (the ID token's `sid`): what an OpenID
+    /// back-channel logout names.
+    #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     #[serde(rename = "u")]
     pub identity: Identity,
     /// Provider and client_id this session is valid for.
@@ -81,6 +90,14 @@ pub struct Session {
     /// Policy attributes (absent in cookies of older releases).
     #[serde(rename = "a", default)]
     pub attrs: Attributes,
+}
+
+/// A new session id: 128 random bits, base64url.
+pub fn new_session_id() -> String {
+    use base64::Engine as _;
+    let mut id = [0u8; 16];
+    rand::fill(&mut id);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id)
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -224,6 +241,8 @@ mod tests {
     fn the_previous_release_opens_new_cookies_and_login_states() {
         let k = keys(&["0123456789abcdef0123456789abcdef"]);
         let new = Session {
+            id: new_session_id(),
+            sid: Some("op-session".into()),
             identity: Identity {
                 id: "42".into(),
                 ..Default::default()

@@ -343,9 +343,12 @@ async fn sighup_reloads() {
 #[tokio::test]
 async fn sigterm_drains_an_in_flight_check() {
     let _heavy = common::heavy().await;
-    // bcrypt cost 12 takes long enough that SIGTERM arrives mid-check, and
-    // short enough to finish within the hash pool's wait.
-    let hash = bcrypt::hash("slow-pw", 12).unwrap();
+    // bcrypt cost 10 (about 70 ms on one core) is long enough that SIGTERM
+    // arrives mid-check, and short enough to finish well within the hash
+    // pool's 300 ms wait even on a busy machine. The connection is open
+    // before the check is sent, so the request is surely in flight when
+    // the signal comes.
+    let hash = bcrypt::hash("slow-pw", 10).unwrap();
     let config = format!(
         "rules:\n  - host: a.com\n    backend:\n      service:\n        auth: {{type: basic, basic: {{users: [{{username: u, password: '{hash}'}}]}}}}\n"
     );
@@ -357,13 +360,11 @@ async fn sigterm_drains_an_in_flight_check() {
         &[("authorization", &creds::basic("u", "slow-pw"))],
     );
     let addr = authz.grpc_addr();
-    let in_flight = tokio::spawn(async move {
-        let mut client = AuthorizationClient::connect(format!("http://{addr}"))
-            .await
-            .unwrap();
-        client.check(request).await
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut client = AuthorizationClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let in_flight = tokio::spawn(async move { client.check(request).await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
     authz.signal("TERM");
     let response = in_flight
         .await

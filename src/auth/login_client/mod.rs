@@ -9,6 +9,7 @@ mod start;
 use super::open_sessions::{OpenSessions, Opened};
 use super::{AuthKind, AuthResult, BuildContext, BuildError, Denial, PolicyNeeds};
 use crate::config::spec::ConnectSpec;
+use crate::config::spec::SessionStore;
 use crate::connect::{ConnectClaims, ConnectSigner};
 use crate::cookies::CookieSettings;
 use crate::decision::{Pending, Reason, Status};
@@ -16,6 +17,8 @@ use crate::identity::Identity;
 use crate::request::{RequestView, Scheme};
 use crate::secret::Secret;
 use crate::session::{ATTRIBUTES_VERSION, Purpose, Session, SessionKeys};
+use crate::store::records::Ticket;
+use crate::store::{Runtime, StoreError};
 
 /// Browsers drop cookies over 4096 bytes (name, value and attributes):
 /// stay below with room for the attributes.
@@ -27,6 +30,10 @@ pub struct Refresh {
     pub token: Secret,
     pub renew_in: u64,
 }
+
+/// How long a replica uses a server-side session's record it read before
+/// reading it again (revocations reach it sooner, through the store's feed).
+const RECORD_FRESH: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How long a login may take at the provider.
 pub const LOGIN_TTL_SECS: u64 = 600;
@@ -56,8 +63,13 @@ pub struct LoginClient {
     pub connect: Option<ConnectSigner>,
     pub keys: Arc<SessionKeys>,
     pub cookies: Arc<CookieSettings>,
-    /// Cookies of this client already decrypted, with their connect tokens.
+    /// Cookies of this client already decrypted (and server-side records
+    /// already read), with their connect tokens.
     opened: OpenSessions,
+    /// The revocations every check reads, and the store.
+    pub runtime: Arc<Runtime>,
+    /// Where new sessions go: a sealed cookie, or a record and a ticket.
+    session_store: SessionStore,
 }
 
 /// The parameters of one authorize redirect.
@@ -98,6 +110,8 @@ impl LoginClient {
             keys: ctx.keys.clone(),
             cookies: ctx.cookies.clone(),
             opened: OpenSessions::default(),
+            runtime: ctx.runtime.clone(),
+            session_store: ctx.session_store,
         })
     }
 
@@ -110,10 +124,25 @@ impl LoginClient {
     pub fn session_result<'s>(&self, req: &RequestView<'_>) -> Option<AuthResult<'s>> {
         let scheme = req.scheme(self.cookies.trust_forwarded_proto);
         let (value, _) = self.cookies.session_in(req.header("cookie")?, scheme)?;
-        let opened = self.opened.get_or_open(value, || self.open_cookie(value))?;
+        let opened = if Ticket::looks_like(value) {
+            match self.record(value)? {
+                Ok(opened) => opened,
+                Err(result) => return Some(result),
+            }
+        } else {
+            self.opened.get_or_open(value, || self.open_cookie(value))?
+        };
         let session = &opened.session;
         let now = crate::clock::unix_secs();
         if session.expires <= now {
+            return None;
+        }
+        if !self.runtime.revocations_known() {
+            // A replica that never loaded the revocations cannot tell who
+            // logged out: it waits for the store rather than guess.
+            return Some(AuthResult::Deny(store_unavailable()));
+        }
+        if self.runtime.revocations.revokes(session) {
             return None;
         }
         let tokens_due =
@@ -158,6 +187,154 @@ impl LoginClient {
             identity: Identity::session(self.kind, opened),
             upstream,
         })
+    }
+
+    /// A server-side session's record as this replica last read it: Ok
+    /// while fresh; otherwise what to answer now — read it first, or 503
+    /// while the store is down. None: no store, so no such session.
+    fn record<'s>(&self, value: &str) -> Option<Result<Arc<Opened>, AuthResult<'s>>> {
+        let store = self.runtime.store()?;
+        if !store.is_up() {
+            return Some(Err(AuthResult::Deny(store_unavailable())));
+        }
+        Some(match self.opened.get(value) {
+            Some(o) if o.read_at.is_some_and(|t| t.elapsed() < RECORD_FRESH) => Ok(o),
+            _ => Err(AuthResult::Pending {
+                work: Pending::LoadSession,
+                then: store_unavailable(),
+            }),
+        })
+    }
+
+    /// Reads a server-side session's record into this client's cache.
+    /// Ok(false): there is none of this client (ended, expired, forged).
+    pub async fn load_record(&self, value: &str) -> Result<bool, StoreError> {
+        let store = self.runtime.store().ok_or(StoreError::Unavailable)?;
+        let Some(ticket) = Ticket::parse(value) else {
+            return Ok(false);
+        };
+        match store.load_session(&ticket).await? {
+            Some(session)
+                if session.provider == self.provider && session.client_id == self.client_id =>
+            {
+                self.opened
+                    .insert(value, Arc::new(Opened::read_now(session)));
+                Ok(true)
+            }
+            _ => {
+                self.opened.remove(value);
+                Ok(false)
+            }
+        }
+    }
+
+    /// The session a cookie value holds (a sealed cookie of this client, or
+    /// a ticket to a record of this client), valid or not.
+    pub async fn read_session(&self, value: &str) -> Result<Option<Session>, StoreError> {
+        if !Ticket::looks_like(value) {
+            return Ok(self.open_cookie(value));
+        }
+        if let Some(o) = self.opened.get(value)
+            && o.read_at.is_some_and(|t| t.elapsed() < RECORD_FRESH)
+        {
+            return Ok(Some(o.session.clone()));
+        }
+        Ok(self
+            .load_record(value)
+            .await?
+            .then(|| self.opened.get(value).map(|o| o.session.clone()))
+            .flatten())
+    }
+
+    /// Makes `session` the browser's: (cookie value, `Set-Cookie`). A
+    /// sealed cookie; or with `session.store: redis` (or when `ticket`, the
+    /// cookie value it replaces, is one) a record in the store and a ticket.
+    pub async fn save_session(
+        &self,
+        mut session: Session,
+        scheme: Scheme,
+        replacing: Option<&str>,
+    ) -> Result<(String, String), StoreError> {
+        let existing = replacing.and_then(Ticket::parse);
+        if existing.is_none() && self.session_store == SessionStore::Cookie {
+            return Ok(self.seal_session(session, scheme));
+        }
+        let store = self.runtime.store().ok_or(StoreError::Unavailable)?;
+        let ticket = match existing {
+            Some(t) => t,
+            None => {
+                let t = Ticket::new();
+                session.id = t.id().to_string();
+                t
+            }
+        };
+        store.save_session(&ticket, &session).await?;
+        let value = ticket.encode();
+        let max_age = session.expires.saturating_sub(crate::clock::unix_secs());
+        let set_cookie = self.cookies.set_session(&value, max_age, scheme);
+        self.opened
+            .insert(&value, Arc::new(Opened::read_now(session)));
+        Ok((value, set_cookie))
+    }
+
+    /// Runs `refresh` of the session in `value` once for every replica
+    /// (the store's lease; without a store, once for this one: the caller's
+    /// single flight) and returns its outcome: (cookie value, Set-Cookie),
+    /// or None when the provider refused.
+    pub async fn shared_refresh<F, Fut>(
+        &self,
+        value: &str,
+        scheme: Scheme,
+        refresh: F,
+    ) -> Option<(String, String)>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Option<(String, String)>>,
+    {
+        let Some(store) = self.runtime.store() else {
+            return refresh().await;
+        };
+        let ticket = Ticket::looks_like(value);
+        let version = if ticket {
+            let s = self.read_session(value).await.ok()??;
+            format!("{}:{}:{}", s.id, s.renew_at, s.attrs.read_at)
+        } else {
+            value.to_string()
+        };
+        let mut refresh = Some(refresh);
+        let shared = crate::store::lease::refresh_once(store, &version, &mut refresh, |outcome| {
+            outcome.map(|(new, _)| if ticket { String::new() } else { new })
+        })
+        .await;
+        match shared {
+            Ok(Some(new)) if ticket || new.is_empty() => {
+                // The winner rewrote the record under the same ticket.
+                self.opened.remove(value);
+                let session = self.read_session(value).await.ok()??;
+                let max_age = session.expires.saturating_sub(crate::clock::unix_secs());
+                Some((
+                    value.to_string(),
+                    self.cookies.set_session(value, max_age, scheme),
+                ))
+            }
+            Ok(Some(new)) => {
+                let session = self.open_cookie(&new)?;
+                let max_age = session.expires.saturating_sub(crate::clock::unix_secs());
+                let set_cookie = self.cookies.set_session(&new, max_age, scheme);
+                Some((new, set_cookie))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                // Without the store's lease, refresh here alone: a provider
+                // that rotates refresh tokens may then refuse a second
+                // replica's redeem (that user logs in again).
+                tracing::warn!(error = %e, "store: refreshing a session without the cross-replica lease");
+                match refresh.take() {
+                    Some(refresh) => refresh().await,
+                    None => None,
+                }
+            }
+        }
     }
 
     /// Whether a session's groups and claims can be read again without the
@@ -218,6 +395,11 @@ impl LoginClient {
     }
 }
 
+/// 503 `store_unavailable`: a session cannot be checked without the store.
+fn store_unavailable<'s>() -> Denial<'s> {
+    Denial::status(Status::ServiceUnavailable, Reason::StoreUnavailable)
+}
+
 /// Cuts to at most `max` bytes without splitting a character.
 fn truncate_at_char(s: &mut String, max: usize) {
     if s.len() > max {
@@ -264,6 +446,8 @@ mod tests {
             keys: keys.clone(),
             cookies,
             policy_claims: Arc::from([]),
+            runtime: Arc::default(),
+            session_store: SessionStore::Cookie,
         };
         LoginClient::new(settings, &ctx).unwrap()
     }
@@ -294,6 +478,8 @@ mod tests {
         let ours = client("ours", &keys);
         let theirs = client("theirs", &keys);
         let session = Session {
+            id: String::new(),
+            sid: None,
             identity: crate::session::Identity {
                 id: "42".into(),
                 ..Default::default()

@@ -12,7 +12,7 @@ use crate::auth::login_error::{CallError, IdTokenError, LoginError};
 use crate::auth::providers::{HttpError, ProviderHttp};
 use crate::request::Scheme;
 use crate::secret::Secret;
-use crate::session::{Attributes, Identity as Profile, LoginState, Purpose, Session};
+use crate::session::{Attributes, Identity as Profile, LoginState, Session};
 
 /// A token request's form: `grant` pairs, then the client's credentials.
 fn token_form<'a>(
@@ -35,7 +35,7 @@ impl Oidc {
         http: &ProviderHttp,
         code: &str,
         login: &LoginState,
-    ) -> Result<(Profile, Attributes, Option<Refresh>), LoginError> {
+    ) -> Result<(Profile, Attributes, Option<Refresh>, Option<String>), LoginError> {
         let meta = self.discovery.metadata().ok_or(LoginError::Unavailable)?;
         let client = self.client.as_ref().ok_or(LoginError::Unavailable)?;
         let grant = [
@@ -79,7 +79,13 @@ impl Oidc {
             avatar: s(&c.picture),
         };
         let attrs = self.attributes(&claims);
-        Ok((identity, attrs, tokens.refresh()))
+        // The provider's session, which a back-channel logout names.
+        let sid = claims
+            .get("sid")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty() && s.len() <= 255)
+            .map(str::to_string);
+        Ok((identity, attrs, tokens.refresh(), sid))
     }
 
     /// Refreshes a due session at the provider (single flight per session:
@@ -94,8 +100,14 @@ impl Oidc {
         scheme: Scheme,
     ) -> Option<(String, String)> {
         let client = self.client.as_ref()?;
+        // One flight per replica, and (with a store) one redeem across
+        // every replica: the others reuse its outcome.
         self.flights
-            .run(cookie, || self.refresh_once(http, client, cookie, scheme))
+            .run(cookie, || {
+                client.shared_refresh(cookie, scheme, || {
+                    self.refresh_once(http, client, cookie, scheme)
+                })
+            })
             .await
     }
 
@@ -106,7 +118,7 @@ impl Oidc {
         cookie: &str,
         scheme: Scheme,
     ) -> Option<(String, String)> {
-        let session: Session = client.keys.open_json(Purpose::Session, cookie)?;
+        let session: Session = client.read_session(cookie).await.ok()??;
         let refresh_token = session.refresh.clone()?;
         let meta = self.discovery.metadata()?;
         let grant = [
@@ -156,7 +168,13 @@ impl Oidc {
             ..session
         };
         tracing::info!(target: "audit", event = "session_refreshed", user = %renewed.identity.id);
-        Some(client.seal_session(renewed, scheme))
+        client
+            .save_session(renewed, scheme, Some(cookie))
+            .await
+            .inspect_err(
+                |e| tracing::warn!(error = %e, "store: a refreshed session could not be saved"),
+            )
+            .ok()
     }
 
     async fn validate_id_token(
