@@ -1,4 +1,5 @@
-//! The admin gRPC API (`proto/admin.proto`): Explain, Reload, ConfigSummary.
+//! The admin gRPC API (`proto/admin.proto`): Explain, Reload, ConfigSummary,
+//! RevokeUser.
 
 use std::sync::Arc;
 
@@ -122,6 +123,44 @@ impl Admin for AdminService {
             },
         };
         Ok(Response::new(response))
+    }
+
+    async fn revoke_user(
+        &self,
+        request: Request<RevokeUserRequest>,
+    ) -> Result<Response<RevokeUserResponse>, Status> {
+        let r = request.into_inner();
+        let user = r.user.trim();
+        if user.is_empty() || user.len() > 512 {
+            return Err(Status::invalid_argument(
+                "user: a user id of 1 to 512 bytes",
+            ));
+        }
+        if r.provider.len() > 512 {
+            return Err(Status::invalid_argument("provider: at most 512 bytes"));
+        }
+        let before = crate::clock::unix_secs();
+        let revocation = crate::store::Revocation::User {
+            provider: r.provider.trim().to_string(),
+            user: user.to_string(),
+            before,
+        };
+        let reach = self.shared.runtime.revoke(revocation).await.map_err(|e| {
+            tracing::warn!(target: "audit", event = "revoke_user_failed", user = %user, error = %e);
+            // Applied here; the caller retries for the other replicas.
+            Status::unavailable(format!(
+                "revoked on this replica only: {e}; retry to reach every replica"
+            ))
+        })?;
+        let reach = match reach {
+            crate::store::Reach::EveryReplica => "every_replica",
+            crate::store::Reach::ThisReplica => "this_replica",
+        };
+        tracing::info!(target: "audit", event = "revoke_user", user = %user, provider = %r.provider.trim(), reach);
+        Ok(Response::new(RevokeUserResponse {
+            revoked_before: before,
+            reach: reach.into(),
+        }))
     }
 
     async fn config_summary(

@@ -44,6 +44,44 @@ impl Envoy {
         Self::start_config(&render_config(&shipped_config(), backends, normalize)).await
     }
 
+    /// The shipped config with every ingress-authz replica in `replicas`
+    /// (gRPC, HTTP) as an endpoint of its clusters beside the one in
+    /// `backends` (Envoy's round robin spreads checks and `/oauth2/`
+    /// requests over all of them).
+    pub async fn start_replicas(backends: Backends, replicas: &[(SocketAddr, SocketAddr)]) -> Self {
+        let mut config = render_config(&shipped_config(), backends, Normalize::On);
+        let clusters = [
+            (
+                backends.authz_grpc,
+                replicas.iter().map(|r| r.0).collect::<Vec<_>>(),
+            ),
+            (backends.authz_http, replicas.iter().map(|r| r.1).collect()),
+        ];
+        for (first, more) in clusters {
+            let line = format!(
+                "socket_address: {{ address: 127.0.0.1, port_value: {} }}",
+                first.port()
+            );
+            let at = config.find(&line).expect("the rendered cluster endpoint");
+            let indent = at - config[..at].rfind('\n').map_or(0, |n| n + 1);
+            let pad = |n: usize| " ".repeat(n);
+            let extra: String = more
+                .iter()
+                .map(|addr| {
+                    format!(
+                        "\n{}- endpoint:\n{}address:\n{}socket_address: {{ address: 127.0.0.1, port_value: {} }}",
+                        pad(indent - 6),
+                        pad(indent - 2),
+                        pad(indent),
+                        addr.port()
+                    )
+                })
+                .collect();
+            config.insert_str(at + line.len(), &extra);
+        }
+        Self::start_config(&config).await
+    }
+
     /// Starts Envoy on a config of the test's own (listener and admin on
     /// port 0, as the addresses are read back from the admin interface)
     /// and returns once its admin interface is up.

@@ -82,7 +82,9 @@ impl Idp {
             .env_remove("IDP_REDIRECT_URIS")
             .env_remove("IDP_SIGNING_ALG")
             .env_remove("IDP_JWT_ACCESS_TOKENS")
-            .env_remove("IDP_ACCESS_TOKEN_TTL");
+            .env_remove("IDP_ACCESS_TOKEN_TTL")
+            .env_remove("IDP_ROTATE_REFRESH_TOKENS")
+            .env_remove("IDP_BACKCHANNEL_LOGOUT_URI");
         for (name, value) in env {
             command.env(name, value);
         }
@@ -126,11 +128,25 @@ impl Idp {
     }
 
     pub async fn configure(&mut self, redirect_uris: &[String]) {
+        self.configure_lines(&[redirect_uris.join(",")]).await;
+    }
+
+    /// As [`Idp::configure`], for a provider spawned with
+    /// `IDP_BACKCHANNEL_LOGOUT_URI=stdin`: the client's back-channel logout
+    /// URI too.
+    pub async fn configure_with_backchannel(&mut self, redirect_uris: &[String], logout_uri: &str) {
+        self.configure_lines(&[redirect_uris.join(","), logout_uri.to_owned()])
+            .await;
+    }
+
+    async fn configure_lines(&mut self, lines: &[String]) {
         let mut stdin = self.stdin.take().expect("configure once");
-        stdin
-            .write_all(format!("{}\n", redirect_uris.join(",")).as_bytes())
-            .await
-            .expect("write redirect URIs to the provider");
+        for line in lines {
+            stdin
+                .write_all(format!("{line}\n").as_bytes())
+                .await
+                .expect("write the client's URIs to the provider");
+        }
         stdin.flush().await.expect("flush");
         let line = self.next_line("`ready`").await;
         if line != "ready" {
@@ -192,6 +208,42 @@ impl Idp {
                 response.text()
             ));
         }
+    }
+
+    /// POST /__test/backchannel-logout: the provider sends its back-channel
+    /// logout for every session of `account`; the answer lists the sids
+    /// and the statuses our endpoint answered.
+    pub async fn backchannel_logout(&self, account: &str) -> Value {
+        let body = serde_json::json!({ "account": account }).to_string();
+        let response = self
+            .send(
+                Request::new("POST", &self.host(), "/__test/backchannel-logout")
+                    .header("content-type", "application/json")
+                    .body(body),
+            )
+            .await;
+        assert_eq!(response.status, 200, "{}", response.text());
+        response.json()
+    }
+
+    /// POST /__test/sign: `claims` as a JWT signed with the provider's
+    /// current key (`alg` None), or unsigned (`Some("none")`); `header`
+    /// fields merged over the protected header.
+    pub async fn sign(&self, claims: &Value, alg: Option<&str>, header: &Value) -> String {
+        let body =
+            serde_json::json!({ "claims": claims, "alg": alg, "header": header }).to_string();
+        let response = self
+            .send(
+                Request::new("POST", &self.host(), "/__test/sign")
+                    .header("content-type", "application/json")
+                    .body(body),
+            )
+            .await;
+        assert_eq!(response.status, 200, "{}", response.text());
+        response.json()["token"]
+            .as_str()
+            .expect("token in the sign answer")
+            .to_owned()
     }
 
     /// A JWT access token (IDP_JWT_ACCESS_TOKENS) for `resource` by the

@@ -17,6 +17,7 @@ pub mod fake_oidc;
 pub mod idp;
 pub mod login;
 pub mod providers;
+pub mod redis;
 pub mod secrets;
 pub mod upstream;
 

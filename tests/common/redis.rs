@@ -29,12 +29,25 @@ pub struct Redis {
     port: u16,
     log_path: PathBuf,
     dir: TempDir,
+    /// Every write in an append-only file, so that a restart keeps the data.
+    persistent: bool,
 }
 
 impl Redis {
     /// Starts `redis-server` on a free loopback port and returns once it
     /// answers PING with PONG.
     pub async fn start() -> Self {
+        Self::start_with(false).await
+    }
+
+    /// As [`Redis::start`], writing every change to an append-only file
+    /// (fsync always) that a [`Redis::restart`] loads again: an outage,
+    /// not a data loss.
+    pub async fn start_persistent() -> Self {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(persistent: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let log_path = dir.path().join("redis.log");
         let mut redis = Self {
@@ -42,6 +55,7 @@ impl Redis {
             port: free_port(),
             log_path,
             dir,
+            persistent,
         };
         redis.spawn().await;
         redis
@@ -70,7 +84,8 @@ impl Redis {
     }
 
     /// Kills the server if it runs, and starts a new one on the same port,
-    /// with no data (nothing is persisted); returns once it answers PONG. A
+    /// with no data (unless [`Redis::start_persistent`]); returns once it
+    /// answers PONG. A
     /// port still busy for a moment (the old server's sockets) is retried.
     pub async fn restart(&mut self) {
         self.kill();
@@ -138,7 +153,12 @@ impl Redis {
         let port = self.port.to_string();
         Command::new(redis_server_bin())
             .args(["--port", &port, "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--save", ""])
+            .args(if self.persistent {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "no"]
+            })
             .args(["--protected-mode", "no", "--daemonize", "no"])
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
@@ -350,7 +370,10 @@ fn parse_reply(input: &[u8]) -> io::Result<Option<(RespValue, usize)>> {
             }
             Ok(Some((RespValue::Array(items), at)))
         }
-        other => Err(invalid(format!("an unknown reply type {:?}", other as char))),
+        other => Err(invalid(format!(
+            "an unknown reply type {:?}",
+            other as char
+        ))),
     }
 }
 
