@@ -1,6 +1,6 @@
-//! The HTTP sidecar: the OAuth2 callback and logout, the login host's
-//! start, health, readiness and metrics. Envoy routes `/oauth2/` here
-//! with ext_authz disabled.
+//! The HTTP sidecar: the OAuth2 callback and logout, OpenID back-channel
+//! logout, the login host's start, health, readiness and metrics. Envoy
+//! routes `/oauth2/` here with ext_authz disabled.
 
 use std::sync::Arc;
 
@@ -9,7 +9,10 @@ use crate::config::spec::SessionStore;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::{Router, routing::get};
+use axum::{
+    Router,
+    routing::{get, post},
+};
 
 use crate::state::Shared;
 
@@ -20,6 +23,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .route("/oauth2/callback", get(crate::login::callback))
         .route("/oauth2/logout", get(crate::login::logout))
+        .route(
+            "/oauth2/backchannel-logout",
+            post(crate::login::backchannel_logout),
+        )
         .route(crate::sso::START_PATH, get(crate::login::start))
         .with_state(shared)
 }

@@ -240,10 +240,19 @@ impl Shared {
                     .map(|o| envoy_snapshot(&engine, &text, Some(o)));
                 *inputs = fingerprint(&self.config_path, &engine.files);
                 self.runtime.set_max_life(engine.session_max_life());
-                if let (Some(new), Some(running)) = (&engine.settings.store, self.runtime.store())
-                    && !running.serves(new)
-                {
-                    tracing::warn!(location = %new.loc, "store: a changed authz.store takes effect at restart; the running store stays");
+                match (&engine.settings.store, self.runtime.store()) {
+                    (Some(new), Some(running)) if !running.serves(new) => {
+                        tracing::warn!(location = %new.loc, "store: a changed authz.store takes effect at restart; the running store stays");
+                    }
+                    (Some(new), None) => {
+                        tracing::warn!(location = %new.loc, "store: authz.store takes effect at restart; until then there is none (server-side sessions cannot be saved)");
+                    }
+                    (None, Some(_)) => {
+                        tracing::warn!(
+                            "store: authz.store was removed; the running store stays until restart"
+                        );
+                    }
+                    _ => {}
                 }
                 for w in &engine.warnings {
                     tracing::warn!(location = %w.loc, "{}", w.message);

@@ -1,4 +1,5 @@
-//! The sidecar's `/oauth2/callback` and `/oauth2/logout` (SPEC §6.2, §6.5).
+//! The sidecar's `/oauth2/callback` and `/oauth2/logout` (SPEC §6.2, §6.5);
+//! OpenID back-channel logout (SPEC §13.3) is [`backchannel`].
 //! Every failure is an error page (or JSON for API clients) with a retry
 //! link and an audit line with a reason code — and never a session.
 
@@ -20,9 +21,11 @@ use crate::session::{LoginState, Purpose, Session, same_host_path};
 use crate::state::Shared;
 use error::{CallbackError, ErrorPage};
 
+mod backchannel;
 mod error;
 mod start;
 
+pub use backchannel::backchannel_logout;
 pub use start::start;
 
 /// A completed sign-in.
@@ -84,6 +87,10 @@ pub async fn callback(
         Err(error) => {
             if let (Some(route), None) = (route, blocked) {
                 engine.throttle.fail(route.id, client.as_deref(), None);
+                engine
+                    .throttle
+                    .share(route.id, client.as_deref(), None)
+                    .await;
             }
             shared.metrics.record_login(provider, error.reason());
             tracing::warn!(target: "audit", event = "login_failed", provider = %provider, reason = error.reason(), status = error.status().as_u16());

@@ -8,7 +8,7 @@
 use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -66,10 +66,6 @@ impl Redis {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
@@ -112,10 +108,6 @@ impl Redis {
     /// The server's log (all its runs), for assertion messages.
     pub fn logs(&self) -> String {
         read_log(&self.log_path)
-    }
-
-    pub fn log_path(&self) -> &Path {
-        &self.log_path
     }
 
     /// Runs `redis-server` on `self.port` until it answers PONG; a server
@@ -244,7 +236,7 @@ pub enum RespValue {
     /// `$-1` or `*-1`: no such key (GET), no value.
     Nil,
     /// `*2\r\n...`
-    Array(Vec<RespValue>),
+    Array(Vec<Self>),
 }
 
 impl RespValue {
@@ -269,18 +261,6 @@ impl RespValue {
     pub fn as_array(&self) -> Option<&[Self]> {
         match self {
             Self::Array(items) => Some(items),
-            _ => None,
-        }
-    }
-
-    pub fn is_nil(&self) -> bool {
-        *self == Self::Nil
-    }
-
-    /// The message of an error reply.
-    pub fn as_error(&self) -> Option<&str> {
-        match self {
-            Self::Error(message) => Some(message),
             _ => None,
         }
     }
