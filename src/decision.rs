@@ -290,6 +290,9 @@ pub struct Decision<'a> {
     pub label: Option<&'a str>,
     pub kind: Option<AuthKind>,
     pub verdict: Verdict<'a>,
+    /// A failed authentication was counted by this replica's throttle:
+    /// the service also counts it across replicas (`Engine::share_failure`).
+    pub failure_counted: bool,
 }
 
 impl<'a> Decision<'a> {
@@ -299,6 +302,7 @@ impl<'a> Decision<'a> {
             label: None,
             kind: None,
             verdict: Verdict::Deny(Denial::status(status, reason)),
+            failure_counted: false,
         }
     }
 

@@ -51,6 +51,10 @@ fn words(denial: &Denial<'_>) -> (&'static str, &'static str) {
     match denial.reason {
         crate::decision::Reason::NotAllowed => (error, NOT_ALLOWED),
         crate::decision::Reason::BadHost => (error, "The request host is not valid."),
+        crate::decision::Reason::StoreUnavailable => (
+            error,
+            "The session store is unavailable; try again in a moment.",
+        ),
         _ => (error, message),
     }
 }

@@ -57,6 +57,7 @@ fn attach_store(shared: &Arc<Shared>) -> Result<(), ServeError> {
     let store = crate::store::Store::start(
         spec,
         shared.runtime.revocations.clone(),
+        shared.runtime.throttle_blocks.clone(),
         shared.metrics.store.clone(),
         move || runtime.upgrade().map_or(24 * 3600, |r| r.max_life()),
     )

@@ -100,7 +100,10 @@ impl CheckService {
                         Ok(true) => engine.decide(&req),
                         Ok(false) => {
                             engine.record_failure(route, &req);
-                            decision
+                            Decision {
+                                failure_counted: true,
+                                ..decision
+                            }
                         }
                         Err(_busy) => Decision {
                             verdict: Verdict::Deny(Denial::too_many(Reason::Busy, 1)),
@@ -138,6 +141,11 @@ impl CheckService {
         if let Verdict::Pending { then, .. } = decision.verdict {
             decision.verdict = Verdict::Deny(then);
             decision = engine.settle(decision, &req);
+        }
+        // Counted here already; across replicas too when there is a store.
+        // Only a failure waits for the store, at most `SHARE_WAIT`.
+        if let (true, Some(route)) = (decision.failure_counted, decision.route) {
+            engine.share_failure(route, &req).await;
         }
         decision = engine.cross_check(decision, context(check, "route"));
         let seen = match &refreshed {

@@ -36,8 +36,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
 /// A failed reload keeps the previous config serving (still ready) and
 /// says so on a second line, where operators look.
 /// With a store: not ready until its revocations were loaded once (before
-/// that no session can be checked), nor, for server-side sessions, while
-/// it is unreachable; a line says how the store is.
+/// that no session can be checked); afterwards ready whatever the store's
+/// state (an outage must not take basic, bearer and jwt routes out of
+/// service: server-side session checks answer 503 themselves), with a line
+/// saying how the store is.
 async fn ready(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     let mut status = StatusCode::OK;
     let mut body = format!("ready generation={}\n", shared.generation());
@@ -52,7 +54,7 @@ async fn ready(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
             (true, false) if server_side => "store down: server-side sessions answer 503",
             (true, false) => "store down: cookie sessions use the revocations known so far",
         };
-        if !store.loaded() || (server_side && !store.is_up()) {
+        if !store.loaded() {
             status = StatusCode::SERVICE_UNAVAILABLE;
             body = body.replacen("ready", "not ready", 1);
         }

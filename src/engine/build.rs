@@ -205,6 +205,13 @@ impl Engine {
             }),
         );
         let router = Router::new(rules, fallback);
+        // What the store counts each route's failures under.
+        let mut labels = vec![String::new(); slots.len()];
+        for route in super::routes(&router) {
+            if let Some(label) = labels.get_mut(route.id.0 as usize) {
+                label.clone_from(&route.label);
+            }
+        }
         let concurrency = spec
             .authz
             .hash_concurrency
@@ -213,7 +220,7 @@ impl Engine {
             router,
             slots,
             hash_pool: Arc::new(HashPool::new(concurrency)),
-            throttle: Throttle::new(spec.authz.login_throttle),
+            throttle: Throttle::shared(spec.authz.login_throttle, runtime.clone(), labels),
             settings: spec.authz,
             files: spec.files,
             login,

@@ -130,6 +130,7 @@ impl Engine {
         else {
             return decision;
         };
+        let mut failure_counted = false;
         if *work == Pending::VerifyPassword
             && let Some(p) = self.protected(route)
             && let Some(Authenticator::Basic(basic)) = p.methods.basic().map(|m| &m.authenticator)
@@ -138,6 +139,7 @@ impl Engine {
                 return self.decide(req);
             }
             self.record_failure(route, req);
+            failure_counted = true;
         }
         let Verdict::Pending { then, .. } = decision.verdict else {
             return decision;
@@ -145,16 +147,29 @@ impl Engine {
         self.settle(
             Decision {
                 verdict: Verdict::Deny(then),
+                failure_counted,
                 ..decision
             },
             req,
         )
     }
 
-    /// Counts a failed authentication of `req` on `route`.
+    /// Counts a failed authentication of `req` on `route` (here; see
+    /// [`Self::share_failure`]).
     pub fn record_failure(&self, route: RouteId, req: &RequestView<'_>) {
         let user = self.throttle_user(route, req);
         self.throttle.fail(route, req.client, user.as_deref());
+    }
+
+    /// Counts a failure [`Self::record_failure`] counted here across
+    /// replicas too, when a store is attached (one store call, waited for
+    /// at most [`crate::throttle::SHARE_WAIT`]; the check is a denial
+    /// anyway).
+    pub async fn share_failure(&self, route: RouteId, req: &RequestView<'_>) {
+        let user = self.throttle_user(route, req);
+        self.throttle
+            .share(route, req.client, user.as_deref())
+            .await;
     }
 
     /// The username a basic route's failures are also counted by.
@@ -182,11 +197,14 @@ impl Engine {
                 (Some(kind), verdict)
             }
         };
+        // What `guarded` counts.
+        let failure_counted = matches!(&verdict, Verdict::Deny(d) if counts_as_failure(d.reason));
         Decision {
             route: Some(route.id),
             label: Some(&route.label),
             kind,
             verdict,
+            failure_counted,
         }
     }
 
@@ -208,7 +226,7 @@ impl Engine {
         }
         let (kind, verdict) = authorize(p, req, &route.label);
         if let Verdict::Deny(d) = &verdict
-            && matches!(d.reason, Reason::InvalidCredentials | Reason::NotAllowed)
+            && counts_as_failure(d.reason)
         {
             self.record_failure(route.id, req);
         }
@@ -288,6 +306,12 @@ impl Engine {
     pub fn find<'e>(&'e self, host: &str, path: &str) -> RouteMatch<'e> {
         self.router.find(host, path)
     }
+}
+
+/// Denials the throttle counts: a wrong credential, or a right one the
+/// policy refuses.
+fn counts_as_failure(reason: Reason) -> bool {
+    matches!(reason, Reason::InvalidCredentials | Reason::NotAllowed)
 }
 
 /// Who (authenticate), then whether they may pass (the route's policy and

@@ -36,6 +36,9 @@ pub(super) enum CallbackError {
     /// The session store did not answer: no session could be saved, or a
     /// logout could not reach every replica.
     StoreUnavailable,
+    /// A logout could not reach the store: the session may still be valid
+    /// on other replicas, so the user is asked to try again.
+    LogoutUnavailable,
 }
 
 impl CallbackError {
@@ -48,7 +51,9 @@ impl CallbackError {
             Self::NotAllowed => StatusCode::FORBIDDEN,
             Self::NotLoginHost => StatusCode::NOT_FOUND,
             Self::BadReturn => StatusCode::BAD_REQUEST,
-            Self::IdpUnavailable | Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::IdpUnavailable | Self::StoreUnavailable | Self::LogoutUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -65,7 +70,7 @@ impl CallbackError {
             Self::NotLoginHost => "not_login_host",
             Self::BadReturn => "bad_return",
             Self::IdpUnavailable => "idp_unavailable",
-            Self::StoreUnavailable => "store_unavailable",
+            Self::StoreUnavailable | Self::LogoutUnavailable => "store_unavailable",
         }
     }
 
@@ -86,6 +91,9 @@ impl CallbackError {
             }
             Self::IdpUnavailable => "The identity provider is unavailable.",
             Self::StoreUnavailable => "The session store is unavailable; try again in a moment.",
+            Self::LogoutUnavailable => {
+                "Signing out could not reach every server: you may still be signed in. Try again in a moment."
+            }
         }
     }
 }
@@ -102,7 +110,12 @@ pub(super) struct ErrorPage<'a> {
 impl IntoResponse for ErrorPage<'_> {
     fn into_response(self) -> Response {
         let error = self.error;
+        let heading = match error {
+            CallbackError::LogoutUnavailable => "Sign-out failed",
+            _ => "Sign-in failed",
+        };
         let mut page = error_page(
+            heading,
             error.status(),
             error.reason(),
             error.message(),
@@ -118,6 +131,7 @@ impl IntoResponse for ErrorPage<'_> {
 }
 
 fn error_page(
+    heading: &str,
     status: StatusCode,
     reason: &str,
     message: &str,
@@ -149,7 +163,7 @@ fn error_page(
     let retry = html_escape(retry);
     let body = format!(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{code} {title}</title></head>\
-         <body><h1>Sign-in failed</h1><p>{message}</p><p><a href=\"{retry}\">Try again</a></p>\
+         <body><h1>{heading}</h1><p>{message}</p><p><a href=\"{retry}\">Try again</a></p>\
          <p><small>{code} {title} ({reason})</small></p></body></html>\n"
     );
     (

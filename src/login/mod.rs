@@ -1,5 +1,5 @@
 //! The sidecar's `/oauth2/callback` and `/oauth2/logout` (SPEC §6.2, §6.5);
-//! OpenID back-channel logout (SPEC §13.3) is [`backchannel`].
+//! OpenID back-channel logout (SPEC §13.3) is in `backchannel`.
 //! Every failure is an error page (or JSON for API clients) with a retry
 //! link and an audit line with a reason code — and never a session.
 
@@ -322,7 +322,7 @@ async fn end_session(
     };
     let store_down = |e: crate::store::StoreError| {
         tracing::warn!(error = %e, "store: a logout could not reach the store");
-        CallbackError::StoreUnavailable
+        CallbackError::LogoutUnavailable
     };
     let ticket = crate::store::records::Ticket::parse(value);
     let session = match (&ticket, shared.runtime.store()) {

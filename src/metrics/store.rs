@@ -1,5 +1,6 @@
 //! The store's metrics: calls by operation and result, with their latency;
-//! (re)connections; whether it is up; the revocation set's size.
+//! (re)connections; whether it is up; the revocation set's size; the
+//! shared throttle's blocks and the failures it could not share.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -10,7 +11,8 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct StoreCallLabels {
-    /// `revoke`, `load_revocations`, `session_get`, `lease`, ...
+    /// `revoke`, `load_revocations`, `session_get`, `lease`,
+    /// `throttle_count`, `load_throttle_blocks`, ...
     pub op: &'static str,
     /// `ok`, `timeout`, `unavailable` or `error`.
     pub result: &'static str,
@@ -22,6 +24,8 @@ pub struct StoreMetrics {
     connects: Counter,
     up: Gauge,
     revocations: Gauge,
+    throttle_blocks: Gauge,
+    throttle_local_only: Counter,
 }
 
 impl StoreMetrics {
@@ -53,11 +57,25 @@ impl StoreMetrics {
             "Revocations this replica enforces (sessions, users, provider sessions)",
             revocations.clone(),
         );
+        let throttle_blocks = Gauge::default();
+        registry.register(
+            "store_throttle_blocks",
+            "Clients and usernames this replica refuses because the shared failure counters reached their limit",
+            throttle_blocks.clone(),
+        );
+        let throttle_local_only = Counter::default();
+        registry.register(
+            "store_throttle_local_only",
+            "Failed authentications counted by this replica only: the store was down or did not answer in time",
+            throttle_local_only.clone(),
+        );
         Self {
             calls,
             connects,
             up,
             revocations,
+            throttle_blocks,
+            throttle_local_only,
         }
     }
 
@@ -77,5 +95,13 @@ impl StoreMetrics {
 
     pub fn set_revocations(&self, n: usize) {
         self.revocations.set(n as i64);
+    }
+
+    pub fn set_throttle_blocks(&self, n: usize) {
+        self.throttle_blocks.set(n as i64);
+    }
+
+    pub fn record_throttle_local_only(&self) {
+        self.throttle_local_only.inc();
     }
 }

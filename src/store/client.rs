@@ -1,13 +1,21 @@
 //! [`Store`]: the Redis client. One multiplexed connection (the client
 //! crate's connection manager reconnects it) carries every call, each
-//! under the configured timeout; a second connection holds the revocation
-//! feed's subscription. The feed is what says the store is up: it loads
-//! the durable revocation keys after it subscribes (so nothing published
-//! in between is missed), at start and after every reconnect, and pings
-//! the store every second.
+//! under the configured timeout; a second connection holds the feed's
+//! subscription: revocations on `{prefix}revocations`, throttle blocks on
+//! `{prefix}throttle`. The feed is what says the store is up: it loads the
+//! durable revocation and block keys after it subscribes (so nothing
+//! published in between is missed), at start and after every reconnect,
+//! and pings the store every second.
+//!
+//! Shared throttle counters (SPEC §13.3): each failed authentication is
+//! counted under `{prefix}throttle:{subject}` by one Lua script (`INCR`,
+//! the window as expiry on the first), which at the limit also writes the
+//! durable block `{prefix}throttle_block:{subject}` for the rest of the
+//! window and publishes it; the replica that counted blocks it at once,
+//! the others when the message (or, after a reconnect, the key) arrives.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use redis::FromRedisValue;
@@ -15,6 +23,7 @@ use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 use tokio_stream::StreamExt as _;
 
+use super::blocks::{BlockMessage, Subject, ThrottleBlocks};
 use super::revocations::{Revocation, Revocations};
 use crate::config::spec::StoreSpec;
 use crate::metrics::StoreMetrics;
@@ -65,8 +74,37 @@ const RECONNECT_MIN: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(2);
 /// How often the feed pings the store while subscribed.
 const PING_EVERY: Duration = Duration::from_secs(1);
-/// Keys asked for per SCAN step while loading revocations.
+/// Keys asked for per SCAN step while loading revocations and blocks.
 const SCAN_COUNT: usize = 1000;
+
+/// One failure more for each subject, atomically. KEYS: the counters,
+/// then as many block keys; ARGV: the window (ms), the channel, then per
+/// subject its limit and its hex. A counter without expiry (the first
+/// failure of a window) gets the window; one at its limit blocks the
+/// subject durably for what is left of the window and publishes the
+/// block. Returns each subject's count and milliseconds left.
+const COUNT_FAILURES: &str = r#"
+local n = #KEYS / 2
+local window = tonumber(ARGV[1])
+local out = {}
+for i = 1, n do
+  local count = redis.call('INCR', KEYS[i])
+  local left = redis.call('PTTL', KEYS[i])
+  if left < 1 then
+    redis.call('PEXPIRE', KEYS[i], window)
+    left = window
+  end
+  if count >= tonumber(ARGV[1 + 2 * i]) then
+    redis.call('SET', KEYS[n + i], '1', 'PX', left)
+    redis.call('PUBLISH', ARGV[2], '{"subject":"' .. ARGV[2 + 2 * i] .. '","ms":' .. left .. '}')
+  end
+  out[2 * i - 1] = count
+  out[2 * i] = left
+end
+return out
+"#;
+
+static COUNT_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(COUNT_FAILURES));
 
 pub struct Store {
     client: redis::Client,
@@ -80,6 +118,8 @@ pub struct Store {
     /// Woken whenever `up` or `loaded` change.
     changed: tokio::sync::Notify,
     revocations: Arc<Revocations>,
+    /// Where blocks of the shared throttle counters take effect here.
+    blocks: Arc<ThrottleBlocks>,
     /// SHA-256 of the URL: a reload tells whether it names this store.
     url_digest: [u8; 32],
     pub metrics: StoreMetrics,
@@ -101,6 +141,7 @@ impl Store {
     pub fn start(
         spec: &StoreSpec,
         revocations: Arc<Revocations>,
+        blocks: Arc<ThrottleBlocks>,
         metrics: StoreMetrics,
         max_life: impl Fn() -> u64 + Send + Sync + 'static,
     ) -> Result<Arc<Self>, StoreError> {
@@ -122,6 +163,7 @@ impl Store {
             loaded: AtomicBool::new(false),
             changed: tokio::sync::Notify::new(),
             revocations,
+            blocks,
             url_digest: Sha256::digest(spec.url.expose().as_bytes()).into(),
             metrics,
         });
@@ -167,6 +209,11 @@ impl Store {
 
     fn channel(&self) -> String {
         format!("{}revocations", self.prefix)
+    }
+
+    /// Where throttle blocks are published ([`BlockMessage`] JSON).
+    fn throttle_channel(&self) -> String {
+        format!("{}throttle", self.prefix)
     }
 
     /// Runs one command under the timeout, with its metric.
@@ -284,6 +331,107 @@ impl Store {
         }
     }
 
+    /// Counts one failed authentication of each subject (with the limit
+    /// it is blocked at) in the shared windows of `window`, and blocks here
+    /// those that reached their limit (the script published them for the
+    /// other replicas). A store that is down is not asked: the failure was
+    /// counted locally, and that is what stands until it is back (one
+    /// warning per outage, and the `store_throttle_local_only` metric).
+    pub async fn count_failures(
+        &self,
+        subjects: &[(Subject, u32)],
+        window: Duration,
+    ) -> Result<(), StoreError> {
+        if subjects.is_empty() {
+            return Ok(());
+        }
+        let result = if self.is_up() {
+            let mut invocation = COUNT_SCRIPT.prepare_invoke();
+            for (subject, _) in subjects {
+                invocation.key(self.key("throttle", &subject.hex()));
+            }
+            for (subject, _) in subjects {
+                invocation.key(self.key("throttle_block", &subject.hex()));
+            }
+            invocation
+                .arg(window.as_millis().max(1) as u64)
+                .arg(self.throttle_channel());
+            for (subject, max) in subjects {
+                invocation.arg(*max).arg(subject.hex());
+            }
+            self.eval::<Vec<i64>>("throttle_count", &invocation).await
+        } else {
+            Err(StoreError::Unavailable)
+        };
+        let result = result.and_then(|counts| {
+            if counts.len() == 2 * subjects.len() {
+                Ok(counts)
+            } else {
+                Err(StoreError::Refused("unexpected answer"))
+            }
+        });
+        let counts = match result {
+            Ok(counts) => counts,
+            Err(e) => {
+                self.metrics.record_throttle_local_only();
+                if self.blocks.degrade() {
+                    tracing::warn!(error = %e, "store: failed logins are counted by this replica only until the store answers");
+                }
+                return Err(e);
+            }
+        };
+        if self.blocks.recover() {
+            tracing::info!("store: failed logins are counted across replicas again");
+        }
+        let now = crate::clock::now();
+        for ((subject, max), pair) in subjects.iter().zip(counts.chunks_exact(2)) {
+            let (count, left) = (pair[0].max(0) as u64, pair[1].max(0) as u64);
+            if count >= u64::from(*max) {
+                self.blocks
+                    .block(*subject, now + Duration::from_millis(left), now);
+            }
+        }
+        self.metrics.set_throttle_blocks(self.blocks.len());
+        Ok(())
+    }
+
+    /// Every durable throttle block, into the local set.
+    async fn load_blocks(&self) -> Result<usize, StoreError> {
+        let pattern = format!("{}throttle_block:*", glob_escape(&self.prefix));
+        let prefix_len = self.key("throttle_block", "").len();
+        let mut cursor: u64 = 0;
+        let mut loaded = 0;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT);
+            let (next, keys): (u64, Vec<String>) = self.call("load_throttle_blocks", &scan).await?;
+            if !keys.is_empty() {
+                let mut pipe = redis::pipe();
+                for key in &keys {
+                    pipe.cmd("PTTL").arg(key);
+                }
+                let left: Vec<i64> = self.pipeline("load_throttle_blocks", &pipe).await?;
+                let now = crate::clock::now();
+                for (key, left) in keys.iter().zip(left) {
+                    let subject = key.get(prefix_len..).and_then(Subject::from_hex);
+                    if let (Some(subject), Ok(left @ 1..)) = (subject, u64::try_from(left)) {
+                        self.blocks
+                            .block(subject, now + Duration::from_millis(left), now);
+                        loaded += 1;
+                    }
+                }
+            }
+            if next == 0 {
+                return Ok(loaded);
+            }
+            cursor = next;
+        }
+    }
+
     fn set_state(&self, up: bool) {
         let was = self.up.swap(up, Ordering::AcqRel);
         if up {
@@ -300,6 +448,7 @@ impl Store {
         }
         self.metrics.set_up(up);
         self.metrics.set_revocations(self.revocations.len());
+        self.metrics.set_throttle_blocks(self.blocks.len());
         self.changed.notify_waiters();
     }
 
@@ -353,13 +502,22 @@ async fn subscribed(
         .await
         .map_err(|_| StoreError::Timeout)?
         .map_err(|e| StoreError::of(&e))?;
-    tokio::time::timeout(s.timeout * 4, pubsub.subscribe(s.channel()))
-        .await
-        .map_err(|_| StoreError::Timeout)?
-        .map_err(|e| StoreError::of(&e))?;
+    let (revocations, throttle) = (s.channel(), s.throttle_channel());
+    tokio::time::timeout(
+        s.timeout * 4,
+        pubsub.subscribe(&[revocations.as_str(), throttle.as_str()]),
+    )
+    .await
+    .map_err(|_| StoreError::Timeout)?
+    .map_err(|e| StoreError::of(&e))?;
     let loaded = s.load_revocations(max_life()).await?;
+    let blocks = s.load_blocks().await?;
     s.metrics.record_connect();
-    tracing::debug!(loaded, "store: revocations loaded");
+    tracing::debug!(
+        loaded,
+        blocks,
+        "store: revocations and throttle blocks loaded"
+    );
     s.set_state(true);
     let mut messages = pubsub.into_on_message();
     let mut ticker = tokio::time::interval(PING_EVERY);
@@ -369,6 +527,17 @@ async fn subscribed(
             message = messages.next() => {
                 let Some(message) = message else { return Ok(()) };
                 let Ok(payload) = message.get_payload::<String>() else { continue };
+                if message.get_channel_name() == throttle {
+                    let now = crate::clock::now();
+                    match BlockMessage::read(&payload, now) {
+                        Some((subject, until)) => {
+                            s.blocks.block(subject, until, now);
+                            s.metrics.set_throttle_blocks(s.blocks.len());
+                        }
+                        None => tracing::warn!("store: ignored a malformed throttle message"),
+                    }
+                    continue;
+                }
                 match serde_json::from_str::<Revocation>(&payload) {
                     Ok(r) => {
                         s.revocations.add(&r, crate::clock::unix_secs(), max_life());
@@ -383,6 +552,8 @@ async fn subscribed(
                 }
                 s.revocations.prune(crate::clock::unix_secs(), max_life());
                 s.metrics.set_revocations(s.revocations.len());
+                s.blocks.prune(crate::clock::now());
+                s.metrics.set_throttle_blocks(s.blocks.len());
             }
         }
     }

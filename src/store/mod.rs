@@ -4,25 +4,33 @@
 //! * [`Runtime`] — held by the running server and by every engine it
 //!   builds: the local [`Revocations`] set every check reads, the store
 //!   connection once `serve` attached one, and the longest session life
-//!   (which bounds how long a revocation matters).
+//!   (which bounds how long a revocation matters), and the throttle
+//!   blocks every engine's throttle consults.
 //! * [`client`] — [`Store`]: the Redis client (multiplexed, reconnecting,
 //!   a timeout on every call), the revocation feed (durable keys loaded at
-//!   start and after every reconnect, pub/sub for speed) and its health.
+//!   start and after every reconnect, pub/sub for speed) and its health,
+//!   and the shared failure counters of the login throttle.
+//! * [`blocks`] — the local set of throttle blocks the shared counters
+//!   closed (here or on another replica).
 //! * [`lease`] — one refresh per session across replicas.
 //! * [`records`] — server-side session records behind ticket cookies.
 //! * [`revocations`] — the local revocation set.
 //!
 //! Nothing on the hot path of a cookie-session check waits on Redis: the
 //! revocation set is local, and so are the records a replica has read.
+//! Nor does the throttle gate: only a failed authentication, already a
+//! denial, waits for its shared count.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
+pub mod blocks;
 pub mod client;
 pub mod lease;
 pub mod records;
 pub mod revocations;
 
+pub use blocks::ThrottleBlocks;
 pub use client::{Store, StoreError};
 pub use revocations::{Revocation, Revocations};
 
@@ -40,6 +48,9 @@ pub enum Reach {
 #[derive(Debug)]
 pub struct Runtime {
     pub revocations: Arc<Revocations>,
+    /// Subjects the shared throttle counters blocked: they outlive a
+    /// reload, as the counts in the store do.
+    pub throttle_blocks: Arc<ThrottleBlocks>,
     store: OnceLock<Arc<Store>>,
     /// The longest a session lives (`session.max_age`, seconds).
     max_life: AtomicU64,
@@ -49,6 +60,7 @@ impl Default for Runtime {
     fn default() -> Self {
         Self {
             revocations: Arc::default(),
+            throttle_blocks: Arc::default(),
             store: OnceLock::new(),
             max_life: AtomicU64::new(24 * 3600),
         }

@@ -29,4 +29,6 @@ mod routing;
 mod routing_examples;
 mod server_ops;
 mod sso;
+mod store;
+mod store_throttle;
 mod xds;

@@ -588,7 +588,8 @@ async fn redis_outage_fails_closed_for_server_side_sessions_only_and_recovers() 
         assert_eq!(status_on(&world.b, &ticket).await, 503, "replica B too");
     }
     let (ready, body) = world.a().http_get("/readyz").await;
-    assert_eq!(ready, 503, "server-side sessions without a store: {body}");
+    assert_eq!(ready, 200, "an outage keeps the replica in service: {body}");
+    assert!(body.contains("server-side sessions answer 503"), "{body}");
     let (ready, body) = cookie_replica.http_get("/readyz").await;
     assert_eq!(ready, 200, "cookie sessions stay ready: {body}");
     assert!(body.contains("store down"), "{body}");
