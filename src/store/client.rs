@@ -21,9 +21,8 @@ use std::time::Duration;
 use redis::FromRedisValue;
 use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
-use tokio_stream::StreamExt as _;
 
-use super::blocks::{BlockMessage, Subject, ThrottleBlocks};
+use super::blocks::{Subject, ThrottleBlocks};
 use super::revocations::{Revocation, Revocations};
 use crate::config::spec::StoreSpec;
 use crate::metrics::StoreMetrics;
@@ -43,7 +42,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    fn of(e: &redis::RedisError) -> Self {
+    pub(super) fn of(e: &redis::RedisError) -> Self {
         if e.is_timeout() {
             Self::Timeout
         } else if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
@@ -69,11 +68,6 @@ impl StoreError {
     }
 }
 
-/// Between attempts of the revocation feed to reconnect.
-const RECONNECT_MIN: Duration = Duration::from_millis(100);
-const RECONNECT_MAX: Duration = Duration::from_secs(2);
-/// How often the feed pings the store while subscribed.
-const PING_EVERY: Duration = Duration::from_secs(1);
 /// Keys asked for per SCAN step while loading revocations and blocks.
 const SCAN_COUNT: usize = 1000;
 
@@ -107,19 +101,19 @@ return out
 static COUNT_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(COUNT_FAILURES));
 
 pub struct Store {
-    client: redis::Client,
+    pub(super) client: redis::Client,
     conn: ConnectionManager,
     prefix: String,
-    timeout: Duration,
+    pub(super) timeout: Duration,
     /// The feed is subscribed and the last ping answered.
     up: AtomicBool,
     /// The revocations were loaded at least once.
     loaded: AtomicBool,
     /// Woken whenever `up` or `loaded` change.
     changed: tokio::sync::Notify,
-    revocations: Arc<Revocations>,
+    pub(super) revocations: Arc<Revocations>,
     /// Where blocks of the shared throttle counters take effect here.
-    blocks: Arc<ThrottleBlocks>,
+    pub(super) blocks: Arc<ThrottleBlocks>,
     /// SHA-256 of the URL: a reload tells whether it names this store.
     url_digest: [u8; 32],
     pub metrics: StoreMetrics,
@@ -151,7 +145,7 @@ impl Store {
             .set_connection_timeout(Some(spec.timeout.max(Duration::from_millis(500))))
             .set_response_timeout(Some(spec.timeout))
             .set_number_of_retries(1)
-            .set_max_delay(RECONNECT_MAX);
+            .set_max_delay(super::feed::RECONNECT_MAX);
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
             .map_err(|e| StoreError::of(&e))?;
         let store = Arc::new(Self {
@@ -167,7 +161,10 @@ impl Store {
             url_digest: Sha256::digest(spec.url.expose().as_bytes()).into(),
             metrics,
         });
-        tokio::spawn(feed(Arc::downgrade(&store), Box::new(max_life)));
+        tokio::spawn(super::feed::feed(
+            Arc::downgrade(&store),
+            Box::new(max_life),
+        ));
         Ok(store)
     }
 
@@ -207,12 +204,12 @@ impl Store {
         format!("{}{kind}:{rest}", self.prefix)
     }
 
-    fn channel(&self) -> String {
+    pub(super) fn channel(&self) -> String {
         format!("{}revocations", self.prefix)
     }
 
     /// Where throttle blocks are published ([`BlockMessage`] JSON).
-    fn throttle_channel(&self) -> String {
+    pub(super) fn throttle_channel(&self) -> String {
         format!("{}throttle", self.prefix)
     }
 
@@ -299,20 +296,31 @@ impl Store {
         self.pipeline::<()>("revoke", &pipe).await
     }
 
+    /// One SCAN step over the keys matching `pattern`: the next cursor (0
+    /// at the end) and the keys found.
+    async fn scan(
+        &self,
+        op: &'static str,
+        pattern: &str,
+        cursor: u64,
+    ) -> Result<(u64, Vec<String>), StoreError> {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(SCAN_COUNT);
+        self.call(op, &scan).await
+    }
+
     /// Every durable revocation, into the local set.
-    async fn load_revocations(&self, max_life: u64) -> Result<usize, StoreError> {
+    pub(super) async fn load_revocations(&self, max_life: u64) -> Result<usize, StoreError> {
         let pattern = format!("{}rev:*", glob_escape(&self.prefix));
         let mut cursor: u64 = 0;
         let mut loaded = 0;
         let now = crate::clock::unix_secs();
         loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(SCAN_COUNT);
-            let (next, keys): (u64, Vec<String>) = self.call("load_revocations", &scan).await?;
+            let (next, keys) = self.scan("load_revocations", &pattern, cursor).await?;
             if !keys.is_empty() {
                 let mut mget = redis::cmd("MGET");
                 mget.arg(&keys);
@@ -396,19 +404,13 @@ impl Store {
     }
 
     /// Every durable throttle block, into the local set.
-    async fn load_blocks(&self) -> Result<usize, StoreError> {
+    pub(super) async fn load_blocks(&self) -> Result<usize, StoreError> {
         let pattern = format!("{}throttle_block:*", glob_escape(&self.prefix));
         let prefix_len = self.key("throttle_block", "").len();
         let mut cursor: u64 = 0;
         let mut loaded = 0;
         loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(SCAN_COUNT);
-            let (next, keys): (u64, Vec<String>) = self.call("load_throttle_blocks", &scan).await?;
+            let (next, keys) = self.scan("load_throttle_blocks", &pattern, cursor).await?;
             if !keys.is_empty() {
                 let mut pipe = redis::pipe();
                 for key in &keys {
@@ -432,7 +434,7 @@ impl Store {
         }
     }
 
-    fn set_state(&self, up: bool) {
+    pub(super) fn set_state(&self, up: bool) {
         let was = self.up.swap(up, Ordering::AcqRel);
         if up {
             self.loaded.store(true, Ordering::Release);
@@ -452,7 +454,7 @@ impl Store {
         self.changed.notify_waiters();
     }
 
-    async fn ping(&self) -> bool {
+    pub(super) async fn ping(&self) -> bool {
         self.call::<String>("ping", &redis::cmd("PING"))
             .await
             .is_ok()
@@ -469,92 +471,4 @@ fn glob_escape(s: &str) -> String {
         out.push(c);
     }
     out
-}
-
-/// Reads the longest session life of the config serving now.
-type MaxLife = Box<dyn Fn() -> u64 + Send + Sync>;
-
-/// The revocation feed, for as long as the store exists: subscribe, load,
-/// then apply what is published and ping; on any failure, mark the store
-/// down and start over.
-async fn feed(store: std::sync::Weak<Store>, max_life: MaxLife) {
-    let mut delay = RECONNECT_MIN;
-    loop {
-        let Some(s) = store.upgrade() else { return };
-        match subscribed(&s, &*max_life).await {
-            Ok(()) => delay = RECONNECT_MIN,
-            Err(e) => tracing::debug!(error = %e, "store: revocation feed not connected"),
-        }
-        s.set_state(false);
-        drop(s);
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(RECONNECT_MAX);
-    }
-}
-
-/// One subscription: returns when the connection is lost.
-async fn subscribed(
-    s: &Store,
-    max_life: &(dyn Fn() -> u64 + Send + Sync),
-) -> Result<(), StoreError> {
-    let connect = s.client.get_async_pubsub();
-    let mut pubsub = tokio::time::timeout(s.timeout * 4, connect)
-        .await
-        .map_err(|_| StoreError::Timeout)?
-        .map_err(|e| StoreError::of(&e))?;
-    let (revocations, throttle) = (s.channel(), s.throttle_channel());
-    tokio::time::timeout(
-        s.timeout * 4,
-        pubsub.subscribe(&[revocations.as_str(), throttle.as_str()]),
-    )
-    .await
-    .map_err(|_| StoreError::Timeout)?
-    .map_err(|e| StoreError::of(&e))?;
-    let loaded = s.load_revocations(max_life()).await?;
-    let blocks = s.load_blocks().await?;
-    s.metrics.record_connect();
-    tracing::debug!(
-        loaded,
-        blocks,
-        "store: revocations and throttle blocks loaded"
-    );
-    s.set_state(true);
-    let mut messages = pubsub.into_on_message();
-    let mut ticker = tokio::time::interval(PING_EVERY);
-    ticker.tick().await;
-    loop {
-        tokio::select! {
-            message = messages.next() => {
-                let Some(message) = message else { return Ok(()) };
-                let Ok(payload) = message.get_payload::<String>() else { continue };
-                if message.get_channel_name() == throttle {
-                    let now = crate::clock::now();
-                    match BlockMessage::read(&payload, now) {
-                        Some((subject, until)) => {
-                            s.blocks.block(subject, until, now);
-                            s.metrics.set_throttle_blocks(s.blocks.len());
-                        }
-                        None => tracing::warn!("store: ignored a malformed throttle message"),
-                    }
-                    continue;
-                }
-                match serde_json::from_str::<Revocation>(&payload) {
-                    Ok(r) => {
-                        s.revocations.add(&r, crate::clock::unix_secs(), max_life());
-                        s.metrics.set_revocations(s.revocations.len());
-                    }
-                    Err(_) => tracing::warn!("store: ignored a malformed revocation message"),
-                }
-            }
-            _ = ticker.tick() => {
-                if !s.ping().await {
-                    return Err(StoreError::Unavailable);
-                }
-                s.revocations.prune(crate::clock::unix_secs(), max_life());
-                s.metrics.set_revocations(s.revocations.len());
-                s.blocks.prune(crate::clock::now());
-                s.metrics.set_throttle_blocks(s.blocks.len());
-            }
-        }
-    }
 }

@@ -26,6 +26,7 @@ use std::sync::{Arc, OnceLock};
 
 pub mod blocks;
 pub mod client;
+mod feed;
 pub mod lease;
 pub mod records;
 pub mod revocations;
