@@ -60,8 +60,12 @@
 //!   ([`session::keys`]: AES-256-GCM sealing); [`connect`] —
 //!   `X-Connect-Token`.
 //! * [`login`] — the sidecar's `/oauth2/callback`, `/oauth2/logout` and the
-//!   login host's `/oauth2/start` (`login/start.rs`), and the error page
-//!   (`login/error.rs`).
+//!   login host's `/oauth2/start` (`login/start.rs`), OpenID back-channel
+//!   logout (`login/backchannel/`), and the error page (`login/error.rs`).
+//! * [`store`] — the optional Redis store shared by replicas: the client
+//!   and its feed, the local revocation set every check reads, server-side
+//!   session records behind tickets, the cross-replica refresh lease and
+//!   the shared throttle blocks; [`store::Runtime`] outlives reloads.
 //! * [`state`] — what the running server shares: the swappable engine, its
 //!   generation, metrics; [`reload`] — file watching and SIGHUP.
 //! * [`server`] — binding, health, graceful shutdown; [`sidecar`] — the axum

@@ -243,6 +243,17 @@ async fn assert_ended_on_both(world: &World, cookie: &str, limit: Duration, cont
 /// replica B within a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_refresh_across_replicas_and_a_logout_both_enforce() {
+    one_refresh_and_logout(Sessions::Cookie).await;
+}
+
+/// As above with server-side sessions: the winner rewrites the record
+/// under the same ticket, and the other replica reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_refresh_of_a_server_side_session_across_replicas() {
+    one_refresh_and_logout(Sessions::Server).await;
+}
+
+async fn one_refresh_and_logout(sessions: Sessions) {
     let _heavy = common::heavy().await;
     let world = std::sync::Arc::new(
         World::start(
@@ -250,7 +261,7 @@ async fn one_refresh_across_replicas_and_a_logout_both_enforce() {
                 ("IDP_ACCESS_TOKEN_TTL", "2"),
                 ("IDP_ROTATE_REFRESH_TOKENS", "true"),
             ],
-            Sessions::Cookie,
+            sessions,
             &[],
         )
         .await,
@@ -308,6 +319,9 @@ async fn one_refresh_across_replicas_and_a_logout_both_enforce() {
         renewed.iter().all(|c| c.value == renewed[0].value),
         "one new session for every request, whichever replica answered"
     );
+    if std::env::var_os("STORE_TEST_LOGS").is_some() {
+        eprintln!("A:\n{}\nB:\n{}", world.a().logs(), world.b.logs());
+    }
     let fresh = format!("{SESSION_COOKIE}={}", renewed[0].value);
     assert_allowed_on_both(&world, &fresh, "the refreshed session").await;
 
@@ -519,7 +533,8 @@ async fn revoke_user_reaches_every_replica() {
 /// Redis killed under load and started again (its data kept, as a real
 /// deployment's is): cookie sessions keep working on the revocations
 /// known, server-side sessions answer 503 `store_unavailable` (never a
-/// login), no check fails; both recover without a restart.
+/// login), no check fails and nothing panics; both recover without a
+/// restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_fails_closed_for_server_side_sessions_only_and_recovers() {
     let mut world = World::start(&[], Sessions::Server, &[]).await;
@@ -565,6 +580,20 @@ async fn redis_outage_fails_closed_for_server_side_sessions_only_and_recovers() 
     assert_eq!(status_on(&cookie_replica, &sealed).await, 200);
     assert_eq!(status_on(world.a(), &ticket).await, 200);
 
+    // Load through Envoy (the ticket, on both replicas) and on the cookie
+    // replica for the whole outage: every answer is 200 or, for the
+    // ticket, 503 — never a login, a 401 or a failed check.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::spawn(outage_load(
+        world.world.stack.envoy.addr(),
+        world.world.app(),
+        ticket.clone(),
+        cookie_replica.grpc_addr(),
+        sealed.clone(),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
     world.redis.kill();
     eventually(
         "server-side sessions answer 503 while Redis is down",
@@ -593,15 +622,22 @@ async fn redis_outage_fails_closed_for_server_side_sessions_only_and_recovers() 
     let (ready, body) = cookie_replica.http_get("/readyz").await;
     assert_eq!(ready, 200, "cookie sessions stay ready: {body}");
     assert!(body.contains("store down"), "{body}");
-    // A logout now cannot reach the other replicas: it says so, and the
-    // session stays.
+    // A logout now cannot reach the store: it says so, and the session
+    // stays as it was.
     let logout = common::client::send(
-        cookie_replica.http_addr(),
-        &Request::get(HOST, "/oauth2/logout").header("cookie", &sealed),
+        world.a().http_addr(),
+        &Request::get(HOST, "/oauth2/logout")
+            .header(NAVIGATE[0].0, NAVIGATE[0].1)
+            .header("cookie", &ticket),
     )
     .await
     .expect("logout while Redis is down");
     assert_eq!(logout.status, 503, "{}", logout.text());
+    assert!(
+        logout.text().contains("Sign-out failed"),
+        "{}",
+        logout.text()
+    );
 
     world.redis.restart().await;
     eventually(
@@ -611,10 +647,82 @@ async fn redis_outage_fails_closed_for_server_side_sessions_only_and_recovers() 
         || async { status_on(world.a(), &ticket).await == 200 },
     )
     .await;
-    assert_eq!(status_on(&world.b, &ticket).await, 200);
+    eventually(
+        "replica B recovers too",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || async { status_on(&world.b, &ticket).await == 200 },
+    )
+    .await;
     wait_ready(world.a()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = load.await.expect("the load task");
+    eprintln!("under load through the outage: {seen:?}");
+    let through_envoy: u64 = seen.ticket.values().sum();
+    assert!(
+        seen.ticket.keys().all(|s| *s == 200 || *s == 503),
+        "server-side sessions: 200 or 503 only: {seen:?}\n{}",
+        world.logs()
+    );
+    assert!(
+        seen.ticket.get(&503).is_some_and(|n| *n > 0)
+            && seen.ticket.get(&200).is_some_and(|n| *n > 0),
+        "the load saw the outage and the recovery: {seen:?}"
+    );
+    assert!(through_envoy > 50, "{seen:?}");
+    assert_eq!(
+        seen.cookie.keys().copied().collect::<Vec<_>>(),
+        [200],
+        "cookie sessions answered 200 throughout: {seen:?}"
+    );
+    for logs in [world.a().logs(), world.b.logs(), cookie_replica.logs()] {
+        assert!(!logs.contains("panicked"), "{logs}");
+    }
     assert!(world.a().logs().contains("store: connected"));
     drop(cookie_replica);
+}
+
+/// Statuses seen by [`outage_load`], by kind of session.
+#[derive(Debug, Default)]
+struct OutageLoad {
+    ticket: std::collections::BTreeMap<u16, u64>,
+    cookie: std::collections::BTreeMap<u16, u64>,
+}
+
+/// Until `stop`: the server-side session through Envoy (either replica),
+/// and the cookie session on the cookie replica's gRPC port, one after the
+/// other.
+async fn outage_load(
+    envoy: std::net::SocketAddr,
+    app: String,
+    ticket: String,
+    cookie_replica: std::net::SocketAddr,
+    sealed: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> OutageLoad {
+    use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+    let mut seen = OutageLoad::default();
+    let mut grpc = AuthorizationClient::connect(format!("http://{cookie_replica}"))
+        .await
+        .expect("the cookie replica");
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let request = Request::get(&app, TARGET)
+            .header(NAVIGATE[0].0, NAVIGATE[0].1)
+            .header("cookie", &ticket);
+        let status = common::client::send(envoy, &request)
+            .await
+            .map_or(0, |r| r.status);
+        *seen.ticket.entry(status).or_default() += 1;
+        let check = check_request(HOST, TARGET, "http", &[NAVIGATE[0], ("cookie", &sealed)]);
+        let status = grpc
+            .check(check)
+            .await
+            .map_or(0, |r| check_status(&r.into_inner()));
+        *seen.cookie.entry(status).or_default() += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    seen
 }
 
 /// A replica started while Redis is down is not ready (it cannot know who
