@@ -7,9 +7,11 @@ Phases, all on loopback, every port chosen by the kernel (port 0):
 1. Through Envoy: one Envoy with a `direct_response` listener per case (no
    auth; Envoy's own basic_auth and jwt_authn; ext_authz to the no-op floor;
    ext_authz to ingress-authz with basic, bearer, jwt, an oauth2 session and
-   an argon2id basic user). Each case is checked first (200 with its
-   credentials, 401 without), then loaded with `wrk`, every case twice,
-   interleaved. CPU of Envoy and of the authorizer is read from /proc.
+   an argon2id basic user; the session again with the Redis store on, as a
+   cookie and as a server-side ticket, against a redis-server started
+   here). Each case is checked first (200 with its credentials, 401
+   without), then loaded with `wrk`, every case twice, interleaved. CPU of
+   Envoy and of the authorizer is read from /proc.
 2. Direct Check: `h2load` posts a gRPC-framed CheckRequest, captured from
    Envoy itself (a second no-op server writes the first request it gets), to
    ingress-authz and to the floor: saturated checks/s, latency at fixed
@@ -34,6 +36,7 @@ import math
 import os
 import platform
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -54,6 +57,12 @@ JWT_ISSUER, JWT_AUDIENCE = "bench", "bench-api"
 SESSION_SECRET = "bench-session-secret-0123456789abcdef"
 SESSION_PROVIDER, SESSION_CLIENT_ID = "github", "bench-client"
 SESSION_COOKIE = "ingress_authz"
+SESSION_TTL = 86400
+# The store cases (m, n): the key prefix of their config, and how many
+# other sessions' revocations are in the store (and so in every check's
+# local revocation set) before they start.
+REDIS_PREFIX = "ingress-authz:"
+OTHER_REVOCATIONS = 1000
 
 
 PHASES = ("envoy", "direct", "memory")
@@ -178,11 +187,33 @@ def credentials(tools_bin):
             "--client-id",
             SESSION_CLIENT_ID,
             "--ttl",
-            "86400",
+            SESSION_TTL,
         ]
     ).stdout.strip()
+    # The same session kept server-side: a ticket, and the sealed record
+    # the harness puts in Redis (start_store).
+    ticket = json.loads(
+        run(
+            [
+                tools_bin,
+                "ticket",
+                "--provider",
+                SESSION_PROVIDER,
+                "--client-id",
+                SESSION_CLIENT_ID,
+                "--ttl",
+                SESSION_TTL,
+            ]
+        ).stdout
+    )
     basic = "Basic " + base64.b64encode(f"{BASIC_USER}:{BASIC_PASSWORD}".encode()).decode()
-    return {"basic": basic, "bearer": f"Bearer {BEARER_TOKEN}", "jwt": f"Bearer {jwt}", "session": session}
+    return {
+        "basic": basic,
+        "bearer": f"Bearer {BEARER_TOKEN}",
+        "jwt": f"Bearer {jwt}",
+        "session": session,
+        "ticket": ticket,
+    }
 
 
 # -------------------------------------------------------------------- cases
@@ -200,11 +231,22 @@ class Case:
         self.host = host
         self.headers = headers  # the credentials sent with every request
         self.denied_status = denied_status  # status without credentials; None: no auth
-        self.cluster = cluster  # ext_authz target: noop or authz
+        self.cluster = cluster  # ext_authz target: noop, authz, authz_store or authz_ticket
         self.port = None
 
 
+# The order of each round: the store cases right after the case they are
+# measured against (h), so that the three run close together in time on a
+# machine whose load moves.
+RUN_ORDER = "abcdefghmnijkl"
+
+
 def cases(creds):
+    """Every case, in RUN_ORDER."""
+    return sorted(_cases(creds), key=lambda c: RUN_ORDER.index(c.key))
+
+
+def _cases(creds):
     return [
         Case("a", "no auth", None, "open.bench", {}, None),
         Case(
@@ -278,6 +320,24 @@ def cases(creds):
             401,
             "authz",
             "generated",
+        ),
+        Case(
+            "m",
+            "session, store on",
+            "ext_authz",
+            "session.bench",
+            {"Cookie": f"{SESSION_COOKIE}={creds['session']}"},
+            401,
+            cluster="authz_store",
+        ),
+        Case(
+            "n",
+            "server-side session (ticket)",
+            "ext_authz",
+            "session.bench",
+            {"Cookie": f"{SESSION_COOKIE}={creds['ticket']['cookie']}"},
+            401,
+            cluster="authz_ticket",
         ),
     ]
 
@@ -715,6 +775,187 @@ def decisions(http_addr):
     return totals
 
 
+def metric_values(http_addr, name):
+    """Every sample of metric `name` (its full name) on /metrics: labels → value."""
+    with urllib.request.urlopen(f"http://{http_addr}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    values = {}
+    for line in text.splitlines():
+        m = re.fullmatch(rf"{re.escape(name)}(\{{[^}}]*\}})?\s+(\S+)", line)
+        if m:
+            values[m.group(1) or ""] = float(m.group(2))
+    return values
+
+
+def store_calls(http_addr, op):
+    """How many store calls `op` (e.g. session_load) ingress-authz made."""
+    samples = metric_values(http_addr, "ingress_authz_store_call_duration_seconds_count")
+    return sum(v for labels, v in samples.items() if f'op="{op}"' in labels)
+
+
+# -------------------------------------------------------------------- Redis
+
+
+def resp_command(*args):
+    """One command in RESP2, as redis-cli sends it."""
+    parts = [f"*{len(args)}\r\n".encode()]
+    for a in args:
+        b = a if isinstance(a, bytes) else str(a).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    return b"".join(parts)
+
+
+def resp_reply(f):
+    """One RESP2 reply from the file `f`; an error reply is a HarnessError."""
+    line = f.readline()
+    if not line.endswith(b"\r\n"):
+        raise HarnessError(f"redis: truncated reply {line!r}")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise HarnessError(f"redis: {rest.decode()}")
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        return data[:-2]
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [resp_reply(f) for _ in range(n)]
+    raise HarnessError(f"redis: cannot read reply {line!r}")
+
+
+def redis(port, commands, timeout=10):
+    """Sends `commands` (each a tuple of its words) pipelined on one
+    connection; returns their replies. No client library: the harness
+    speaks RESP2 itself, as tests/common/redis.rs does."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(b"".join(resp_command(*c) for c in commands))
+        with sock.makefile("rb") as f:
+            return [resp_reply(f) for _ in commands]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_redis(procs, redis_bin, workdir):
+    """redis-server on a free loopback port, without persistence (`--save ''`,
+    no AOF), in its own directory under workdir; returns (proc, port) once it
+    answers PING. A port taken between our pick and its bind is picked again."""
+    data = workdir / "redis"
+    data.mkdir(exist_ok=True)
+    for _attempt in range(5):
+        port = free_port()
+        proc = procs.start(
+            "redis",
+            [
+                redis_bin,
+                "--port",
+                port,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--appendfsync",
+                "no",
+                "--protected-mode",
+                "no",
+                "--daemonize",
+                "no",
+                "--dir",
+                data,
+            ],
+        )
+        deadline = time.monotonic() + 20
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                if redis(port, [("PING",)], timeout=2) == ["PONG"]:
+                    return proc, port
+            except OSError:
+                pass
+            time.sleep(0.05)
+        procs.stop(proc)
+    raise HarnessError(f"redis-server did not answer PING; see {procs.logdir / 'redis.stdout'}")
+
+
+def revocation_key(subject):
+    """Store::revocation_key (src/store/client.rs): the prefix, `rev:`, and the
+    hex of the first 16 bytes of SHA-256 of the revocation's subject."""
+    return f"{REDIS_PREFIX}rev:{hashlib.sha256(subject.encode()).digest()[:16].hex()}"
+
+
+def fill_store(port, ticket, count):
+    """What the store holds before the store cases start: `count` other
+    sessions' revocations (as `Store::revoke` writes them: Revocation JSON,
+    expiring when the session would have), and the record of case n's
+    ticket (as `Store::save_session` writes it)."""
+    now = int(time.time())
+    commands = []
+    for n in range(count):
+        # Ids shaped like real ones (22 characters of base64url).
+        sid = b64url(hashlib.sha256(f"bench-revoked-{now}-{n}".encode()).digest()[:16])
+        until = now + SESSION_TTL
+        value = json.dumps({"kind": "session", "id": sid, "until": until}, separators=(",", ":"))
+        commands.append(("SET", revocation_key(f"s\0{sid}"), value, "EX", until - now))
+    commands.append(("SET", f"{REDIS_PREFIX}session:{ticket['id']}", ticket["record"], "EX", ticket["ttl"]))
+    replies = redis(port, commands)
+    if any(r != "OK" for r in replies):
+        raise HarnessError(f"redis: SET answered {sorted(set(map(str, replies)))}")
+    keys = redis(port, [("DBSIZE",)])[0]
+    if keys != count + 1:
+        raise HarnessError(f"redis holds {keys} keys, expected {count + 1}")
+
+
+def store_config(workdir, name, port, session_store):
+    """bench/authz.yaml plus `authz.store.redis` (and, with `session_store`,
+    `authz.session.store: redis`)."""
+    base = (BENCH / "authz.yaml").read_text()
+    head = "\nauthz:\n  session:\n"
+    if base.count(head) != 1:
+        raise HarnessError(f"bench/authz.yaml does not start its authz block with {head!r}")
+    store = (
+        f"\nauthz:\n  store:\n    redis:\n      url: redis://127.0.0.1:{port}/0\n"
+        f'      key_prefix: "{REDIS_PREFIX}"\n  session:\n' + ("    store: redis\n" if session_store else "")
+    )
+    path = workdir / f"{name}.yaml"
+    path.write_text(base.replace(head, store))
+    return path
+
+
+def start_store_instances(procs, workdir, bins, creds):
+    """redis-server, filled (fill_store), and two more ingress-authz on it:
+    `authz_store` (case m: authz.yaml plus the store) and `authz_ticket`
+    (case n: also `session.store: redis`). Returns the targets, once both
+    loaded the revocations."""
+    redis_proc, port = start_redis(procs, bins["redis"], workdir)
+    fill_store(port, creds["ticket"], OTHER_REVOCATIONS)
+    targets = {"redis": {"pid": redis_proc.pid, "port": port}}
+    for name, session_store in (("authz_store", False), ("authz_ticket", True)):
+        config = store_config(workdir, name.replace("_", "-"), port, session_store)
+        proc, grpc, http_addr = start_authz(procs, name.replace("_", "-"), bins["authz"], config)
+        targets[name] = {"pid": proc.pid, "grpc": grpc, "http": http_addr}
+    for name in ("authz_store", "authz_ticket"):
+        deadline = time.monotonic() + 30
+        while True:
+            loaded = metric_values(targets[name]["http"], "ingress_authz_store_revocations").get("", 0)
+            if loaded >= OTHER_REVOCATIONS:
+                targets[name]["revocations"] = int(loaded)
+                break
+            if time.monotonic() > deadline:
+                raise HarnessError(f"{name}: {loaded:.0f} revocations loaded from the store in 30 s")
+            time.sleep(0.1)
+    return targets
+
+
 FILLER_AUTHS = [
     """          type: basic
           basic:
@@ -758,14 +999,18 @@ def rules_config(total, workdir):
 # ------------------------------------------------------------------ phases
 
 
-def phase_envoy(args, procs, workdir, bins, creds, authz, noop, out, load=True):
+def phase_envoy(args, procs, workdir, bins, creds, targets, out, load=True):
     """Checks every case through Envoy and, with `load`, runs wrk on each.
+    `targets`: the ext_authz servers by cluster name (pid, grpc, http).
     Returns the captured CheckRequest (the direct and memory phases' body)."""
     all_cases = cases(creds)
+    authz = targets["authz"]
+    stores = [name for name in ("authz_store", "authz_ticket") if name in targets]
     capture_file = workdir / "check-request.bin"
     capture_file.unlink(missing_ok=True)
     _capture, capture_addr = start_noop(procs, "noop-capture", bins["noop"], dump=capture_file)
-    grpc_addrs = {"noop": noop["grpc"], "authz": authz["grpc"], "capture": capture_addr}
+    grpc_addrs = {name: t["grpc"] for name, t in targets.items() if "grpc" in t}
+    grpc_addrs["capture"] = capture_addr
     generated = generated_routes(bins["authz"], BENCH / "authz.yaml")
     envoy, ports = start_envoy(
         procs, bins["envoy"], envoy_config(all_cases, grpc_addrs, generated), workdir, args.envoy_concurrency
@@ -790,13 +1035,19 @@ def phase_envoy(args, procs, workdir, bins, creds, authz, noop, out, load=True):
         return capture_file
 
     before = decisions(authz["http"])
+    loads_before = {name: store_calls(targets[name]["http"], "session_load") for name in stores}
+    denied_before = {name: decisions(targets[name]["http"]).get("deny", 0) for name in stores}
     runs = {case.key: [] for case in all_cases}
     for rnd in range(1, args.rounds + 1):
         for case in all_cases:
             watched = {"envoy": envoy.pid}
             if case.cluster:
-                watched["authz"] = (noop if case.cluster == "noop" else authz)["pid"]
+                watched["authz"] = targets[case.cluster]["pid"]
+            loads = store_calls(targets[case.cluster]["http"], "session_load") if case.cluster in stores else None
             r = wrk(case, args.duration, args.connections, args.threads, watched)
+            if loads is not None:
+                # Reads of the ticket's record during this run (none for m).
+                r["session_loads"] = store_calls(targets[case.cluster]["http"], "session_load") - loads
             runs[case.key].append(r)
             print(
                 f"bench: wrk round {rnd} case {case.key} {case.name}: {r['rps']:.0f} req/s "
@@ -810,6 +1061,16 @@ def phase_envoy(args, procs, workdir, bins, creds, authz, noop, out, load=True):
         "cases": [{"key": c.key, "name": c.name, "runs": runs[c.key]} for c in all_cases],
         "authz_denied_during_load": denied,
         "authz_allowed_during_load": after.get("allow", 0) - before.get("allow", 0),
+        # The store cases: revocations each instance held, record reads
+        # (GET of a ticket's record, every 30 s at most) during the load.
+        "store": {
+            name: {
+                "revocations": targets[name]["revocations"],
+                "session_loads_during_load": store_calls(targets[name]["http"], "session_load") - loads_before[name],
+                "denied_during_load": decisions(targets[name]["http"]).get("deny", 0) - denied_before[name],
+            }
+            for name in stores
+        },
     }
     bad = [
         f"{c.key}: {sum(r['non2xx'] for r in runs[c.key])} non-2xx"
@@ -997,7 +1258,7 @@ def report(results):
         "",
         "Everything (load generator, Envoy, authorizer) shares these cores on loopback, "
         "so absolute numbers are low and the ratios are what to compare. A shared, noisy "
-        "machine moves single runs by several per cent: each case runs twice, interleaved.",
+        f"machine moves single runs by several per cent: each case runs {p['rounds']}×, interleaved.",
         "",
     ]
 
@@ -1005,7 +1266,7 @@ def report(results):
     # Through Envoy.
     if "envoy" in results:
         env = results["envoy"]
-        by_key = {c["key"]: c for c in env["cases"]}
+        by_key = {c["key"]: c for c in sorted(env["cases"], key=lambda c: c["key"])}
         rps = {k: mean([r["rps"] for r in c["runs"]]) for k, c in by_key.items()}
         floor, open_ = rps["d"], rps["a"]
         lines += [
@@ -1039,6 +1300,32 @@ def report(results):
             for k, c in by_key.items()
             if c["runs"][0].get("authz_cpu_ms_per_1k") is not None
         }
+        store = env.get("store", {})
+        if "m" in rps and "n" in rps and store:
+            s_m, s_n = store["authz_store"], store["authz_ticket"]
+            lines += [
+                "### The Redis store (m, n against h)",
+                "",
+                "h, m and n send the same oauth2 (github) session to `session.bench`, each to its own "
+                "ingress-authz: h without a store; m with `authz.store.redis` (a redis-server on "
+                "loopback, no persistence), the session in its cookie; n with `session.store: redis` "
+                "too, the cookie a ticket to the session's sealed record in Redis, read once and kept "
+                f"30 s. Before they start the store holds {fmt(OTHER_REVOCATIONS)} other sessions' "
+                f"revocations, so every check of m and n looks the session up in a non-empty local "
+                f"set (m held {fmt(s_m['revocations'])}, n {fmt(s_n['revocations'])}). n read its record "
+                f"from Redis {' / '.join(fmt(r.get('session_loads')) for r in by_key['n']['runs'])} times "
+                "in its rounds (a record older than 30 s is read again by every check that finds it so "
+                "until one read is back).",
+                "",
+                "| case | req/s | × h | authorizer CPU ms/1k | × h |",
+                "|---|---:|---:|---:|---:|",
+            ]
+            for k in ("h", "m", "n"):
+                lines.append(
+                    f"| {k}. {by_key[k]['name']} | {fmt(rps[k])} | {rps[k] / rps['h']:.2f} "
+                    f"| {fmt(cpu_env[k], 1)} | {cpu_env[k] / cpu_env['h']:.2f} |"
+                )
+            lines.append("")
         targets += [
             ("basic ≥ 0.95× floor req/s (Envoy)", rps["e"] / floor, 0.95, "ge", "{:.2f}×"),
             ("bearer ≥ 0.95× floor req/s (Envoy)", rps["f"] / floor, 0.95, "ge", "{:.2f}×"),
@@ -1049,6 +1336,11 @@ def report(results):
             ("basic on generated routes ≥ 0.95× hand-written (l / e)", rps["l"] / rps["e"], 0.95, "ge", "{:.2f}×"),
             ("CPU per check ≤ 1.3× floor (through Envoy, basic)", cpu_env["e"] / cpu_env["d"], 1.3, "le", "{:.2f}×"),
         ]
+        if "m" in rps and "n" in rps:
+            targets += [
+                ("session with the store on ≥ 0.95× without (m / h)", rps["m"] / rps["h"], 0.95, "ge", "{:.2f}×"),
+                ("server-side session ≥ 0.8× cookie session (n / h)", rps["n"] / rps["h"], 0.8, "ge", "{:.2f}×"),
+            ]
 
     # Direct.
     if "direct" in results:
@@ -1219,12 +1511,24 @@ def main():
         "noop": Path(os.environ.get("NOOP_BIN", target / "release" / "noop-authz")),
         "tools": Path(os.environ.get("TOOLS_BIN", target / "release" / "bench-tools")),
         "envoy": Path(os.environ.get("ENVOY_BIN", ROOT / ".venv" / "bin" / "envoy")),
+        "redis": Path(os.environ.get("REDIS_SERVER") or shutil.which("redis-server") or "/usr/bin/redis-server"),
     }
     for name, path in bins.items():
         if not os.access(path, os.X_OK):
             raise SystemExit(f"bench: {name} binary {path} missing: run scripts/bench")
-    workdir = target / "bench" / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    workdir.mkdir(parents=True, exist_ok=True)
+    # Never another run's directory (two runs started in the same second
+    # would share their logs, configs and processes' addresses).
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    (target / "bench").mkdir(parents=True, exist_ok=True)
+    for n in range(1, 100):
+        workdir = target / "bench" / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            workdir.mkdir()
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise SystemExit(f"bench: cannot make a log directory under {target / 'bench'}")
     procs = Processes(workdir)
 
     def on_signal(signum, _frame):
@@ -1246,7 +1550,13 @@ def main():
         authz = {"pid": authz_proc.pid, "grpc": grpc, "http": http_addr}
         noop_proc, noop_grpc = start_noop(procs, "noop", bins["noop"])
         noop = {"pid": noop_proc.pid, "grpc": noop_grpc}
-        body = phase_envoy(args, procs, workdir, bins, creds, authz, noop, results, load="envoy" in args.phases)
+        targets = {"authz": authz, "noop": noop}
+        store_targets = start_store_instances(procs, workdir, bins, creds)
+        targets.update(store_targets)
+        body = phase_envoy(args, procs, workdir, bins, creds, targets, results, load="envoy" in args.phases)
+        # The store instances, then redis-server.
+        for proc in reversed([p for p in procs.procs if p.pid in {t["pid"] for t in store_targets.values()}]):
+            procs.stop(proc)
         if "direct" in args.phases:
             phase_direct(args, procs, bins, body, authz, noop, results)
         procs.stop(authz_proc)

@@ -4,6 +4,10 @@
 //! ```text
 //! bench-tools session --secret S --provider P --client-id C [--ttl SECS]
 //!     a sealed session cookie value (the `ingress_authz` cookie)
+//! bench-tools ticket --provider P --client-id C [--ttl SECS]
+//!     the same session kept server-side (`session.store: redis`): one JSON
+//!     line {"cookie": ticket, "id": record id, "record": sealed record,
+//!     "ttl": secs}; the record goes under `<key_prefix>session:<id>`
 //! bench-tools argon2 PASSWORD
 //!     an argon2id PHC string (argon2 crate defaults)
 //! bench-tools load --addr HOST:PORT --body FILE --rate RPS [--duration SECS]
@@ -21,7 +25,8 @@ use std::process::ExitCode;
 
 use ingress_authz::clock::unix_secs;
 use ingress_authz::secret::Secret;
-use ingress_authz::session::{Purpose, Session, SessionKeys};
+use ingress_authz::session::{Purpose, Session, SessionKeys, new_session_id};
+use ingress_authz::store::records::Ticket;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -40,6 +45,7 @@ fn main() -> ExitCode {
 fn run(args: &[String]) -> Result<String, String> {
     match args.first().map(String::as_str) {
         Some("session") => session(&args[1..]),
+        Some("ticket") => ticket(&args[1..]),
         Some("load") => load::run(&args[1..]),
         Some("argon2") => {
             use argon2::PasswordHasher;
@@ -51,13 +57,21 @@ fn run(args: &[String]) -> Result<String, String> {
         }
         _ => Err(
             "usage: bench-tools session --secret S --provider P --client-id C [--ttl SECS] \
+                  | ticket --provider P --client-id C [--ttl SECS] \
                   | argon2 PASSWORD | load --addr HOST:PORT --body FILE --rate RPS ..."
                 .into(),
         ),
     }
 }
 
-fn session(args: &[String]) -> Result<String, String> {
+struct SessionArgs {
+    secret: Option<String>,
+    provider: String,
+    client_id: String,
+    ttl: u64,
+}
+
+fn session_args(args: &[String]) -> Result<SessionArgs, String> {
     let (mut secret, mut provider, mut client_id, mut ttl) = (None, None, None, 86_400u64);
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -70,12 +84,24 @@ fn session(args: &[String]) -> Result<String, String> {
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
-    let keys = SessionKeys::from_secrets(&[Secret::new(secret.ok_or("--secret is required")?)]);
+    Ok(SessionArgs {
+        secret,
+        provider: provider.ok_or("--provider is required")?,
+        client_id: client_id.ok_or("--client-id is required")?,
+        ttl,
+    })
+}
+
+/// The benchmark's session with id `id`, as JSON in the cookie's own format
+/// (its serde names) rather than as a struct literal, so fields
+/// ingress-authz adds with defaults do not break this tool; parsing it back
+/// as a `Session` checks it.
+fn bench_session(a: &SessionArgs, id: &str) -> Result<(serde_json::Value, Session), String> {
     let issued = unix_secs();
-    // Built as JSON in the cookie's own format (its serde names) rather
-    // than as a struct literal, so fields ingress-authz adds with defaults
-    // do not break this tool; parsing it back as a `Session` checks it.
-    let session = serde_json::json!({
+    let json = serde_json::json!({
+        // Every login since the store gives its session an id (what a
+        // logout revokes): the revocation set is looked up by it.
+        "s": id,
         "u": {
             "id": "42",
             "username": "bench",
@@ -83,12 +109,38 @@ fn session(args: &[String]) -> Result<String, String> {
             "nickname": "Bench User",
             "avatar": "",
         },
-        "p": provider.ok_or("--provider is required")?,
-        "c": client_id.ok_or("--client-id is required")?,
+        "p": a.provider,
+        "c": a.client_id,
         "i": issued,
-        "e": issued + ttl,
+        "e": issued + a.ttl,
     });
-    serde_json::from_value::<Session>(session.clone())
+    let session = serde_json::from_value::<Session>(json.clone())
         .map_err(|e| format!("not a valid ingress-authz session: {e}"))?;
-    Ok(keys.seal_json(Purpose::Session, &session))
+    Ok((json, session))
+}
+
+fn session(args: &[String]) -> Result<String, String> {
+    let a = session_args(args)?;
+    let secret = a.secret.clone().ok_or("--secret is required")?;
+    let keys = SessionKeys::from_secrets(&[Secret::new(secret)]);
+    let (json, _) = bench_session(&a, &new_session_id())?;
+    Ok(keys.seal_json(Purpose::Session, &json))
+}
+
+/// A server-side session: the ticket (the cookie) and its sealed record,
+/// as `Store::save_session` writes it.
+fn ticket(args: &[String]) -> Result<String, String> {
+    let a = session_args(args)?;
+    if a.secret.is_some() {
+        return Err("a ticket takes no --secret: its own key seals the record".into());
+    }
+    let ticket = Ticket::new();
+    let (_, session) = bench_session(&a, ticket.id())?;
+    Ok(serde_json::json!({
+        "cookie": ticket.encode(),
+        "id": ticket.id(),
+        "record": ticket.seal_record(&session),
+        "ttl": a.ttl,
+    })
+    .to_string())
 }
