@@ -14,6 +14,7 @@ pub mod oidc;
 pub mod open_sessions;
 pub mod pkce;
 pub mod providers;
+pub mod record_loads;
 pub mod refresh_flights;
 pub mod validation;
 pub mod wire;

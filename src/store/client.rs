@@ -28,7 +28,7 @@ use crate::config::spec::StoreSpec;
 use crate::metrics::StoreMetrics;
 
 /// Why a store call failed. Carries no key, value or URL.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// No answer within `store.redis.timeout`.
     #[error("the store did not answer in time")]

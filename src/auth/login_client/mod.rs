@@ -66,6 +66,8 @@ pub struct LoginClient {
     /// Cookies of this client already decrypted (and server-side records
     /// already read), with their connect tokens.
     opened: OpenSessions,
+    /// Server-side records being read: one read per session at a time.
+    loads: crate::auth::record_loads::RecordLoads,
     /// The revocations every check reads, and the store.
     pub runtime: Arc<Runtime>,
     /// Where new sessions go: a sealed cookie, or a record and a ticket.
@@ -110,6 +112,7 @@ impl LoginClient {
             keys: ctx.keys.clone(),
             cookies: ctx.cookies.clone(),
             opened: OpenSessions::default(),
+            loads: Default::default(),
             runtime: ctx.runtime.clone(),
             session_store: ctx.session_store,
         })
@@ -206,9 +209,14 @@ impl LoginClient {
         })
     }
 
-    /// Reads a server-side session's record into this client's cache.
-    /// Ok(false): there is none of this client (ended, expired, forged).
+    /// Reads a server-side session's record into this client's cache (one
+    /// read for every check of the session waiting on it). Ok(false):
+    /// there is none of this client (ended, expired, forged).
     pub async fn load_record(&self, value: &str) -> Result<bool, StoreError> {
+        self.loads.run(value, || self.read_record(value)).await
+    }
+
+    async fn read_record(&self, value: &str) -> Result<bool, StoreError> {
         let store = self.runtime.store().ok_or(StoreError::Unavailable)?;
         let Some(ticket) = Ticket::parse(value) else {
             return Ok(false);
