@@ -5,14 +5,22 @@
 //! slow redeem never outlives it), publishes the outcome under a result
 //! key and releases the lease with a compare-and-delete; the others wait
 //! for that outcome and reuse it. A replica that dies mid-refresh stops
-//! renewing: its lease expires and another takes over.
+//! renewing: its lease expires and another takes over. The outcome (a new
+//! session cookie) is sealed with a key derived from the old cookie, so
+//! the store can neither read nor forge it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Key, Nonce};
+use base64::Engine as _;
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use super::{Store, StoreError};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// The lease's life; renewed every third of it while the redeem runs.
 const LEASE: Duration = Duration::from_secs(3);
@@ -27,20 +35,56 @@ const RENEW: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis
 const RELEASE: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
 /// A refresh's outcome as every replica sees it: `Some(value)` — the new
-/// session cookie value, sealed (the store cannot read it), or empty for a
-/// server-side session whose ticket stays — or `None` (the provider
-/// refused: the session ends).
+/// session cookie value, or empty for a server-side session whose ticket
+/// stays — or `None` (the provider refused: the session ends).
 pub type Outcome = Option<String>;
 
-fn encode(outcome: &Outcome) -> String {
-    match outcome {
-        Some(value) => format!("+{value}"),
-        None => "-".to_string(),
-    }
-}
+/// The key an outcome is sealed with: derived from the session version,
+/// which only holders of the old cookie know (the store sees its digest
+/// alone), so the store can neither read a new session cookie nor forge
+/// an outcome.
+struct OutcomeKey(Zeroizing<[u8; 32]>);
 
-fn decode(stored: &str) -> Outcome {
-    stored.strip_prefix('+').map(str::to_string)
+impl OutcomeKey {
+    fn of(version: &str) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"ingress-authz refresh outcome v1\0");
+        h.update(version.as_bytes());
+        Self(Zeroizing::new(h.finalize().into()))
+    }
+
+    fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new(&Key::<Aes256Gcm>::from(*self.0))
+    }
+
+    fn seal(&self, outcome: &Outcome) -> String {
+        let plain = Zeroizing::new(match outcome {
+            Some(value) => format!("+{value}"),
+            None => "-".to_string(),
+        });
+        let mut nonce = [0u8; 12];
+        rand::fill(&mut nonce);
+        let sealed = self
+            .cipher()
+            .encrypt(&Nonce::from(nonce), plain.as_bytes())
+            .expect("AES-GCM encryption of a small message cannot fail");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        B64.encode(out)
+    }
+
+    /// None: not sealed by this key (tampered, or another version's).
+    fn open(&self, stored: &str) -> Option<Outcome> {
+        let raw = B64.decode(stored).ok()?;
+        let (nonce, sealed) = raw.split_at_checked(12)?;
+        let nonce: [u8; 12] = nonce.try_into().ok()?;
+        let plain = Zeroizing::new(self.cipher().decrypt(&Nonce::from(nonce), sealed).ok()?);
+        match plain.split_first()? {
+            (b'+', value) => Some(Some(String::from_utf8(value.to_vec()).ok()?)),
+            (b'-', []) => Some(None),
+            _ => None,
+        }
+    }
 }
 
 /// Runs `refresh` on exactly one replica for the session version
@@ -60,6 +104,7 @@ where
     Fut: Future<Output = T>,
 {
     let digest = hex::encode(&Sha256::digest(version.as_bytes())[..16]);
+    let key = OutcomeKey::of(version);
     let lease_key = store.key("lease", &digest);
     let result_key = store.key("refreshed", &digest);
     let started = crate::clock::now();
@@ -68,7 +113,9 @@ where
             .call("refresh_outcome", redis::cmd("GET").arg(&result_key))
             .await?;
         if let Some(done) = done {
-            return Ok(decode(&done));
+            return key
+                .open(&done)
+                .ok_or(StoreError::Refused("a refresh outcome that does not open"));
         }
         let token = hex::encode(rand::random::<[u8; 16]>());
         let mut take = redis::cmd("SET");
@@ -83,7 +130,7 @@ where
                 return Err(StoreError::Refused("refresh already run"));
             };
             let run = || async move { shared(run().await) };
-            return run_leased(store, &lease_key, &result_key, &token, run).await;
+            return run_leased(store, &key, &lease_key, &result_key, &token, run).await;
         }
         if started.elapsed() > WAIT_LIMIT {
             return Err(StoreError::Timeout);
@@ -94,6 +141,7 @@ where
 
 async fn run_leased<F, Fut>(
     store: &Arc<Store>,
+    key: &OutcomeKey,
     lease_key: &str,
     result_key: &str,
     token: &str,
@@ -124,7 +172,7 @@ where
     let mut publish = redis::cmd("SET");
     publish
         .arg(result_key)
-        .arg(encode(&outcome))
+        .arg(key.seal(&outcome))
         .arg("PX")
         .arg(OUTCOME_KEPT.as_millis() as u64);
     let published = store.call::<()>("refresh_outcome", &publish).await;
@@ -145,9 +193,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn outcomes_round_trip() {
+    fn outcomes_open_only_under_their_version() {
+        let key = OutcomeKey::of("old-cookie-value");
         for outcome in [None, Some(String::new()), Some("sealed-value".to_string())] {
-            assert_eq!(decode(&encode(&outcome)), outcome);
+            let stored = key.seal(&outcome);
+            assert!(!stored.contains("sealed-value"));
+            assert_eq!(key.open(&stored), Some(outcome.clone()));
+            assert_eq!(OutcomeKey::of("another-cookie").open(&stored), None);
+        }
+        let mut tampered = B64.decode(key.seal(&None)).unwrap();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert_eq!(key.open(&B64.encode(tampered)), None);
+        for junk in ["", "-", "+value", "!!"] {
+            assert_eq!(key.open(junk), None, "{junk}");
         }
     }
 }

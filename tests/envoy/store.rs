@@ -319,6 +319,20 @@ async fn one_refresh_and_logout(sessions: Sessions) {
         renewed.iter().all(|c| c.value == renewed[0].value),
         "one new session for every request, whichever replica answered"
     );
+    // The outcome every replica reused is in Redis, sealed: the store
+    // never holds a usable session cookie.
+    let outcomes = world.redis.command(&["KEYS", "it:refreshed:*"]).await;
+    let outcomes = outcomes.as_array().expect("KEYS answers an array");
+    assert_eq!(outcomes.len(), 1, "one shared outcome: {outcomes:?}");
+    let stored = world
+        .redis
+        .command(&["GET", outcomes[0].as_str().expect("a key")])
+        .await;
+    let stored = stored.as_str().expect("the outcome").to_owned();
+    assert!(
+        sessions == Sessions::Server || !stored.contains(&renewed[0].value[..40]),
+        "the new cookie is not in Redis in clear"
+    );
     if std::env::var_os("STORE_TEST_LOGS").is_some() {
         eprintln!("A:\n{}\nB:\n{}", world.a().logs(), world.b.logs());
     }

@@ -305,7 +305,9 @@ impl LoginClient {
         let ticket = Ticket::looks_like(value);
         let version = if ticket {
             let s = self.read_session(value).await.ok()??;
-            format!("{}:{}:{}", s.id, s.renew_at, s.attrs.read_at)
+            // The ticket itself, not only the id: the outcome is sealed
+            // with a key derived from this, which the store must not know.
+            format!("{value}:{}:{}", s.renew_at, s.attrs.read_at)
         } else {
             value.to_string()
         };
