@@ -255,9 +255,13 @@ async fn a_bcrypt_flood_from_one_address_is_throttled() {
     let (bearer, flood_statuses) = flood(&stack, 1, 8, Duration::from_secs(3)).await;
     assert_flood(&bearer, &flood_statuses, "throttle on, one address");
     let failures = flood_statuses.iter().filter(|s| **s == 401).count();
+    // Per 2 s window (two in a 3 s flood) max_failures, plus the
+    // verifications already past the gate when the tenth failure lands:
+    // the one the pool runs and the one it queues (hash_concurrency: 1, a
+    // queue as long again; the rest are turned away busy).
     assert!(
-        failures <= 20,
-        "at most max_failures per window got a hash: {failures} 401s"
+        failures <= 2 * (10 + 2),
+        "at most max_failures (and what was in flight) per window got a hash: {failures} 401s"
     );
     let blocked = stack
         .send_from(loopback(0), get("a.example.com", &basic(ALICE)))
