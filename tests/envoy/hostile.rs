@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::common::authz::check_request;
 use crate::common::client::{Request, Response};
 use crate::common::expect::assert_upstream_ok;
-use crate::common::{Authz, Stack};
+use crate::common::{Authz, Stack, eventually};
 
 const ALICE: &str = "alice:alice-pass-9f3c";
 const BEARER: &str = "hostile-bearer-token-5d2a";
@@ -312,19 +312,30 @@ async fn hosts_that_are_no_host_names_are_refused() {
             "{host} reached the upstream"
         );
     }
-    // A 30 KB host costs the authorizer well under a millisecond.
-    let (before, n) = check_seconds(&stack).await;
+    // A 30 KB host is refused as no host name, before any rule lookup or
+    // credential check (its cost is the benchmark's business, not a test's).
+    let bad_hosts = || {
+        stack
+            .authz
+            .logs()
+            .matches("\"reason\":\"bad_host\"")
+            .count()
+    };
+    let (_, n) = check_seconds(&stack).await;
+    let refused = bad_hosts();
     let long = format!("{}.a.example.com", "x".repeat(30 * 1024));
     let r = stack.send(get(&long, &basic(ALICE))).await;
     assert_eq!(r.status, 400, "a 30 KB host: {}", r.text());
-    let (after, m) = check_seconds(&stack).await;
+    let (_, m) = check_seconds(&stack).await;
     // Envoy may refuse such a host itself (then no check is made at all).
     if m == n + 1 {
-        assert!(
-            after - before < 0.001,
-            "authorizer time for a 30 KB host: {} s",
-            after - before
-        );
+        eventually(
+            "the audit line of the 30 KB host",
+            Duration::from_secs(2),
+            Duration::from_millis(20),
+            || async { bad_hosts() == refused + 1 },
+        )
+        .await;
     } else {
         assert_eq!(m, n, "no check, or exactly one");
     }
