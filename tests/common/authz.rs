@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use envoy_types::ext_authz::v3::pb::{CheckRequest, CheckResponse, HttpResponse};
@@ -85,25 +85,57 @@ impl Authz {
         &self.config_path
     }
 
+    /// Runs `ingress-authz serve` on `config_yaml` with `RUST_LOG=rust_log`
+    /// and its stderr (its logs) going to `stderr` instead of a file: a
+    /// pipe the test never reads, `/dev/full`, ... ([`Authz::logs`] then
+    /// has nothing).
+    pub async fn start_with_stderr(config_yaml: &str, stderr: Stdio, rust_log: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.yaml");
+        std::fs::write(&config, untrottled(config_yaml)).expect("write config");
+        Self::spawn_with(config, dir, "127.0.0.1:0", Some((stderr, rust_log))).await
+    }
+
+    /// The read end of the process's stderr, when it was started with
+    /// `Stdio::piped()` (once).
+    pub fn take_stderr(&mut self) -> Option<ChildStderr> {
+        self.child.stderr.take()
+    }
+
     async fn spawn(config: PathBuf, dir: TempDir) -> Self {
         Self::spawn_on(config, dir, "127.0.0.1:0").await
     }
 
     async fn spawn_on(config: PathBuf, dir: TempDir, grpc: &str) -> Self {
+        Self::spawn_with(config, dir, grpc, None).await
+    }
+
+    /// `logs`: where stderr goes and `RUST_LOG`; by default a file in
+    /// `dir` and `RUST_LOG` as the test run has it (else debug).
+    async fn spawn_with(
+        config: PathBuf,
+        dir: TempDir,
+        grpc: &str,
+        logs: Option<(Stdio, &str)>,
+    ) -> Self {
         let stderr_path = dir.path().join("ingress-authz.log");
+        let (stderr, rust_log) = match logs {
+            Some((stderr, rust_log)) => (stderr, rust_log.to_owned()),
+            None => (
+                File::create(&stderr_path).expect("create log file").into(),
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()),
+            ),
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_ingress-authz"))
             .arg("serve")
             .arg("--config")
             .arg(&config)
             .args(["--grpc-addr", grpc, "--http-addr", "127.0.0.1:0"])
             .args(["--admin-addr", "127.0.0.1:0"])
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()),
-            )
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(File::create(&stderr_path).expect("create log file"))
+            .stderr(stderr)
             .spawn()
             .expect("spawn ingress-authz");
         let line = first_stdout_line(&mut child).await;
@@ -128,6 +160,11 @@ impl Authz {
             secrets: std::sync::Mutex::new(secrets),
             _dir: dir,
         }
+    }
+
+    /// The process id (for its RSS and open files in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {

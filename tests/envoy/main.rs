@@ -28,6 +28,7 @@ mod policy_oidc;
 mod routing;
 mod routing_examples;
 mod server_ops;
+mod soak;
 mod sso;
 mod store;
 mod store_throttle;
