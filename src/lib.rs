@@ -128,6 +128,13 @@ use engine::Engine;
 
 /// Runs one command; the exit code is the result.
 pub fn run(cli: Cli) -> ExitCode {
+    let code = run_command(cli);
+    // `serve`'s log lines still queued (an early exit: a bad address, ...).
+    logging::flush(std::time::Duration::from_secs(2));
+    code
+}
+
+fn run_command(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Validate { config } => {
             logging::init_plain();
@@ -281,7 +288,10 @@ pub fn run(cli: Cli) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(server::serve(shared, addrs)) {
+            let served = runtime.block_on(server::serve(shared, addrs));
+            // The last lines (the drain, a shutdown error) before exiting.
+            logging::flush(std::time::Duration::from_secs(2));
+            match served {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     // One plain line, like a config error: it names the

@@ -134,6 +134,11 @@ impl Metrics {
             "Envoy's answers to pushed ADS resources, by type and result (ack, nack)",
             xds_answers.clone(),
         );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines lost: stderr failed (a full disk, a closed pipe) or did not take them (a pipe nobody reads)",
+            crate::logging::dropped_lines().clone(),
+        );
         let store = StoreMetrics::register(&mut registry);
         Self {
             store,

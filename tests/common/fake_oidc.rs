@@ -15,8 +15,9 @@
 //! tests/envoy/oidc.rs. What the ID token looks like is switchable
 //! ([`IdToken`]): valid, or one defect at a time. [`FakeOidc::mint`] signs
 //! access-token JWTs for API mode. Discovery and the JWKS can be made to fail
-//! or hang, the JWKS can be slowed down (to test single-flight refreshes),
-//! and the keys rotated.
+//! (500, an HTML page, a JSON document cut short, a connection dropped
+//! mid-body), to hang or to answer slowly, the JWKS can be slowed down (to
+//! test single-flight refreshes), and the keys rotated.
 //!
 //! Whatever the fake refuses is written to [`FakeOidc::rejections`], so that a
 //! failing test says why; every request is recorded ([`FakeOidc::calls`]).
@@ -42,6 +43,9 @@ pub const CLIENT_ID: &str = "authz-test";
 pub const CLIENT_SECRET: &str = "fake-oidc-client-secret-5e8a1d";
 /// How long [`Availability::Hang`] keeps a request waiting.
 pub const HANG: Duration = Duration::from_secs(40);
+/// How long [`Availability::Slow`] takes to answer: longer than a check
+/// may wait, shorter than the service's 10 s provider timeout.
+pub const SLOW: Duration = Duration::from_secs(5);
 /// What every ID token's `aud` holds besides the client in
 /// [`IdToken::ValidMultiAudience`] / [`IdToken::AzpMismatch`].
 pub const OTHER_AUDIENCE: &str = "another-client";
@@ -220,6 +224,17 @@ pub enum Availability {
     Hang,
     /// Discovery only: a document whose `issuer` is another one.
     WrongIssuer,
+    /// The right answer, after [`SLOW`].
+    Slow,
+    /// HTTP 200 with an HTML page instead of JSON (a login portal, a
+    /// proxy's error page).
+    Html,
+    /// HTTP 200 `application/json` whose document stops halfway (the
+    /// message itself is complete: its length says so).
+    Truncated,
+    /// The right headers, then half the body, then the connection drops
+    /// (the body is shorter than its `content-length`).
+    CutOff,
 }
 
 /// How the token and userinfo endpoints misbehave.
@@ -689,40 +704,81 @@ async fn discovery(state: &Shared) -> Response {
         let s = state.lock().unwrap();
         (s.discovery, s.issuer.clone())
     };
-    match availability {
-        Availability::Up | Availability::WrongIssuer => {}
-        Availability::Error => return server_error(),
-        Availability::Hang => {
-            tokio::time::sleep(HANG).await;
-            return server_error();
-        }
-    }
     let claimed = if availability == Availability::WrongIssuer {
         "https://evil.example.com".to_owned()
     } else {
         issuer.clone()
     };
     let issuer = issuer.trim_end_matches('/');
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "issuer": claimed,
-            "authorization_endpoint": format!("{issuer}/authorize"),
-            "token_endpoint": format!("{issuer}/token"),
-            "userinfo_endpoint": format!("{issuer}/userinfo"),
-            "jwks_uri": format!("{issuer}/jwks"),
-            "response_types_supported": ["code"],
-            "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code"],
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["RS256", "ES256", "ES384", "EdDSA"],
-            "scopes_supported": ["openid", "email", "profile", "groups"],
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
-            "code_challenge_methods_supported": ["S256"],
-            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nonce", "email",
-                "email_verified", "name", "preferred_username", "nickname", "picture", "groups"],
-        }),
-    )
+    let document = json!({
+        "issuer": claimed,
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "token_endpoint": format!("{issuer}/token"),
+        "userinfo_endpoint": format!("{issuer}/userinfo"),
+        "jwks_uri": format!("{issuer}/jwks"),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256", "ES256", "ES384", "EdDSA"],
+        "scopes_supported": ["openid", "email", "profile", "groups"],
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nonce", "email",
+            "email_verified", "name", "preferred_username", "nickname", "picture", "groups"],
+    });
+    answer(availability, &document).await
+}
+
+/// `document` as JSON, as `availability` says: whole, late, or broken.
+async fn answer(availability: Availability, document: &Value) -> Response {
+    match availability {
+        Availability::Up | Availability::WrongIssuer => json_response(StatusCode::OK, document),
+        Availability::Error => server_error(),
+        Availability::Hang => {
+            tokio::time::sleep(HANG).await;
+            server_error()
+        }
+        Availability::Slow => {
+            tokio::time::sleep(SLOW).await;
+            json_response(StatusCode::OK, document)
+        }
+        Availability::Html => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            "<!DOCTYPE html><html><head><title>Sign in</title></head>\
+             <body><form method=post><input name=user></form></body></html>",
+        )
+            .into_response(),
+        Availability::Truncated => {
+            let text = document.to_string();
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                text[..text.len() / 2].to_owned(),
+            )
+                .into_response()
+        }
+        Availability::CutOff => {
+            let text = document.to_string();
+            let half = axum::body::Bytes::from(text[..text.len() / 2].to_owned());
+            let chunks: [std::io::Result<axum::body::Bytes>; 2] = [
+                Ok(half),
+                Err(std::io::Error::other(
+                    "the fake provider drops the connection",
+                )),
+            ];
+            (
+                StatusCode::OK,
+                [
+                    (header::CONTENT_TYPE, "application/json".to_owned()),
+                    (header::CONTENT_LENGTH, text.len().to_string()),
+                ],
+                axum::body::Body::from_stream(tokio_stream::iter(chunks)),
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn jwks(state: &Shared) -> Response {
@@ -739,17 +795,9 @@ async fn jwks(state: &Shared) -> Response {
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    match availability {
-        Availability::Up | Availability::WrongIssuer => {}
-        Availability::Error => return server_error(),
-        Availability::Hang => {
-            tokio::time::sleep(HANG).await;
-            return server_error();
-        }
-    }
     let mut keys: Vec<Value> = published.iter().map(|(k, kid)| k.jwk(kid)).collect();
     keys.extend(extra);
-    json_response(StatusCode::OK, &json!({ "keys": keys }))
+    answer(availability, &json!({ "keys": keys })).await
 }
 
 fn authorize(state: &Shared, call: &Call) -> Response {

@@ -14,6 +14,7 @@ mod common;
 
 mod auth;
 mod cli;
+mod faults;
 mod headers;
 mod hostile;
 mod identity_headers;

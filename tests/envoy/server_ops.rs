@@ -371,8 +371,13 @@ async fn sigterm_drains_an_in_flight_check() {
         .unwrap()
         .expect("the in-flight check completes")
         .into_inner();
+    // The check was answered in full, not cut off: allowed, or — on a
+    // machine so busy that the low-priority hash thread missed the pool's
+    // 300 ms wait — the pool's own 429 `busy` (never a transport error).
+    let busy = matches!(&response.http_response, Some(HttpResponse::DeniedResponse(d))
+        if d.status.as_ref().is_some_and(|s| s.code == 429));
     assert!(
-        matches!(response.http_response, Some(HttpResponse::OkResponse(_))),
+        matches!(response.http_response, Some(HttpResponse::OkResponse(_))) || busy,
         "{response:?}"
     );
     let status = authz
