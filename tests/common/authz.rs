@@ -176,6 +176,16 @@ impl Authz {
     }
 
     /// A client of the ext_authz gRPC API, as Envoy is one.
+    /// Sends one CheckRequest on a new connection; its answer.
+    pub async fn check(&self, request: CheckRequest) -> CheckResponse {
+        self.grpc_client()
+            .await
+            .check(request)
+            .await
+            .expect("a CheckResponse")
+            .into_inner()
+    }
+
     pub async fn grpc_client(&self) -> AuthorizationClient<Channel> {
         AuthorizationClient::connect(format!("http://{}", self.grpc))
             .await

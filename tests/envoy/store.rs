@@ -186,13 +186,7 @@ async fn wait_ready(authz: &Authz) {
 /// One replica's answer to a navigation to the app with `cookie`.
 async fn check_on(authz: &Authz, cookie: &str) -> CheckResponse {
     let request = check_request(HOST, TARGET, "http", &[NAVIGATE[0], ("cookie", cookie)]);
-    authz
-        .grpc_client()
-        .await
-        .check(request)
-        .await
-        .expect("a CheckResponse")
-        .into_inner()
+    authz.check(request).await
 }
 
 async fn status_on(authz: &Authz, cookie: &str) -> u16 {

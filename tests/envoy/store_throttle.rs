@@ -69,13 +69,7 @@ async fn check(authz: &Authz, client: &str, credentials: &str) -> CheckResponse 
             ..Default::default()
         });
     }
-    authz
-        .grpc_client()
-        .await
-        .check(request)
-        .await
-        .expect("a CheckResponse")
-        .into_inner()
+    authz.check(request).await
 }
 
 async fn status(authz: &Authz, client: &str, credentials: &str) -> u16 {
