@@ -117,7 +117,7 @@ pub fn dropped_lines() -> &'static Counter {
 /// * anything with a reader at the other end (a pipe, a socket, a
 ///   terminal) can block for as long as the reader does not read: lines go
 ///   through a queue to a thread of their own, which alone may block, and
-///   are dropped once [`QUEUE_LIMIT`] bytes wait.
+///   are dropped once `QUEUE_LIMIT` (4 MiB) bytes wait.
 ///
 /// Either way a lost line is counted in [`dropped_lines`]; formats are
 /// unchanged (this only moves bytes).
