@@ -200,6 +200,15 @@ impl Jwks {
             .map_err(|e| VerifyError::Invalid(error_kind(&e)))
     }
 
+    /// Replaces the keys with a JWK Set document's, as a fetch does with
+    /// the body it read (public for the fuzz targets, which have no issuer
+    /// to fetch from).
+    pub fn load(&self, document: serde_json::Value) -> Result<(), JwksError> {
+        let doc = KeySetDocument::deserialize(document).map_err(|_| JwksError::NoKeys)?;
+        self.keys.store(Arc::new(parse_set(doc)?));
+        Ok(())
+    }
+
     fn is_empty(&self) -> bool {
         let set = self.keys.load();
         set.by_kid.is_empty() && set.anonymous.is_empty()

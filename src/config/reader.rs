@@ -157,7 +157,11 @@ impl<'a> Walker<'a> {
                 let mut seen = HashSet::new();
                 for (k, v) in entries {
                     let Value::Scalar { text, .. } = &k.value else {
-                        self.diags.error(loc, "mapping keys must be plain strings");
+                        let at = Loc {
+                            path: loc.path.clone(),
+                            mark: k.mark,
+                        };
+                        self.diags.error(&at, "mapping keys must be plain strings");
                         continue;
                     };
                     let child = loc.child(text, k.mark);

@@ -56,7 +56,12 @@ const IGNORED_SERVICE: &[&str] = &[
 
 pub(super) fn config(w: &mut Walker<'_>, root: &Node) -> ConfigSpec {
     let mut spec = ConfigSpec::default();
-    let Some(mut top) = w.fields(root, &Loc::default()) else {
+    // The document's own position: a top-level error has a location too.
+    let top_loc = Loc {
+        path: String::new(),
+        mark: root.mark,
+    };
+    let Some(mut top) = w.fields(root, &top_loc) else {
         return spec;
     };
     if let Some((node, loc)) = top.take("authz") {

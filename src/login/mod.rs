@@ -25,7 +25,7 @@ mod backchannel;
 mod error;
 mod start;
 
-pub use backchannel::backchannel_logout;
+pub use backchannel::{backchannel_logout, check_logout_token};
 pub use start::start;
 
 /// A completed sign-in.

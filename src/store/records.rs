@@ -107,7 +107,9 @@ impl Ticket {
         B64.encode(out)
     }
 
-    fn open(&self, stored: &str) -> Option<Session> {
+    /// The session a stored record holds, if this ticket opens it (public
+    /// for the fuzz targets; [`Store::load_session`] reads records with it).
+    pub fn open(&self, stored: &str) -> Option<Session> {
         let raw = B64.decode(stored).ok()?;
         if raw.len() < 12 + 16 {
             return None;

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::Oidc;
-use super::claims::{Claims, DEFAULT_RENEW_SECS, LEEWAY_SECS, TokenResponse, issuer_holds};
+use super::claims::{Claims, DEFAULT_RENEW_SECS, TokenResponse, id_token_claims};
 use crate::auth::discovery::Metadata;
 use crate::auth::jwks::VerifyError;
 use crate::auth::login_client::{LoginClient, Refresh};
@@ -195,26 +195,13 @@ impl Oidc {
             other => other,
         };
         let claims = verified?;
-        let c = Claims::of(&claims);
-        if !issuer_holds(&meta.issuer, &c) {
-            return Err(IdTokenError::Tenant);
-        }
-        let iat = c.iat.get().copied().ok_or(IdTokenError::NoIat)?;
-        if iat > crate::clock::unix_secs() + LEEWAY_SECS {
-            return Err(IdTokenError::IatInFuture);
-        }
-        let nonce = c.nonce.text.as_deref();
-        if nonce.is_none() || nonce != login.nonce.as_ref().map(Secret::expose) {
-            return Err(IdTokenError::Nonce);
-        }
-        let several_audiences = c.aud.get().is_some_and(|a| a.len() > 1);
-        let azp = c.azp.get().map(String::as_str);
-        if (several_audiences || azp.is_some()) && azp != Some(client.client_id.as_str()) {
-            return Err(IdTokenError::Azp);
-        }
-        if c.sub.text().is_empty() {
-            return Err(IdTokenError::EmptySub);
-        }
+        id_token_claims(
+            &meta.issuer,
+            &client.client_id,
+            &claims,
+            login.nonce.as_ref().map(Secret::expose),
+            crate::clock::unix_secs(),
+        )?;
         Ok(claims)
     }
 

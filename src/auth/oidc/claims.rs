@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::super::login_client::Refresh;
 use super::super::validation::{Checks, validation};
 use super::super::wire::{Lenient, Present};
+use crate::auth::login_error::IdTokenError;
 use crate::secret::Secret;
 
 /// When a token response has no `expires_in`.
@@ -77,6 +78,39 @@ pub(super) fn issuer_holds(issuer: &str, claims: &Claims) -> bool {
     !tid.is_empty()
         && tid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         && claims.iss.get().map(String::as_str) == Some(issuer.replace("{tenantid}", tid).as_str())
+}
+
+/// An ID token's checks after its signature and the validation's
+/// (`iss`, `aud`, `exp`): the issuer's tenant, `iat`, the login's `nonce`,
+/// `azp`, a non-empty `sub`.
+pub(super) fn id_token_claims(
+    issuer: &str,
+    client_id: &str,
+    claims: &Value,
+    expected_nonce: Option<&str>,
+    now: u64,
+) -> Result<(), IdTokenError> {
+    let c = Claims::of(claims);
+    if !issuer_holds(issuer, &c) {
+        return Err(IdTokenError::Tenant);
+    }
+    let iat = c.iat.get().copied().ok_or(IdTokenError::NoIat)?;
+    if iat > now + LEEWAY_SECS {
+        return Err(IdTokenError::IatInFuture);
+    }
+    let nonce = c.nonce.text.as_deref();
+    if nonce.is_none() || nonce != expected_nonce {
+        return Err(IdTokenError::Nonce);
+    }
+    let several_audiences = c.aud.get().is_some_and(|a| a.len() > 1);
+    let azp = c.azp.get().map(String::as_str);
+    if (several_audiences || azp.is_some()) && azp != Some(client_id) {
+        return Err(IdTokenError::Azp);
+    }
+    if c.sub.text().is_empty() {
+        return Err(IdTokenError::EmptySub);
+    }
+    Ok(())
 }
 
 /// The validations for one issuer, made when its metadata first arrives.

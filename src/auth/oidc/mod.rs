@@ -23,6 +23,25 @@ use crate::request::RequestView;
 use crate::session::{ATTRIBUTES_VERSION, Attributes};
 use claims::IssuerChecks;
 
+/// An ID token's whole check once the issuer's keys are in `jwks`: the
+/// signature and validation a login's callback applies, then its claim
+/// checks (tenant, `iat`, `nonce`, `azp`, `sub`) at `now`. The verified
+/// claims. Public for the fuzz targets; the callback runs the same steps
+/// with a key refresh between them.
+pub fn check_id_token(
+    jwks: &super::jwks::Jwks,
+    issuer: &str,
+    client_id: &str,
+    token: &str,
+    nonce: Option<&str>,
+    now: u64,
+) -> Result<serde_json::Value, crate::auth::login_error::IdTokenError> {
+    let checks = IssuerChecks::new(issuer, &[], Some(client_id));
+    let claims = jwks.verify::<serde_json::Value>(token, &checks.id_token)?;
+    claims::id_token_claims(issuer, client_id, &claims, nonce, now)?;
+    Ok(claims)
+}
+
 #[derive(Debug)]
 pub struct Oidc {
     pub discovery: Arc<Discovery>,

@@ -204,6 +204,25 @@ fn audiences(aud: Option<&Value>) -> Vec<String> {
     }
 }
 
+/// A logout token's checks without the network or a store, as the
+/// endpoint applies them once it knows the client: the unverified peek,
+/// then header, signature (by `jwks`) and the §2.6 claims at `now`. Ok is
+/// the token's `jti`; Err the rejection's code. Public for the fuzz
+/// targets; replay and revocation are not part of it.
+pub fn check_logout_token(
+    token: &str,
+    jwks: &crate::auth::jwks::Jwks,
+    issuer: &str,
+    client_id: &str,
+    now: u64,
+) -> Result<String, &'static str> {
+    peek(token).map_err(|r| r.code())?;
+    let expected = Expected { issuer, client_id };
+    validate(token, &expected, now, |t, v| jwks.verify::<Value>(t, v))
+        .map(|logout| logout.jti)
+        .map_err(|r| r.code())
+}
+
 /// The oidc login client of `iss` that `aud` names. Its provider is what
 /// sessions are bound to, so every route of the issuer shares it.
 /// Issuers are compared exactly: a `{tenantid}` template never matches.
