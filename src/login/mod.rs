@@ -275,13 +275,9 @@ pub async fn logout(
         Ok(session) => session,
         Err(error) => {
             tracing::warn!(target: "audit", event = "logout_failed", reason = error.reason());
-            let retry = headers
-                .get(header::HeaderName::from_static("x-envoy-original-path"))
-                .and_then(|v| v.to_str().ok())
-                .map_or("/oauth2/logout", same_host_path);
             return ErrorPage {
                 error: &error,
-                retry,
+                retry: "/oauth2/logout",
                 html,
             }
             .into_response();

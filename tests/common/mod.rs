@@ -138,7 +138,8 @@ where
     }
 }
 
-fn tail(log: &str) -> String {
+/// The last 40 lines of a log, for assertion messages.
+pub fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
 }

@@ -161,15 +161,10 @@ impl World {
         format!(
             "{}\n--- replica B:\n{}\n--- redis:\n{}",
             self.world.logs(),
-            tail(&self.b.logs()),
-            tail(&self.redis.logs())
+            common::tail(&self.b.logs()),
+            common::tail(&self.redis.logs())
         )
     }
-}
-
-fn tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 /// `/readyz` answers 200 (the store's revocations are loaded).
@@ -327,9 +322,6 @@ async fn one_refresh_and_logout(sessions: Sessions) {
         sessions == Sessions::Server || !stored.contains(&renewed[0].value[..40]),
         "the new cookie is not in Redis in clear"
     );
-    if std::env::var_os("STORE_TEST_LOGS").is_some() {
-        eprintln!("A:\n{}\nB:\n{}", world.a().logs(), world.b.logs());
-    }
     let fresh = format!("{SESSION_COOKIE}={}", renewed[0].value);
     assert_allowed_on_both(&world, &fresh, "the refreshed session").await;
 
