@@ -296,6 +296,38 @@ const FAMILY: [Algorithm; 9] = [
     Algorithm::EdDSA,
 ];
 
+thread_local! {
+    /// Tokens signed before, by key, header and claims. Signing (an RSA
+    /// private-key operation above all) was half of this target's time,
+    /// and mutations of the other fields repeat the same token often.
+    /// RSA PKCS#1, ECDSA (RFC 6979) and Ed25519 signatures are
+    /// deterministic; a PSS one from the cache is as valid as a new one.
+    static SIGNED: std::cell::RefCell<std::collections::HashMap<(usize, String, String), Option<String>>> =
+        Default::default();
+}
+
+/// `jsonwebtoken::encode` with fixture key `key`, remembered; `None`
+/// where that key cannot sign with the header's algorithm.
+fn signed(key: usize, header: &Header, payload: &Value) -> Option<String> {
+    let id = (
+        key,
+        serde_json::to_string(header).expect("a header serialises"),
+        payload.to_string(),
+    );
+    if let Some(hit) = SIGNED.with(|c| c.borrow().get(&id).cloned()) {
+        return hit;
+    }
+    let token = jsonwebtoken::encode(header, payload, &keys()[key].encoding).ok();
+    SIGNED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= 20_000 {
+            c.clear();
+        }
+        c.insert(id, token.clone());
+    });
+    token
+}
+
 pub fn make_token(t: &TokenInput, issuer: &str, now: u64) -> String {
     let TokenInput::Made {
         sign,
@@ -351,7 +383,7 @@ pub fn make_token(t: &TokenInput, issuer: &str, now: u64) -> String {
                 .and_then(Value::as_str)
                 .map(str::to_string);
             // A key that cannot sign with `alg` gives a token it never signed.
-            jsonwebtoken::encode(&h, &payload, &k.encoding).unwrap_or_else(|_| {
+            signed(usize::from(*key) % keys.len(), &h, &payload).unwrap_or_else(|| {
                 format!(
                     "{}.{}.{}",
                     b64(header.to_string().as_bytes()),
