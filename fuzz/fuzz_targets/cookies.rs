@@ -133,6 +133,7 @@ fuzz_target!(|input: Input| {
     }
 
     // 2. A Cookie header: ours found, stripped, replaced.
+    ingress_authz_fuzz::input::forget_sealed();
     let mut header: Vec<String> = input.header.iter().map(|c| c.text(now)).collect();
     if let Some(raw) = &input.raw_header {
         header.push(raw.clone());

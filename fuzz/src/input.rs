@@ -316,6 +316,13 @@ pub fn sealed_by_input() -> Vec<(String, Vec<u8>)> {
     SEALED.with(|s| s.borrow().clone())
 }
 
+/// Forgets what earlier inputs sealed: every input that turns
+/// [`CookiePart`]s into text starts with this (else the list grows with
+/// every execution).
+pub fn forget_sealed() {
+    SEALED.with(|s| s.borrow_mut().clear());
+}
+
 fn pick<'a>(list: &[&'a str], i: u8) -> &'a str {
     list[usize::from(i) % list.len()]
 }
@@ -708,7 +715,7 @@ impl Input {
     }
 
     pub fn check_request(&self, now: u64) -> CheckRequest {
-        SEALED.with(|s| s.borrow_mut().clear());
+        forget_sealed();
         let method = match &self.method {
             Method::Get => "GET".to_string(),
             Method::Head => "HEAD".to_string(),
