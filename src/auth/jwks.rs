@@ -117,7 +117,14 @@ fn algorithm_of(jwk: &Jwk) -> Option<Algorithm> {
             EllipticCurve::P384 => Some(Algorithm::ES384),
             _ => None,
         },
-        AlgorithmParameters::OctetKeyPair(_) => Some(Algorithm::EdDSA),
+        // Ed25519 only, and its 32 bytes: jsonwebtoken takes the first 32
+        // bytes of `x` at every verification and panics on fewer.
+        AlgorithmParameters::OctetKeyPair(okp) => {
+            use base64::Engine as _;
+            let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&okp.x);
+            (okp.curve == EllipticCurve::Ed25519 && x.is_ok_and(|x| x.len() == 32))
+                .then_some(Algorithm::EdDSA)
+        }
         // Symmetric keys in a published JWKS are never accepted.
         _ => None,
     }?;
@@ -271,6 +278,26 @@ mod tests {
         assert!(parse_set(doc).is_err());
         assert!(parse_set(serde_json::json!({})).is_err());
         assert!(parse_set(serde_json::json!({"keys": "x"})).is_err());
+    }
+
+    /// Found by the `tokens` fuzz target: jsonwebtoken panics verifying
+    /// with an Ed25519 `x` of fewer than 32 bytes.
+    #[test]
+    fn okp_keys_must_be_ed25519_of_32_bytes() {
+        use base64::Engine as _;
+        let okp = |crv: &str, len: usize| -> Jwk {
+            let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(vec![9u8; len]);
+            serde_json::from_value(serde_json::json!({"kty": "OKP", "crv": crv, "x": x})).unwrap()
+        };
+        assert_eq!(algorithm_of(&okp("Ed25519", 32)), Some(Algorithm::EdDSA));
+        for (crv, len) in [
+            ("Ed25519", 20),
+            ("Ed25519", 31),
+            ("Ed25519", 33),
+            ("Ed448", 57),
+        ] {
+            assert_eq!(algorithm_of(&okp(crv, len)), None, "{crv} of {len} bytes");
+        }
     }
 
     #[test]

@@ -63,6 +63,8 @@ enum KeyError {
     NotPublic(String),
     #[error("EC public_key must be on curve P-256 or P-384")]
     Curve,
+    #[error("an Ed25519 public_key must be a SubjectPublicKeyInfo of 32 key bytes")]
+    Ed25519,
     #[error("public_key is not an RSA, EC (P-256/P-384) or Ed25519 public key")]
     Unsupported,
     #[error("algorithm {alg:?} does not fit the configured key (it allows {supported:?})")]
@@ -97,6 +99,16 @@ fn public_key(pem_text: &str) -> Result<(DecodingKey, Vec<Algorithm>), KeyError>
         return Ok((key, AlgorithmFamily::Rsa.algorithms().to_vec()));
     }
     if let Ok(key) = DecodingKey::from_ed_pem(bytes) {
+        // The one shape of an Ed25519 SubjectPublicKeyInfo: this prefix and
+        // 32 key bytes. jsonwebtoken slices 32 bytes out of whatever the
+        // BIT STRING holds at every verification, and panics on fewer.
+        const ED25519_SPKI: &[u8] = &[
+            0x30, 0x2A, 0x30, 0x05, 0x06, 0x03, 0x2B, 0x65, 0x70, 0x03, 0x21, 0x00,
+        ];
+        let spki = der.contents();
+        if spki.len() != ED25519_SPKI.len() + 32 || !spki.starts_with(ED25519_SPKI) {
+            return Err(KeyError::Ed25519);
+        }
         return Ok((key, vec![Algorithm::EdDSA]));
     }
     if let Ok(key) = DecodingKey::from_ec_pem(bytes) {
@@ -262,6 +274,32 @@ impl Jwt {
             Err(VerifyError::Invalid(e)) => {
                 tracing::debug!(error = %e, "jwt rejected");
                 AuthResult::Deny(Denial::invalid(Some(CHALLENGE_INVALID)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pem(der: Vec<u8>) -> String {
+        pem::encode(&pem::Pem::new("PUBLIC KEY", der))
+    }
+
+    /// jsonwebtoken accepts an Ed25519 key of any length and panics at
+    /// the first verification with fewer than 32 bytes: refused at load.
+    #[test]
+    fn an_ed25519_key_must_hold_32_bytes() {
+        let good = include_str!("../../tests/fixtures/ed25519.pub");
+        assert_eq!(public_key(good).unwrap().1, vec![Algorithm::EdDSA]);
+        for len in [20u8, 31, 33] {
+            let mut der = vec![0x30, 10 + len, 0x30, 0x05, 0x06, 0x03, 0x2B, 0x65, 0x70];
+            der.extend([0x03, len + 1, 0x00]);
+            der.extend(std::iter::repeat_n(7, usize::from(len)));
+            match public_key(&pem(der)) {
+                Err(KeyError::Ed25519) => {}
+                other => panic!("{len} bytes: {:?}", other.map(|(_, a)| a)),
             }
         }
     }

@@ -101,7 +101,10 @@ fn wildcard(w: &Wildcard) -> Guard {
 fn regex_host(r: &str) -> Guard {
     // The authorizer anchors the whole host; Envoy's match is a full match
     // already, and anchors inside would refuse the port or trailing dot.
-    let stripped = strip_anchors(r);
+    // An anchor under a repetition (`^*x`, valid for the authorizer) would
+    // leave a bare `*` once removed: such a pattern keeps its anchors.
+    let stripped = strip_anchors(r)
+        .filter(|body| regex::Regex::new(&format!("(?i)(?:{body}){DOT_AND_PORT}")).is_ok());
     let assertions = ["\\A", "\\z", "\\b", "\\B", "(?m", "(?s"];
     let covers = stripped.is_some() && !assertions.iter().any(|a| r.contains(a));
     let body = stripped.unwrap_or_else(|| r.to_string());
@@ -195,6 +198,22 @@ mod tests {
                 "{} vs {host}",
                 guard.regex
             );
+        }
+    }
+
+    /// Found by the `envoy_config` fuzz target: `^*` is a valid (empty)
+    /// repetition for the authorizer, and a bare `*` once the anchor went.
+    #[test]
+    fn an_anchor_under_a_repetition_keeps_the_regex_valid() {
+        for written in ["^*\u{15}", "(^+a)", "^{2}b$"] {
+            let compiled = HostPattern::compile(written, HostType::Regex).unwrap();
+            let guard = Guard::new(&compiled, written);
+            assert!(
+                regex::Regex::new(&guard.regex).is_ok(),
+                "{written}: {}",
+                guard.regex
+            );
+            assert!(!guard.covers, "{written}");
         }
     }
 
